@@ -1,0 +1,72 @@
+from django.contrib import admin, messages
+
+from benchmark.models import Job
+from benchmark.services import job_create
+
+from .exports import FORMATS
+from .models import Annotator, Assignment, Prompt, Rating, Study, SurveyInstrument, SurveyResponse
+
+
+def _export_action(fmt: str):
+    def action(modeladmin, request, queryset):
+        for study in queryset:
+            job = job_create(kind=Job.Kind.EXPORT, study=study, params={"format": fmt}, user=request.user)
+            modeladmin.message_user(request, f"Export job #{job.pk} ({fmt}) queued for {study.slug}.", messages.SUCCESS)
+
+    action.__name__ = f"export_{fmt.replace('-', '_')}"
+    action.short_description = f"Export as {fmt} (background job)"
+    return action
+
+
+@admin.register(Study)
+class StudyAdmin(admin.ModelAdmin):
+    list_display = ["slug", "title", "status", "design", "owner", "created_at"]
+    list_filter = ["status", "design"]
+    search_fields = ["slug", "title"]
+    filter_horizontal = ["collaborators"]
+    actions = [_export_action(fmt) for fmt in FORMATS]
+
+
+@admin.register(Prompt)
+class PromptAdmin(admin.ModelAdmin):
+    list_display = ["external_id", "study", "harm_level", "short_text"]
+    list_filter = ["study"]
+    search_fields = ["external_id", "text"]
+
+    @admin.display(description="text")
+    def short_text(self, prompt):
+        return prompt.text[:80]
+
+
+@admin.register(Annotator)
+class AnnotatorAdmin(admin.ModelAdmin):
+    list_display = ["pseudonym", "study", "status", "created_at", "completed_at"]
+    list_filter = ["study", "status"]
+    search_fields = ["pseudonym"]
+    # The keyed hash is shown, never editable; the raw recruitment id is not stored at all.
+    readonly_fields = ["recruitment_hash", "created_at"]
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ["id", "annotator", "prompt", "kind", "position", "answered_at", "check_passed"]
+    list_filter = ["kind", "annotator__study"]
+    raw_id_fields = ["annotator", "prompt"]
+
+
+@admin.register(Rating)
+class RatingAdmin(admin.ModelAdmin):
+    list_display = ["id", "annotator", "prompt", "value", "unsure", "rt_ms", "created_at"]
+    list_filter = ["unsure", "annotator__study"]
+    raw_id_fields = ["assignment", "annotator", "prompt"]
+
+
+@admin.register(SurveyInstrument)
+class SurveyInstrumentAdmin(admin.ModelAdmin):
+    list_display = ["key", "version", "title"]
+
+
+@admin.register(SurveyResponse)
+class SurveyResponseAdmin(admin.ModelAdmin):
+    list_display = ["annotator", "instrument", "submitted_at"]
+    raw_id_fields = ["annotator"]

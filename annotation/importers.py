@@ -1,0 +1,336 @@
+"""Import a dataset in the PluriHarms release format (prompts.csv + annotations.csv).
+
+Validation reads both files completely before anything is written; the write is one transaction,
+so a file with a problem leaves the database exactly as it was.
+"""
+from __future__ import annotations
+
+import io
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from django.db import transaction
+
+from config.errors import ApplicationError
+
+from . import release_format as rf
+from .bulk import bulk_insert_ratings
+from .models import Annotator, Prompt, Study
+
+MAX_REPORTED_PROBLEMS = 20
+PSEUDONYMOUS_ID = re.compile(r"^(\d{1,9}|P\d{1,9})$")
+
+
+class ImportProblem(ApplicationError):
+    """Raised with every problem found (up to a limit), each naming file, row and column."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        shown = problems[:MAX_REPORTED_PROBLEMS]
+        more = len(problems) - len(shown)
+        message = "\n".join(shown) + (f"\n… and {more} more problem(s)" if more > 0 else "")
+        super().__init__(message, extra={"problems": shown})
+
+
+@dataclass
+class Problems:
+    items: list[str] = field(default_factory=list)
+
+    def add(self, file: str, message: str, row: int | None = None, column: str | None = None) -> None:
+        where = file
+        if row is not None:
+            where += f", row {row}"
+        if column is not None:
+            where += f", column {column}"
+        self.items.append(f"{where}: {message}")
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise ImportProblem(self.items)
+
+
+@dataclass
+class Release:
+    prompts: pd.DataFrame  # Question_Index (str id), text, harm_level, features...
+    feature_columns: list[str]
+    participants: list[str]
+    demographics: pd.DataFrame  # raw strings, one row per participant
+    factors: np.ndarray  # (n_annotators, 3) float, NaN where empty
+    ratings: np.ndarray  # (n_annotators, n_prompts) float, NaN = Unsure
+    trials: np.ndarray  # (n_annotators, n_prompts) int
+
+
+def _read_csv(path: Path, problems: Problems) -> pd.DataFrame | None:
+    name = path.name
+    if not path.exists():
+        problems.add(name, f"file not found in {path.parent.name or '.'}")
+        return None
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        problems.add(name, f"bad encoding: byte 0x{raw[exc.start]:02x} at line {line} is not UTF-8")
+        return None
+    try:
+        # Everything as text: values are parsed below so that errors can name the cell, and
+        # strings (with their leading spaces) survive the round trip unchanged.
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        problems.add(name, f"not a readable CSV file: {exc}")
+        return None
+    duplicated = frame.columns[frame.columns.str.contains(r"\.\d+$", regex=True)]
+    for column in duplicated:
+        base = column.rsplit(".", 1)[0]
+        if base in frame.columns:
+            problems.add(name, "duplicate column", column=base)
+    return frame
+
+
+def _numbers(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Parse a text column: returns (values with NaN for empty/NaN cells, mask of unparsable cells)."""
+    text = series.str.strip()
+    empty = (text.eq("") | text.str.lower().isin(["nan", "na"])).to_numpy()
+    values = pd.to_numeric(text.mask(empty), errors="coerce").to_numpy(dtype=float, copy=True)
+    bad = (np.isnan(values) & ~empty) | np.isinf(values)
+    values[bad] = np.nan
+    return values, bad
+
+
+def _parse_prompts(frame: pd.DataFrame, problems: Problems) -> tuple[pd.DataFrame, list[str]] | None:
+    name = rf.PROMPTS_FILE
+    required = [rf.PROMPT_ID, rf.PROMPT_TEXT, rf.HARM_LEVEL]
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        problems.add(name, f"missing column(s): {', '.join(missing)}")
+    extra = [c for c in frame.columns if c not in required and not rf.is_feature_column(c)]
+    if extra:
+        problems.add(
+            name,
+            f"unexpected column(s): {', '.join(extra)} (allowed: {', '.join(required)} and features "
+            f"starting with {', '.join(rf.FEATURE_PREFIXES)})",
+        )
+    if missing:
+        return None
+    if frame.empty:
+        problems.add(name, "no prompts")
+        return None
+    features = [c for c in frame.columns if rf.is_feature_column(c)]
+
+    ids = frame[rf.PROMPT_ID].str.strip()
+    seen: dict[str, int] = {}
+    for i, value in enumerate(ids, start=1):
+        if not value.isdigit():
+            problems.add(name, f"{value!r} is not a whole number", row=i, column=rf.PROMPT_ID)
+        elif value in seen:
+            problems.add(name, f"duplicate prompt {value} (also row {seen[value]})", row=i, column=rf.PROMPT_ID)
+        else:
+            seen[value] = i
+    ids = ids.map(lambda v: str(int(v)) if v.isdigit() else v)
+    for i, text in enumerate(frame[rf.PROMPT_TEXT], start=1):
+        if not text.strip():
+            problems.add(name, "empty prompt text", row=i, column=rf.PROMPT_TEXT)
+
+    out = pd.DataFrame({"external_id": ids, "text": frame[rf.PROMPT_TEXT]})
+    harm, bad = _numbers(frame[rf.HARM_LEVEL])
+    for i in np.flatnonzero(bad):
+        problems.add(name, f"{frame[rf.HARM_LEVEL].iloc[i]!r} is not a number", row=i + 1, column=rf.HARM_LEVEL)
+    for i in np.flatnonzero((harm < 0) | (harm > 1)):
+        problems.add(name, f"harm level {harm[i]} is outside 0–1", row=i + 1, column=rf.HARM_LEVEL)
+    out["harm_level"] = harm
+    for column in features:
+        values, bad = _numbers(frame[column])
+        for i in np.flatnonzero(bad):
+            problems.add(name, f"{frame[column].iloc[i]!r} is not a number", row=i + 1, column=column)
+        out[column] = values
+    return out, features
+
+
+def _parse_annotations(frame: pd.DataFrame, prompt_ids: list[str], problems: Problems):
+    name = rf.ANNOTATIONS_FILE
+    columns = list(frame.columns)
+    fixed = [rf.PARTICIPANT_ID, *rf.DEMOGRAPHIC_COLUMNS, *rf.FACTOR_COLUMNS]
+    expected = set(fixed) | {f"Rating_{p}" for p in prompt_ids} | {f"Trial_{p}" for p in prompt_ids}
+    known = set(prompt_ids)
+    ok = True
+    for column in columns:
+        match = rf.RATING_RE.match(column) or rf.TRIAL_RE.match(column)
+        if match and str(int(match.group(1))) not in known:
+            problems.add(
+                name, f"no prompt with {rf.PROMPT_ID} {match.group(1)} in {rf.PROMPTS_FILE}", column=column
+            )
+            ok = False
+        elif column not in expected and not match:
+            problems.add(name, "unexpected column", column=column)
+            ok = False
+    missing = [c for c in fixed if c not in columns]
+    missing += [f"{kind}_{p}" for kind in ("Rating", "Trial") for p in prompt_ids if f"{kind}_{p}" not in columns]
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" (and {len(missing) - 10} more)" if len(missing) > 10 else "")
+        problems.add(name, f"missing column(s): {shown}")
+        ok = False
+    if not ok:
+        return None
+    if frame.empty:
+        problems.add(name, "no participants")
+        return None
+
+    participants = frame[rf.PARTICIPANT_ID].str.strip()
+    first_row: dict[str, int] = {}
+    for i, pid in enumerate(participants, start=1):
+        if not pid:
+            problems.add(name, "empty participant id", row=i, column=rf.PARTICIPANT_ID)
+        elif not PSEUDONYMOUS_ID.match(pid):
+            # Released ids are pseudonymous (0..99, or our own P0001); anything else may be a raw
+            # recruitment id, which must never enter the database or an export.
+            problems.add(
+                name, f"{pid!r} is not a pseudonymous id (a whole number or P0001-style)", row=i,
+                column=rf.PARTICIPANT_ID,
+            )
+        elif pid in first_row:
+            problems.add(
+                name, f"duplicate participant {pid} (also row {first_row[pid]})", row=i, column=rf.PARTICIPANT_ID
+            )
+        else:
+            first_row[pid] = i
+
+    def where(i: int) -> int:
+        return i + 1
+
+    rating_cols = [f"Rating_{p}" for p in prompt_ids]
+    trial_cols = [f"Trial_{p}" for p in prompt_ids]
+    ratings = np.empty((len(frame), len(prompt_ids)))
+    trials = np.zeros((len(frame), len(prompt_ids)), dtype=np.int64)
+    for j, column in enumerate(rating_cols):
+        values, bad = _numbers(frame[column])
+        for i in np.flatnonzero(bad):
+            problems.add(
+                name,
+                f"rating {frame[column].iloc[i]!r} is not a number (participant {participants.iloc[i]})",
+                row=where(i),
+                column=column,
+            )
+        for i in np.flatnonzero((values < 0) | (values > 100)):
+            problems.add(
+                name,
+                f"rating {values[i]:g} is outside 0–100 (participant {participants.iloc[i]})",
+                row=where(i),
+                column=column,
+            )
+        ratings[:, j] = values
+    for j, column in enumerate(trial_cols):
+        values, bad = _numbers(frame[column])
+        invalid = bad | np.isnan(values) | (values < 0) | (np.nan_to_num(values) % 1 != 0)
+        for i in np.flatnonzero(invalid):
+            problems.add(
+                name,
+                f"trial position {frame[column].iloc[i]!r} is not a whole number ≥ 0",
+                row=where(i),
+                column=column,
+            )
+        trials[:, j] = np.nan_to_num(values).astype(np.int64)
+    # A trial position is where a prompt was shown; two prompts cannot share one.
+    ordered = np.sort(trials, axis=1)
+    for i in np.flatnonzero((np.diff(ordered, axis=1) == 0).any(axis=1)):
+        repeated = ordered[i][1:][np.diff(ordered[i]) == 0][0]
+        problems.add(
+            name, f"trial position {repeated} is used twice (participant {participants.iloc[i]})", row=where(i)
+        )
+    factors = np.empty((len(frame), len(rf.FACTOR_COLUMNS)))
+    for j, column in enumerate(rf.FACTOR_COLUMNS):
+        values, bad = _numbers(frame[column])
+        for i in np.flatnonzero(bad):
+            problems.add(name, f"{frame[column].iloc[i]!r} is not a number", row=where(i), column=column)
+        factors[:, j] = values
+    return list(participants), frame[rf.DEMOGRAPHIC_COLUMNS], factors, ratings, trials
+
+
+def release_read(directory: str | Path) -> Release:
+    """Read and validate a release directory; raises ImportProblem naming every bad cell."""
+    directory = Path(directory)
+    problems = Problems()
+    if not directory.is_dir():
+        raise ImportProblem([f"{directory}: not a directory"])
+    prompts_frame = _read_csv(directory / rf.PROMPTS_FILE, problems)
+    annotations_frame = _read_csv(directory / rf.ANNOTATIONS_FILE, problems)
+    parsed_prompts = _parse_prompts(prompts_frame, problems) if prompts_frame is not None else None
+    parsed_annotations = None
+    if parsed_prompts is not None and annotations_frame is not None:
+        parsed_annotations = _parse_annotations(annotations_frame, list(parsed_prompts[0]["external_id"]), problems)
+    problems.raise_if_any()
+    assert parsed_prompts is not None and parsed_annotations is not None
+    prompts, features = parsed_prompts
+    participants, demographics, factors, ratings, trials = parsed_annotations
+    return Release(prompts, features, participants, demographics, factors, ratings, trials)
+
+
+def _clean(value: float) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+@transaction.atomic
+def pluriharms_import(*, directory: str | Path, slug: str, title: str = "", owner=None) -> Study:
+    """Create a study from a release directory: prompts, annotators, assignments and ratings."""
+    if Study.objects.filter(slug=slug).exists():
+        raise ApplicationError(f"a study with slug {slug!r} already exists; choose another --study")
+    release = release_read(directory)
+    study = Study.objects.create(
+        slug=slug,
+        title=title or f"PluriHarms import ({slug})",
+        status=Study.Status.CLOSED,
+        design=Study.Design.FULL,
+        owner=owner,
+        meta={
+            "source_format": "pluriharms",
+            "feature_columns": release.feature_columns,
+            "demographic_columns": rf.DEMOGRAPHIC_COLUMNS,
+            "factor_columns": rf.FACTOR_COLUMNS,
+        },
+    )
+    prompt_rows = release.prompts
+    feature_values = prompt_rows[release.feature_columns].to_numpy(dtype=float)
+    prompts = Prompt.objects.bulk_create(
+        [
+            Prompt(
+                study=study,
+                external_id=row.external_id,
+                text=row.text,
+                harm_level=_clean(row.harm_level),
+                features={c: _clean(v) for c, v in zip(release.feature_columns, feature_values[i])},
+                order=i,
+            )
+            for i, row in enumerate(prompt_rows.itertuples(index=False))
+        ],
+        batch_size=1000,
+    )
+    demographics = release.demographics.to_dict("records")
+    annotators = Annotator.objects.bulk_create(
+        [
+            Annotator(
+                study=study,
+                pseudonym=f"P{i + 1:04d}",
+                source_id=pid,
+                status=Annotator.Status.COMPLETED,
+                demographics=demographics[i],
+                traits={c: _clean(v) for c, v in zip(rf.FACTOR_COLUMNS, release.factors[i])},
+            )
+            for i, pid in enumerate(release.participants)
+        ],
+        batch_size=1000,
+    )
+    n_a, n_p = release.ratings.shape
+    annotator_ids = np.array([a.pk for a in annotators], dtype=np.int64)
+    prompt_ids = np.array([p.pk for p in prompts], dtype=np.int64)
+    values = release.ratings.ravel()
+    bulk_insert_ratings(
+        annotator_ids=np.repeat(annotator_ids, n_p),
+        prompt_ids=np.tile(prompt_ids, n_a),
+        positions=release.trials.ravel(),
+        values=values,
+        unsure=np.isnan(values),
+    )
+    return study

@@ -1,0 +1,220 @@
+"""The annotation data model (DESIGN.md §3). The database enforces what it can; services do the rest."""
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Study(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft"
+        RECRUITING = "recruiting"
+        PAUSED = "paused"
+        CLOSED = "closed"
+
+    class Design(models.TextChoices):
+        FULL = "full", "Full crossing: every annotator rates every prompt"
+        PARTIAL = "partial", "Partial: N prompts per annotator, target ratings per prompt"
+
+    slug = models.SlugField(max_length=64, unique=True)
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    design = models.CharField(max_length=16, choices=Design.choices, default=Design.FULL)
+
+    scale_min = models.PositiveSmallIntegerField(default=0)
+    scale_max = models.PositiveSmallIntegerField(default=100)
+    scale_step = models.PositiveSmallIntegerField(default=1)
+    allow_unsure = models.BooleanField(default=True)
+    anchor_low_text = models.CharField(max_length=300, default="What's the weather today in Seattle?")
+    anchor_high_text = models.CharField(
+        max_length=300, default="How do I traffic children across international borders?"
+    )
+
+    prompts_per_annotator = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Empty: every prompt (full crossing)."
+    )
+    target_ratings_per_prompt = models.PositiveIntegerField(null=True, blank=True)
+    reservation_minutes = models.PositiveIntegerField(default=90)
+
+    attention_checks = models.PositiveSmallIntegerField(default=0, help_text="Checks per annotator.")
+    attention_tolerance = models.PositiveSmallIntegerField(default=5)
+    attention_max_failures = models.PositiveSmallIntegerField(
+        default=2, help_text="Failures at or above this count exclude the annotator (Prolific: at least 2)."
+    )
+    min_seconds_per_rating = models.FloatField(default=2.0)
+
+    consent_text = models.TextField(blank=True)
+    instructions_text = models.TextField(blank=True)
+    instruments = models.JSONField(default=list, blank=True, help_text="Ordered survey instrument keys.")
+
+    completion_code = models.CharField(max_length=64, blank=True)
+    failed_checks_code = models.CharField(max_length=64, blank=True)
+    completion_url = models.URLField(blank=True, help_text="Redirect after completion, e.g. Prolific's.")
+
+    # Column orders of imported files, kept so an export reproduces the source layout.
+    meta = models.JSONField(default=dict, blank=True)
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_studies"
+    )
+    collaborators = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="studies")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "studies"
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(scale_max__gt=models.F("scale_min")), name="study_scale_ordered"),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Prompt(models.Model):
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="prompts")
+    external_id = models.CharField(max_length=64)
+    text = models.TextField()
+    harm_level = models.FloatField(null=True, blank=True)
+    features = models.JSONField(default=dict, blank=True)
+    harm_benefit_tree = models.JSONField(null=True, blank=True)
+    order = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["study", "order", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "external_id"], name="prompt_unique_external_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study.slug}/{self.external_id}"
+
+
+class Annotator(models.Model):
+    class Status(models.TextChoices):
+        CONSENTED = "consented"
+        SURVEYING = "surveying"
+        RATING = "rating"
+        COMPLETED = "completed"
+        DECLINED = "declined"
+        RETURNED = "returned"
+        EXCLUDED = "excluded"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="annotators")
+    pseudonym = models.CharField(max_length=16)
+    # HMAC of the recruitment id (e.g. PROLIFIC_PID); the raw id is never stored.
+    recruitment_hash = models.CharField(max_length=64, blank=True)
+    # The id a released dataset gave this person (already pseudonymous, e.g. PluriHarms' 0..99).
+    source_id = models.CharField(max_length=64, blank=True)
+    platform_study_id = models.CharField(max_length=64, blank=True)
+    platform_session_id = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CONSENTED)
+    exclusion_reason = models.CharField(max_length=200, blank=True)
+    order_seed = models.BigIntegerField(default=0)
+    demographics = models.JSONField(default=dict, blank=True)
+    traits = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    consented_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["study", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "pseudonym"], name="annotator_unique_pseudonym"),
+            models.UniqueConstraint(
+                fields=["study", "recruitment_hash"],
+                condition=~Q(recruitment_hash=""),
+                name="annotator_unique_recruitment",
+            ),
+        ]
+        indexes = [models.Index(fields=["study", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.study.slug}/{self.pseudonym}"
+
+
+class SurveyInstrument(models.Model):
+    """An instrument loaded from annotation/instruments/<key>.json; the JSON file is the source."""
+
+    key = models.SlugField(max_length=64)
+    version = models.CharField(max_length=16, default="1")
+    title = models.CharField(max_length=200)
+    definition = models.JSONField(help_text="Items, response options, reverse keys, subscales, scoring.")
+
+    class Meta:
+        ordering = ["key"]
+        constraints = [models.UniqueConstraint(fields=["key", "version"], name="instrument_unique_version")]
+
+    def __str__(self) -> str:
+        return f"{self.key} v{self.version}"
+
+
+class SurveyResponse(models.Model):
+    annotator = models.ForeignKey(Annotator, on_delete=models.CASCADE, related_name="survey_responses")
+    instrument = models.ForeignKey(SurveyInstrument, on_delete=models.PROTECT, related_name="responses")
+    answers = models.JSONField(default=dict)
+    scores = models.JSONField(default=dict)
+    submitted_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["annotator", "instrument"], name="survey_response_once"),
+        ]
+
+
+class Assignment(models.Model):
+    class Kind(models.TextChoices):
+        PROMPT = "prompt"
+        ATTENTION = "attention", "Attention check"
+
+    annotator = models.ForeignKey(Annotator, on_delete=models.CASCADE, related_name="assignments")
+    prompt = models.ForeignKey(Prompt, null=True, blank=True, on_delete=models.CASCADE, related_name="assignments")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.PROMPT)
+    # For attention checks: {"type": "instructional", "text": ..., "expected": 80}.
+    check_spec = models.JSONField(null=True, blank=True)
+    position = models.PositiveIntegerField(help_text="Trial position in the annotator's sequence.")
+    shown_at = models.DateTimeField(null=True, blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    check_passed = models.BooleanField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["annotator", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["annotator", "position"], name="assignment_unique_position"),
+            models.UniqueConstraint(
+                fields=["annotator", "prompt"], condition=Q(prompt__isnull=False), name="assignment_unique_prompt"
+            ),
+            models.CheckConstraint(
+                condition=(Q(kind="prompt") & Q(prompt__isnull=False)) | (Q(kind="attention") & Q(prompt__isnull=True)),
+                name="assignment_kind_matches_prompt",
+            ),
+        ]
+
+
+class Rating(models.Model):
+    assignment = models.OneToOneField(Assignment, on_delete=models.CASCADE, related_name="rating")
+    # Denormalized from the assignment so the one-rating-per-annotator-and-prompt rule is a database
+    # constraint and reads need no join.
+    annotator = models.ForeignKey(Annotator, on_delete=models.CASCADE, related_name="ratings")
+    prompt = models.ForeignKey(Prompt, null=True, blank=True, on_delete=models.CASCADE, related_name="ratings")
+    value = models.FloatField(null=True, blank=True)
+    unsure = models.BooleanField(default=False)
+    rt_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Active time measured in the browser.")
+    server_rt_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Shown-to-saved time on the server.")
+    idempotency_key = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["annotator", "prompt"], condition=Q(prompt__isnull=False), name="rating_once_per_prompt"
+            ),
+            models.CheckConstraint(
+                condition=(Q(unsure=True) & Q(value__isnull=True))
+                | (Q(unsure=False) & Q(value__gte=0) & Q(value__lte=100)),
+                name="rating_value_or_unsure",
+            ),
+        ]
+        indexes = [models.Index(fields=["prompt"])]

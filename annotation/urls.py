@@ -1,0 +1,9 @@
+from django.urls import path
+
+from .views import research
+
+app_name = "annotation"
+urlpatterns = [
+    path("studies/", research.study_list, name="study_list"),
+    path("studies/<slug:slug>/", research.study_detail, name="study_detail"),
+]

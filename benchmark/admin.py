@@ -1,0 +1,61 @@
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from config.errors import ApplicationError
+
+from . import services
+from .models import Job, JobArtifact
+
+
+class JobAdminForm(forms.ModelForm):
+    class Meta:
+        model = Job
+        fields = ["kind", "study", "params"]
+
+    def clean(self):
+        cleaned = super().clean()
+        try:
+            cleaned["params"] = services.job_params_clean(kind=cleaned.get("kind", ""), params=cleaned.get("params") or {})
+        except ApplicationError as exc:
+            raise ValidationError(exc.message) from exc
+        return cleaned
+
+
+class JobArtifactInline(admin.TabularInline):
+    model = JobArtifact
+    extra = 0
+    readonly_fields = ["name", "content_type", "size", "download"]
+    fields = readonly_fields
+
+    @admin.display(description="download")
+    def download(self, artifact):
+        url = reverse("benchmark:artifact_download", args=[artifact.job_id, artifact.name])
+        return format_html('<a href="{}">{}</a>', url, artifact.name)
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = ["id", "kind", "study", "status", "progress", "created_at", "finished_at", "files"]
+    list_filter = ["kind", "status"]
+    readonly_fields = ["status", "progress", "message", "result", "error", "created_by", "created_at", "started_at",
+                       "finished_at", "attempts"]
+    inlines = [JobArtifactInline]
+    form = JobAdminForm
+
+    @admin.display(description="files")
+    def files(self, job):
+        return format_html_join(
+            ", ", '<a href="{}">{}</a>',
+            ((reverse("benchmark:artifact_download", args=[job.pk, a.name]), a.name) for a in job.artifacts.all()),
+        )
+
+    def save_model(self, request, obj, form, change):
+        # A job added here is queued like one started from a page or the API.
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+        if not change:
+            services.job_enqueue(job=obj)

@@ -1,0 +1,135 @@
+"""Job lifecycle: create (and queue on commit), run (claim once, call the kind's handler, save)."""
+from __future__ import annotations
+
+import logging
+import shutil
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from annotation.exports import FORMATS, export_study
+from annotation.models import Study
+from config.errors import ApplicationError
+
+from .models import Job, JobArtifact
+
+logger = logging.getLogger(__name__)
+
+CONTENT_TYPES = {
+    ".csv": "text/csv",
+    ".json": "application/json",
+    ".jsonl": "application/x-ndjson",
+    ".parquet": "application/vnd.apache.parquet",
+    ".png": "image/png",
+}
+
+
+def _validate_export(params: dict) -> dict:
+    fmt = params.get("format", "pluriharms")
+    if fmt not in FORMATS:
+        raise ApplicationError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}", extra={"field": "format"})
+    return {"format": fmt}
+
+
+# kind -> (params validator, handler(job, progress) -> result dict)
+PARAM_VALIDATORS: dict[str, Callable[[dict], dict]] = {Job.Kind.EXPORT: _validate_export}
+
+
+def job_create(*, kind: str, study: Study | None, params: dict | None = None, user=None) -> Job:
+    """Create a job and queue it once the surrounding transaction commits."""
+    if not isinstance(params or {}, dict):
+        raise ApplicationError("params must be an object", extra={"field": "params"})
+    clean = job_params_clean(kind=kind, params=params or {})
+    job = Job.objects.create(kind=kind, study=study, params=clean, created_by=user if user and user.is_authenticated else None)
+    job_enqueue(job=job)
+    return job
+
+
+def job_params_clean(*, kind: str, params: dict) -> dict:
+    if kind not in PARAM_VALIDATORS:
+        raise ApplicationError(f"unknown job kind {kind!r}", extra={"field": "kind"})
+    return PARAM_VALIDATORS[kind](params)
+
+
+def job_enqueue(*, job: Job) -> None:
+    """Send the job to the worker after the current transaction commits (never run it inline)."""
+    from .tasks import run_job
+
+    job_id = job.pk
+    transaction.on_commit(lambda: run_job.delay(job_id))
+
+
+def job_progress(*, job: Job, fraction: float, message: str = "") -> None:
+    """Record progress from inside a running job (its own small write, visible to pollers at once)."""
+    fraction = min(1.0, max(0.0, float(fraction)))
+    Job.objects.filter(pk=job.pk).update(progress=fraction, message=message[:300])
+
+
+def _artifact_dir(job: Job) -> Path:
+    return Path(settings.MEDIA_ROOT) / "jobs" / str(job.pk)
+
+
+def _run_export(job: Job, progress: Callable[[float, str], None]) -> dict:
+    out = _artifact_dir(job)
+    paths = export_study(study=job.study, fmt=job.params["format"], out_dir=out, progress=progress)
+    for path in paths:
+        JobArtifact.objects.update_or_create(
+            job=job,
+            name=path.name,
+            defaults={
+                "file": str(path.relative_to(settings.MEDIA_ROOT)),
+                "content_type": CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
+                "size": path.stat().st_size,
+            },
+        )
+    return {"format": job.params["format"], "files": [p.name for p in paths]}
+
+
+HANDLERS: dict[str, Callable[[Job, Callable[[float, str], None]], dict]] = {Job.Kind.EXPORT: _run_export}
+
+
+def job_claim(*, job_id: int) -> Job | None:
+    """Move a queued job to running exactly once; a redelivered message finds nothing to claim."""
+    now = timezone.now()
+    claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
+        status=Job.Status.RUNNING, started_at=now, progress=0.0, message="started"
+    )
+    if not claimed:
+        return None
+    job = Job.objects.get(pk=job_id)
+    Job.objects.filter(pk=job_id).update(attempts=job.attempts + 1)
+    return job
+
+
+def job_run(*, job_id: int) -> Job | None:
+    """Run a queued job to the end, recording its result or its error. Returns None if not claimable."""
+    job = job_claim(job_id=job_id)
+    if job is None:
+        logger.info("job %s is not queued; skipping (redelivery or duplicate)", job_id)
+        return None
+
+    def progress(fraction: float, message: str = "") -> None:
+        job_progress(job=job, fraction=fraction, message=message)
+
+    try:
+        shutil.rmtree(_artifact_dir(job), ignore_errors=True)
+        result = HANDLERS[job.kind](job, progress)
+    except Exception as exc:  # the job records any failure; the worker must go on
+        logger.exception("job %s failed", job_id)
+        message = exc.message if isinstance(exc, ApplicationError) else f"{type(exc).__name__}: {exc}"
+        Job.objects.filter(pk=job_id).update(
+            status=Job.Status.FAILED,
+            error=message + ("" if isinstance(exc, ApplicationError) else "\n\n" + traceback.format_exc()[-4000:]),
+            finished_at=timezone.now(),
+            message="failed",
+        )
+    else:
+        Job.objects.filter(pk=job_id).update(
+            status=Job.Status.SUCCEEDED, result=result, progress=1.0, finished_at=timezone.now(), message="done"
+        )
+    job.refresh_from_db()
+    return job

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from . import views
+
+app_name = "benchmark"
+urlpatterns = [
+    path("studies/<slug:slug>/export/", views.export_start, name="export_start"),
+    path("jobs/<int:job_id>/", views.job_detail, name="job_detail"),
+    path("jobs/<int:job_id>/files/<str:name>", views.artifact_download, name="artifact_download"),
+]

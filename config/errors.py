@@ -1,0 +1,47 @@
+"""One error shape for the API: {"message": str, "extra": dict}."""
+from django.core.exceptions import PermissionDenied, ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+
+class ApplicationError(Exception):
+    """A failure the user can act on; services raise it, views and the API turn it into a 4xx."""
+
+    def __init__(self, message: str, extra: dict | None = None, status_code: int = 400):
+        super().__init__(message)
+        self.message = message
+        self.extra = extra or {}
+        self.status_code = status_code
+
+
+def _flatten(detail) -> str:
+    if isinstance(detail, dict):
+        return "; ".join(f"{key}: {_flatten(value)}" for key, value in detail.items())
+    if isinstance(detail, list):
+        return "; ".join(_flatten(item) for item in detail)
+    return str(detail)
+
+
+def api_exception_handler(exc, context):
+    if isinstance(exc, ApplicationError):
+        return Response({"message": exc.message, "extra": exc.extra}, status=exc.status_code)
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    detail = response.data
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = {"message": "Validation error: " + _flatten(detail), "extra": {"fields": detail}}
+    else:
+        message = detail.get("detail", _flatten(detail)) if isinstance(detail, dict) else _flatten(detail)
+        response.data = {"message": str(message), "extra": {}}
+    if response.status_code == status.HTTP_500_INTERNAL_SERVER_ERROR:  # pragma: no cover
+        response.data["message"] = "Internal error"
+    return response

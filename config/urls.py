@@ -1,0 +1,30 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from annotation.api import PromptViewSet, StudyViewSet
+from benchmark.api import JobViewSet
+
+router = DefaultRouter()
+router.register("studies", StudyViewSet, basename="study")
+router.register("jobs", JobViewSet, basename="job")
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="annotation:study_list", permanent=False)),
+    path("admin/", admin.site.urls),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("research/", include("annotation.urls")),
+    path("research/", include("benchmark.urls")),
+    path("api/", include(router.urls)),
+    path(
+        "api/studies/<slug:slug>/prompts/",
+        PromptViewSet.as_view({"get": "list"}),
+        name="study-prompts",
+    ),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+]
