@@ -27,11 +27,10 @@ LONG_CHUNK_ANNOTATORS = 1000
 Progress = Callable[[float, str], None]
 
 
-def _integral_or_float(values: np.ndarray) -> pd.Series | np.ndarray:
-    """Write whole numbers as `50`, not `50.0`, as the release does; keep fractions as they are."""
-    finite = values[~np.isnan(values)]
-    if finite.size and np.all(finite == np.round(finite)):
-        return pd.array(np.where(np.isnan(values), None, values), dtype="Int64")
+def _release_column(values: np.ndarray, decimal: bool = False) -> np.ndarray:
+    """Format one column as the release (pandas) does: whole numbers without NaN as `50`, else `50.0`."""
+    if not decimal and not np.isnan(values).any() and np.all(values == np.round(values)):
+        return values.astype(np.int64)
     return values
 
 
@@ -68,13 +67,13 @@ def _export_pluriharms(study: Study, out: Path, progress: Progress) -> list[Path
     }
     for column in rf.DEMOGRAPHIC_COLUMNS:
         columns[column] = people[column].to_numpy() if column in people else None
-    rating_block = _integral_or_float(ratings.ravel())
+    decimal = set(study.meta.get("decimal_rating_columns", []))
     for j, pid in enumerate(ids):
-        columns[f"Rating_{pid}"] = rating_block[j :: len(ids)]
+        columns[f"Rating_{pid}"] = _release_column(ratings[:, j], decimal=pid in decimal)
     for column in rf.FACTOR_COLUMNS:
         columns[column] = people[column].to_numpy() if column in people else np.nan
     for j, pid in enumerate(ids):
-        columns[f"Trial_{pid}"] = pd.array(np.where(np.isnan(trials[:, j]), None, trials[:, j]), dtype="Int64")
+        columns[f"Trial_{pid}"] = _release_column(trials[:, j])
     annotations = pd.DataFrame(columns)
     annotation_path = out / rf.ANNOTATIONS_FILE
     annotations.to_csv(annotation_path, index=False)

@@ -62,6 +62,7 @@ class Release:
     factors: np.ndarray  # (n_annotators, 3) float, NaN where empty
     ratings: np.ndarray  # (n_annotators, n_prompts) float, NaN = Unsure
     trials: np.ndarray  # (n_annotators, n_prompts) int
+    decimal_rating_columns: list[str]  # prompt ids whose Rating_ column was written as 50.0, not 50
 
 
 def _read_csv(path: Path, problems: Problems) -> pd.DataFrame | None:
@@ -246,7 +247,8 @@ def _parse_annotations(frame: pd.DataFrame, prompt_ids: list[str], problems: Pro
         for i in np.flatnonzero(bad):
             problems.add(name, f"{frame[column].iloc[i]!r} is not a number", row=where(i), column=column)
         factors[:, j] = values
-    return list(participants), frame[rf.DEMOGRAPHIC_COLUMNS], factors, ratings, trials
+    decimal = [p for p, c in zip(prompt_ids, rating_cols) if frame[c].str.contains(".", regex=False).any()]
+    return list(participants), frame[rf.DEMOGRAPHIC_COLUMNS], factors, ratings, trials, decimal
 
 
 def release_read(directory: str | Path) -> Release:
@@ -264,8 +266,7 @@ def release_read(directory: str | Path) -> Release:
     problems.raise_if_any()
     assert parsed_prompts is not None and parsed_annotations is not None
     prompts, features = parsed_prompts
-    participants, demographics, factors, ratings, trials = parsed_annotations
-    return Release(prompts, features, participants, demographics, factors, ratings, trials)
+    return Release(prompts, features, *parsed_annotations)
 
 
 def _clean(value: float) -> float | None:
@@ -289,6 +290,8 @@ def pluriharms_import(*, directory: str | Path, slug: str, title: str = "", owne
             "feature_columns": release.feature_columns,
             "demographic_columns": rf.DEMOGRAPHIC_COLUMNS,
             "factor_columns": rf.FACTOR_COLUMNS,
+            # Only so that an export reproduces the source file byte for byte.
+            "decimal_rating_columns": release.decimal_rating_columns,
         },
     )
     prompt_rows = release.prompts
