@@ -1,0 +1,419 @@
+"""Import / export benchmark (issue 2): the PluriHarms release format on PostgreSQL.
+
+Cases:
+  * the vendored release (100 annotators x 150 prompts): import (target <= 5 s), export as
+    `pluriharms`, and check that the export is byte-identical to the source;
+  * a generated study of 10,000 annotators x 150 prompts (1.5 million ratings) in the release
+    format: import (target <= 60 s), export as `pluriharms` (target <= 30 s), `parquet` and
+    `long-csv` (timed, no target).
+Every step runs in a fresh process (the management command through `call_command`), so its peak
+memory (ru_maxrss, target <= 2 GB) is its own; seconds are that process's wall time, start-up
+included. PostgreSQL's own memory is not counted.
+
+Database: DATABASE_URL if set (its bench studies are deleted first); otherwise
+postgres://postgres@127.0.0.1:5432/pluriharms_bench, dropped and created afresh on every run.
+
+Run: `python -m bench import_export [--quick]`.
+"""
+from __future__ import annotations
+
+import argparse
+import filecmp
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+RELEASE_DIR = REPO / "benchmark" / "datasets" / "pluriharms"
+BENCHMARKS_FILE = REPO / "BENCHMARKS.md"
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/pluriharms_bench"
+MARK_BEGIN = "<!-- bench:import_export -->"
+MARK_END = "<!-- /bench:import_export -->"
+RELEASE_SLUG = "bench-release"
+SYNTH_SLUG = "bench-synth"
+SYNTH_ANNOTATORS = 10_000
+QUICK_ANNOTATORS = 500
+SEED = 20_250_601
+UNSURE_SHARE = 0.02
+MEMORY_TARGET_MB = 2048.0
+RESULT_PREFIX = "BENCH_STEP_RESULT "
+
+
+@dataclass
+class Case:
+    name: str
+    rows: int
+    seconds: float
+    peak_mb: float | None = None
+    target_s: float | None = None
+    target_mb: float | None = None
+    inner_seconds: float | None = None
+    ok: bool = True  # the step itself succeeded (and, for checks, the check held)
+    note: str = ""
+
+    @property
+    def passed(self) -> bool:
+        if not self.ok:
+            return False
+        if self.target_s is not None and self.seconds > self.target_s:
+            return False
+        if self.target_mb is not None and self.peak_mb is not None and self.peak_mb > self.target_mb:
+            return False
+        return True
+
+    @property
+    def target(self) -> str:
+        parts = []
+        if self.target_s is not None:
+            parts.append(f"≤ {self.target_s:g} s")
+        if self.target_mb is not None:
+            parts.append(f"≤ {self.target_mb / 1024:g} GB")
+        return ", ".join(parts) or "—"
+
+    @property
+    def result(self) -> str:
+        if self.target_s is None and self.target_mb is None and self.ok and not self.note.startswith("check"):
+            return "—"
+        return "PASS" if self.passed else "FAIL"
+
+
+# --------------------------------------------------------------------------- database
+
+
+def database_url() -> tuple[str, bool]:
+    """(url, owned): owned means the default bench database, which may be dropped and recreated."""
+    url = os.environ.get("DATABASE_URL", "").strip()
+    return (url, False) if url else (DEFAULT_DATABASE_URL, True)
+
+
+def prepare_database(url: str, owned: bool) -> None:
+    """Create the database if missing; drop it first if it is the bench's own."""
+    import psycopg
+    from psycopg import sql
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql", "pgsql"):
+        raise SystemExit(f"the import/export benchmark needs PostgreSQL; DATABASE_URL is {parts.scheme}://…")
+    name = parts.path.lstrip("/")
+    admin_url = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if owned:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def django_setup(url: str) -> None:
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    os.environ["DATABASE_URL"] = url
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    import django
+
+    django.setup()
+
+
+def drop_bench_studies(slugs: list[str]) -> None:
+    """Delete earlier bench studies: the big tables by SQL (fast), the rest through the ORM."""
+    from django.db import connection, transaction
+
+    from annotation.models import Annotator, Assignment, Rating, Study
+
+    study_ids = list(Study.objects.filter(slug__in=slugs).values_list("id", flat=True))
+    if not study_ids:
+        return
+    annotators = f"SELECT id FROM {Annotator._meta.db_table} WHERE study_id = ANY(%s)"
+    with transaction.atomic(), connection.cursor() as cursor:
+        for model in (Rating, Assignment):
+            cursor.execute(f"DELETE FROM {model._meta.db_table} WHERE annotator_id IN ({annotators})", [study_ids])
+        Study.objects.filter(id__in=study_ids).delete()
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def step_main(argv: list[str]) -> int:
+    """Child process: run one management command, print its own timing and peak memory."""
+    import resource
+
+    django_setup(os.environ["DATABASE_URL"])
+    from django.core.management import call_command
+
+    kind, *rest = argv
+    start = time.perf_counter()
+    if kind == "import":
+        directory, slug = rest
+        call_command("import_pluriharms", directory, study=slug, verbosity=0)
+    elif kind == "export":
+        slug, fmt, out = rest
+        call_command("export_study", slug, fmt=fmt, out=out, verbosity=0)
+    else:
+        raise SystemExit(f"unknown step {kind!r}")
+    seconds = time.perf_counter() - start
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(RESULT_PREFIX + json.dumps({"seconds": seconds, "peak_kb": peak_kb}), flush=True)
+    return 0
+
+
+def run_step(*args: str, url: str) -> tuple[float, float, float | None, bool, str]:
+    """Run a step in a fresh process: (wall seconds, peak MB, seconds inside the command, ok, error)."""
+    env = dict(os.environ, DATABASE_URL=url, DJANGO_SETTINGS_MODULE="config.settings", PYTHONUNBUFFERED="1")
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.import_export", "--step", *args], cwd=REPO, env=env, stdout=out, stderr=err
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode("utf-8", "replace")
+        stderr = err.read().decode("utf-8", "replace")
+    peak_mb = usage.ru_maxrss / 1024  # KiB on Linux
+    inner = None
+    for line in stdout.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            inner = json.loads(line[len(RESULT_PREFIX) :])["seconds"]
+    ok = proc.returncode == 0
+    error = "" if ok else (stderr.strip().splitlines() or ["exit status %d" % proc.returncode])[-1]
+    if not ok:
+        print(stderr, file=sys.stderr)
+    return wall, peak_mb, inner, ok, error
+
+
+# --------------------------------------------------------------------------- data
+
+
+def make_synthetic(directory: Path, n_annotators: int, seed: int = SEED) -> int:
+    """Write a release-format study of `n_annotators` x the release's prompts; returns the rating count."""
+    import pandas as pd
+
+    from annotation import release_format as rf
+
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(RELEASE_DIR / rf.PROMPTS_FILE, directory / rf.PROMPTS_FILE)
+    release = pd.read_csv(RELEASE_DIR / rf.ANNOTATIONS_FILE, dtype=str, keep_default_na=False)
+    prompt_ids = pd.read_csv(RELEASE_DIR / rf.PROMPTS_FILE, usecols=[rf.PROMPT_ID])[rf.PROMPT_ID].astype(str).tolist()
+    n_prompts = len(prompt_ids)
+
+    columns: dict[str, object] = {rf.PARTICIPANT_ID: np.arange(n_annotators)}
+    for column in rf.DEMOGRAPHIC_COLUMNS:  # sampled with the release's own frequencies
+        observed = release[column].to_numpy(dtype=object)
+        columns[column] = observed[rng.integers(0, len(observed), n_annotators)]
+    ratings = rng.integers(0, 101, size=(n_annotators, n_prompts)).astype(float)
+    ratings[rng.random((n_annotators, n_prompts)) < UNSURE_SHARE] = np.nan  # empty cell = Unsure
+    for j, pid in enumerate(prompt_ids):
+        columns[f"Rating_{pid}"] = ratings[:, j]
+    factors = rng.normal(0.0, 1.5, size=(n_annotators, len(rf.FACTOR_COLUMNS)))
+    for j, column in enumerate(rf.FACTOR_COLUMNS):
+        columns[column] = factors[:, j]
+    trials = np.argsort(rng.random((n_annotators, n_prompts)), axis=1)  # a permutation per row
+    for j, pid in enumerate(prompt_ids):
+        columns[f"Trial_{pid}"] = trials[:, j]
+    frame = pd.DataFrame(columns)
+    frame = frame[[c for c in release.columns if c in frame.columns]]
+    frame.to_csv(directory / rf.ANNOTATIONS_FILE, index=False)
+    return n_annotators * n_prompts
+
+
+def same_files(source: Path, exported: Path, names: list[str]) -> list[str]:
+    """Names of the files that differ byte for byte."""
+    return [n for n in names if not (exported / n).exists() or not filecmp.cmp(source / n, exported / n, shallow=False)]
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def machine_info() -> dict[str, str]:
+    from django.db import connection
+
+    cpu = re.search(r"^model name\s*:\s*(.+)$", _read("/proc/cpuinfo"), re.M)
+    mem = re.search(r"^MemTotal:\s*(\d+) kB", _read("/proc/meminfo"), re.M)
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        pg = cursor.fetchone()[0]
+    try:
+        date = subprocess.run(["date", "-u"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        date = datetime.now(timezone.utc).strftime("%a %b %d %H:%M:%S UTC %Y")
+    return {
+        "date": date,
+        "cpus": str(os.cpu_count() or "?"),
+        "memory": f"{int(mem.group(1)) / 1024 / 1024:.1f} GiB" if mem else "?",
+        "cpu": cpu.group(1).strip() if cpu else platform.processor() or "?",
+        "python": platform.python_version(),
+        "postgresql": pg.split()[0],
+    }
+
+
+# --------------------------------------------------------------------------- report
+
+
+def table(cases: list[Case]) -> str:
+    lines = [
+        "| Case | Rows | Seconds | Peak MB | Target | Result |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for case in cases:
+        peak = f"{case.peak_mb:,.0f}" if case.peak_mb is not None else "—"
+        name = case.name + (f" ({case.note})" if case.note else "")
+        lines.append(
+            f"| {name} | {case.rows:,} | {case.seconds:.2f} | {peak} | {case.target} | {case.result} |"
+        )
+    return "\n".join(lines)
+
+
+def section(cases: list[Case], machine: dict[str, str], n_annotators: int) -> str:
+    return "\n".join(
+        [
+            MARK_BEGIN,
+            "## Import / export (issue 2)",
+            "",
+            f"Run {machine['date']} with `.venv/bin/python -m bench import_export` (`make bench` runs every benchmark).",
+            "",
+            f"Machine: {machine['cpus']} CPUs ({machine['cpu']}), {machine['memory']} memory, "
+            f"Python {machine['python']}, PostgreSQL {machine['postgresql']}.",
+            "",
+            table(cases),
+            "",
+            "Each import or export runs in a fresh process (the management command through `call_command`); "
+            "*Seconds* is that process's wall time, Python and Django start-up included, and *Peak MB* its "
+            "peak resident memory (ru_maxrss; PostgreSQL's own memory is not counted). The release is "
+            f"`benchmark/datasets/pluriharms` (100 annotators x 150 prompts); the synthetic study is "
+            f"{n_annotators:,} annotators x 150 prompts generated in the release format (seed {SEED}, "
+            f"{UNSURE_SHARE:.0%} Unsure cells). Exports of the release and of the synthetic study are compared "
+            "byte for byte with their source files.",
+            MARK_END,
+        ]
+    )
+
+
+def write_benchmarks_md(text: str) -> None:
+    if BENCHMARKS_FILE.exists():
+        current = BENCHMARKS_FILE.read_text()
+        pattern = re.compile(re.escape(MARK_BEGIN) + r".*?" + re.escape(MARK_END), re.S)
+        if pattern.search(current):
+            updated = pattern.sub(lambda _: text, current, count=1)
+        else:
+            updated = current.rstrip("\n") + "\n\n" + text + "\n"
+    else:
+        updated = "# Benchmarks\n\nResults of `make bench` (`.venv/bin/python -m bench`).\n\n" + text + "\n"
+    BENCHMARKS_FILE.write_text(updated)
+
+
+# --------------------------------------------------------------------------- run
+
+
+def _step_case(name: str, rows: int, *args: str, url: str, target_s: float | None) -> Case:
+    print(f"  {name} …", end="", flush=True)
+    wall, peak, inner, ok, error = run_step(*args, url=url)
+    case = Case(name, rows, wall, peak, target_s, MEMORY_TARGET_MB, inner, ok, "" if ok else f"failed: {error}")
+    print(f" {wall:.2f} s, {peak:,.0f} MB{'' if ok else ' FAILED'}", flush=True)
+    return case
+
+
+def run(quick: bool = False) -> bool:
+    url, owned = database_url()
+    print(f"import/export benchmark on {url if owned else 'DATABASE_URL'}" + (" (quick)" if quick else ""))
+    prepare_database(url, owned)
+    django_setup(url)
+    from django.core.management import call_command
+
+    from annotation import release_format as rf
+
+    call_command("migrate", verbosity=0)
+    if not owned:
+        drop_bench_studies([RELEASE_SLUG, SYNTH_SLUG])
+    machine = machine_info()
+    release_rows = 15_000
+    n_annotators = QUICK_ANNOTATORS if quick else SYNTH_ANNOTATORS
+    files = [rf.PROMPTS_FILE, rf.ANNOTATIONS_FILE]
+    cases: list[Case] = []
+
+    with tempfile.TemporaryDirectory(prefix="pluriharms-bench-") as tmp:
+        tmp_path = Path(tmp)
+        cases.append(
+            _step_case("release: import", release_rows, "import", str(RELEASE_DIR), RELEASE_SLUG, url=url, target_s=5)
+        )
+        out = tmp_path / "release-pluriharms"
+        cases.append(
+            _step_case("release: export pluriharms", release_rows, "export", RELEASE_SLUG, "pluriharms", str(out), url=url, target_s=None)
+        )
+        differ = same_files(RELEASE_DIR, out, files)
+        cases.append(
+            Case("release: round trip byte-identical", release_rows, 0.0, ok=not differ,
+                 note="check" + (f"; differs: {', '.join(differ)}" if differ else ""))
+        )
+
+        synth_dir = tmp_path / "synthetic"
+        print(f"  synthetic: generate {n_annotators:,} x 150 …", end="", flush=True)
+        start = time.perf_counter()
+        synth_rows = make_synthetic(synth_dir, n_annotators)
+        generated = time.perf_counter() - start
+        print(f" {generated:.2f} s", flush=True)
+        cases.append(Case(f"synthetic: generate CSV ({n_annotators:,} annotators)", synth_rows, generated))
+        cases.append(
+            _step_case("synthetic: import", synth_rows, "import", str(synth_dir), SYNTH_SLUG, url=url, target_s=60)
+        )
+        for fmt, target in (("pluriharms", 30.0), ("parquet", None), ("long-csv", None)):
+            out = tmp_path / f"synthetic-{fmt}"
+            cases.append(
+                _step_case(f"synthetic: export {fmt}", synth_rows, "export", SYNTH_SLUG, fmt, str(out), url=url, target_s=target)
+            )
+            if fmt == "pluriharms":
+                differ = same_files(synth_dir, out, files)
+                cases.append(
+                    Case("synthetic: round trip byte-identical", synth_rows, 0.0, ok=not differ,
+                         note="check" + (f"; differs: {', '.join(differ)}" if differ else ""))
+                )
+            else:
+                size = sum(p.stat().st_size for p in out.glob("ratings.*")) if out.exists() else 0
+                cases[-1].note = f"{size / 1024 / 1024:,.0f} MB file"
+
+    print()
+    print(f"{machine['date']} · {machine['cpus']} CPUs ({machine['cpu']}) · {machine['memory']} · "
+          f"Python {machine['python']} · PostgreSQL {machine['postgresql']}")
+    print(table(cases))
+    passed = all(c.passed for c in cases)
+    if quick:
+        print("\n--quick: BENCHMARKS.md left unchanged.")
+    else:
+        write_benchmarks_md(section(cases, machine, n_annotators))
+        print(f"\nwrote {BENCHMARKS_FILE.relative_to(REPO)}")
+    print("import/export:", "all targets met" if passed else "SOME TARGETS MISSED")
+    return passed
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--step"]:
+        return step_main(argv[1:])
+    parser = argparse.ArgumentParser(prog="python -m bench.import_export")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    return 0 if run(quick=args.quick) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The job pattern: created rows are queued after commit, claimed once, and record results or errors."""
+import pandas as pd
+import pytest
+
+from benchmark import services
+from benchmark.models import Job
+from config.errors import ApplicationError
+
+pytestmark = pytest.mark.django_db
+
+
+def test_job_is_queued_only_after_commit(small_study, researcher, monkeypatch, django_capture_on_commit_callbacks):
+    sent = []
+    monkeypatch.setattr("benchmark.tasks.run_job.delay", lambda job_id: sent.append(job_id))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        job = services.job_create(kind="export", study=small_study, params={"format": "long-csv"}, user=researcher)
+    assert sent == [] and len(callbacks) == 1  # nothing leaves before the commit
+    callbacks[0]()
+    assert sent == [job.pk]
+    assert job.status == Job.Status.QUEUED and job.created_by == researcher
+
+
+def test_export_job_writes_artifacts_and_result(small_study):
+    job = Job.objects.create(kind="export", study=small_study, params={"format": "long-csv"})
+    finished = services.job_run(job_id=job.pk)
+    assert finished.status == Job.Status.SUCCEEDED
+    assert finished.progress == 1.0 and finished.started_at <= finished.finished_at
+    assert finished.result == {"format": "long-csv", "files": ["ratings.csv", "manifest.json"]}
+    artifact = finished.artifacts.get(name="ratings.csv")
+    with artifact.file.open("rb") as handle:
+        frame = pd.read_csv(handle)
+    assert len(frame) == 20 and artifact.size > 0 and artifact.content_type == "text/csv"
+
+
+def test_redelivered_task_does_not_run_twice(small_study, monkeypatch):
+    job = Job.objects.create(kind="export", study=small_study, params={"format": "pluriharms"})
+    calls = []
+    original = services.HANDLERS["export"]
+    monkeypatch.setitem(services.HANDLERS, "export", lambda j, p: calls.append(j.pk) or original(j, p))
+    assert services.job_run(job_id=job.pk).status == Job.Status.SUCCEEDED
+    assert services.job_run(job_id=job.pk) is None
+    assert calls == [job.pk]
+    assert Job.objects.get(pk=job.pk).attempts == 1
+
+
+def test_failing_job_records_error(small_study, monkeypatch):
+    job = Job.objects.create(kind="export", study=small_study, params={"format": "pluriharms"})
+
+    def broken(job, progress):
+        progress(0.3, "half way")
+        raise ValueError("the disk is on fire")
+
+    monkeypatch.setitem(services.HANDLERS, "export", broken)
+    finished = services.job_run(job_id=job.pk)
+    assert finished.status == Job.Status.FAILED
+    assert "ValueError: the disk is on fire" in finished.error
+    assert finished.progress == pytest.approx(0.3) and finished.finished_at is not None
+
+
+@pytest.mark.parametrize("kind,params,message", [
+    ("export", {"format": "xlsx"}, "unknown export format 'xlsx'"),
+    ("teleport", {}, "unknown job kind 'teleport'"),
+])
+def test_bad_job_requests_are_refused(small_study, kind, params, message):
+    with pytest.raises(ApplicationError, match=message):
+        services.job_create(kind=kind, study=small_study, params=params)
+    assert Job.objects.count() == 0
+
+
+def test_celery_task_runs_the_service(small_study):
+    from benchmark.tasks import run_job
+
+    job = Job.objects.create(kind="export", study=small_study, params={"format": "jsonl"})
+    run_job.apply(args=[job.pk])  # in-process, as a worker would call it
+    assert Job.objects.get(pk=job.pk).status == Job.Status.SUCCEEDED
