@@ -9,7 +9,7 @@ PORT ?= 8000
 DEMO_USER ?= researcher
 DEMO_PASSWORD ?= pluriharms-demo
 
-.PHONY: install demo serve worker test test-fast bench browser-deps clean
+.PHONY: install demo test bench browser-deps check-roundtrip clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,18 @@ demo: install
 
 test: install browser-deps
 	$(PY) -m pytest -q
+
+# From outside the suite: import the vendored release into a scratch database, export it again in
+# the release format, and compare the files byte for byte with the source.
+check-roundtrip: install
+	@tmp=$$(mktemp -d); export PLURIHARMS_VAR_DIR=$$tmp; unset DATABASE_URL; \
+	$(PY) manage.py migrate -v0 && \
+	$(PY) manage.py import_pluriharms benchmark/datasets/pluriharms --study roundtrip && \
+	$(PY) manage.py export_study roundtrip --format pluriharms --out $$tmp/out >/dev/null && \
+	cmp benchmark/datasets/pluriharms/prompts.csv $$tmp/out/prompts.csv && \
+	cmp benchmark/datasets/pluriharms/annotations.csv $$tmp/out/annotations.csv && \
+	echo "round trip OK: prompts.csv and annotations.csv are byte-identical to the release"; \
+	rc=$$?; rm -rf $$tmp; exit $$rc
 
 bench: install
 	$(PY) -m bench

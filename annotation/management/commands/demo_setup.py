@@ -1,0 +1,35 @@
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from annotation.importers import pluriharms_import
+from annotation.models import Study
+
+RELEASE_DIR = Path(settings.BASE_DIR) / "benchmark" / "datasets" / "pluriharms"
+
+
+class Command(BaseCommand):
+    help = "Prepare the demo: a researcher account and the vendored PluriHarms release as study 'pluriharms'. Idempotent."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--username", default="researcher")
+        parser.add_argument("--password", default="pluriharms-demo")
+
+    def handle(self, *args, username, password, **options):
+        User = get_user_model()
+        user, created = User.objects.get_or_create(username=username, defaults={"is_staff": True, "is_superuser": True})
+        if created:
+            user.set_password(password)
+            user.save()
+        study = Study.objects.filter(slug="pluriharms").first()
+        if study is None:
+            study = pluriharms_import(
+                directory=RELEASE_DIR, slug="pluriharms", title="PluriHarms (public release, 100 × 150)", owner=user
+            )
+            self.stdout.write(f"imported the PluriHarms release as study 'pluriharms' ({study.prompts.count()} prompts)")
+        else:
+            self.stdout.write("study 'pluriharms' already present")
+        self.stdout.write(self.style.SUCCESS(f"researcher login: {username} / {password}" if created
+                                             else f"researcher login: {username} (existing account)"))
