@@ -34,7 +34,12 @@ class Study(models.Model):
         null=True, blank=True, help_text="Empty: every prompt (full crossing)."
     )
     target_ratings_per_prompt = models.PositiveIntegerField(null=True, blank=True)
-    reservation_minutes = models.PositiveIntegerField(default=90)
+    max_annotators = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Stop admitting annotators after this many (excluding returned/declined)."
+    )
+    reservation_minutes = models.PositiveIntegerField(
+        default=90, help_text="An annotator idle this long is marked returned and their unrated prompts released."
+    )
 
     attention_checks = models.PositiveSmallIntegerField(default=0, help_text="Checks per annotator.")
     attention_tolerance = models.PositiveSmallIntegerField(default=5)
@@ -93,6 +98,7 @@ class Prompt(models.Model):
 
 class Annotator(models.Model):
     class Status(models.TextChoices):
+        NEW = "new", "Arrived, not yet consented"
         CONSENTED = "consented"
         SURVEYING = "surveying"
         RATING = "rating"
@@ -109,7 +115,7 @@ class Annotator(models.Model):
     source_id = models.CharField(max_length=64, blank=True)
     platform_study_id = models.CharField(max_length=64, blank=True)
     platform_session_id = models.CharField(max_length=64, blank=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CONSENTED)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
     exclusion_reason = models.CharField(max_length=200, blank=True)
     order_seed = models.BigIntegerField(default=0)
     demographics = models.JSONField(default=dict, blank=True)

@@ -17,6 +17,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("s/", include("annotation.take_urls")),
     path("research/", include("annotation.urls")),
     path("research/", include("benchmark.urls")),
     path("api/", include(router.urls)),

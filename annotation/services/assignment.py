@@ -1,0 +1,126 @@
+"""Which prompts an annotator rates, in which order, with attention checks mixed in.
+
+Full crossing: every prompt. Partial: N prompts each, least-rated first, never more than the
+target per prompt counting ratings given and slots held by active annotators. Slots of annotators
+idle longer than the study's reservation time are released (they are marked returned).
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from ..models import Annotator, Assignment, Study
+
+CHECK_VALUES = (10, 20, 30, 70, 80, 90)  # far from the midpoint, as Prolific asks
+
+
+def attention_check_spec(value: int) -> dict:
+    return {
+        "type": "instructional",
+        "text": f"This is an attention check. To show you are reading, set the rating to {value}.",
+        "expected": value,
+    }
+
+
+def _held_counts(study: Study) -> dict[int, int]:
+    """Per prompt: ratings given plus unanswered slots of annotators still rating."""
+    rows = (
+        Assignment.objects.filter(prompt__study=study)
+        .filter(Q(rating__isnull=False) | Q(annotator__status=Annotator.Status.RATING))
+        .values("prompt_id")
+        .annotate(n=Count("id"))
+    )
+    return {row["prompt_id"]: row["n"] for row in rows}
+
+
+def study_has_capacity(*, study: Study) -> bool:
+    if study.design != Study.Design.PARTIAL or not study.target_ratings_per_prompt:
+        return True
+    reservations_release(study=study)
+    held = _held_counts(study)
+    target = study.target_ratings_per_prompt
+    return any(held.get(pid, 0) < target for pid in study.prompts.values_list("id", flat=True))
+
+
+@transaction.atomic
+def reservations_release(*, study: Study, now=None) -> int:
+    """Mark annotators idle past the reservation time as returned and free their unrated prompts."""
+    cutoff = (now or timezone.now()) - timedelta(minutes=study.reservation_minutes)
+    idle = Annotator.objects.filter(
+        study=study, status__in=[Annotator.Status.RATING], last_seen_at__lt=cutoff
+    ).values_list("id", flat=True)
+    idle = list(idle)
+    if not idle:
+        return 0
+    Annotator.objects.filter(id__in=idle).update(status=Annotator.Status.RETURNED)
+    Assignment.objects.filter(annotator_id__in=idle, rating__isnull=True).delete()
+    return len(idle)
+
+
+def _choose_prompts(study: Study, rng: np.random.Generator) -> list[int]:
+    prompt_ids = list(study.prompts.order_by("order", "id").values_list("id", flat=True))
+    if study.design == Study.Design.FULL or not study.prompts_per_annotator:
+        return prompt_ids
+    held = _held_counts(study)
+    target = study.target_ratings_per_prompt
+    candidates = [pid for pid in prompt_ids if target is None or held.get(pid, 0) < target]
+    # Least-rated first; ties broken at random so that early prompts are not favoured.
+    tiebreak = rng.random(len(candidates))
+    ranked = sorted(range(len(candidates)), key=lambda i: (held.get(candidates[i], 0), tiebreak[i]))
+    return [candidates[i] for i in ranked[: study.prompts_per_annotator]]
+
+
+@transaction.atomic
+def assignments_create(*, annotator: Annotator) -> int:
+    """Give the annotator their prompts (seeded order) and attention checks; once only."""
+    study = Study.objects.select_for_update().get(pk=annotator.study_id)  # one allocation at a time
+    if annotator.assignments.exists():
+        return 0
+    reservations_release(study=study)
+    rng = np.random.default_rng(annotator.order_seed)
+    chosen = _choose_prompts(study, rng)
+    order = [chosen[i] for i in rng.permutation(len(chosen))]
+    n_checks = min(study.attention_checks, max(0, len(order)))
+    slots: list[tuple[int | None, dict | None]] = [(pid, None) for pid in order]
+    if n_checks and order:
+        # Checks go anywhere except the very first trial, so the first thing seen is a real prompt.
+        positions = sorted(rng.choice(np.arange(1, len(order) + n_checks), size=n_checks, replace=False))
+        values = rng.choice(CHECK_VALUES, size=n_checks)
+        for position, value in zip(positions, values):
+            slots.insert(int(position), (None, attention_check_spec(int(value))))
+    Assignment.objects.bulk_create(
+        [
+            Assignment(
+                annotator=annotator,
+                prompt_id=pid,
+                kind=Assignment.Kind.PROMPT if pid else Assignment.Kind.ATTENTION,
+                check_spec=spec,
+                position=position,
+            )
+            for position, (pid, spec) in enumerate(slots)
+        ]
+    )
+    return len(slots)
+
+
+def assignment_current(*, annotator: Annotator) -> Assignment | None:
+    """The first unanswered trial, marked as shown the first time it is served."""
+    assignment = (
+        annotator.assignments.filter(rating__isnull=True).select_related("prompt").order_by("position").first()
+    )
+    if assignment is not None and assignment.shown_at is None:
+        now = timezone.now()
+        Assignment.objects.filter(pk=assignment.pk, shown_at__isnull=True).update(shown_at=now)
+        assignment.shown_at = now
+    return assignment
+
+
+def assignment_progress(*, annotator: Annotator) -> tuple[int, int]:
+    total = annotator.assignments.count()
+    done = annotator.assignments.filter(rating__isnull=False).count()
+    return done, total
+

@@ -1,0 +1,272 @@
+"""The annotator's pages: link → consent → surveys → instructions → rating loop → completion code.
+
+Every page first asks the flow where the annotator belongs and redirects there, so refreshes, the
+back button and bookmarks always land on the right step.
+"""
+import uuid
+
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from config.errors import ApplicationError
+
+from ..models import Annotator, Study
+from ..services import recruitment
+from ..services.assignment import assignment_current, assignment_progress
+from ..services.rating import rating_submit
+
+STEP_URLS = {
+    "consent": "take:consent",
+    "survey": "take:survey",
+    "instructions": "take:instructions",
+    "rate": "take:rate",
+    "done": "take:done",
+    "declined": "take:stopped",
+    "excluded": "take:stopped",
+    "returned": "take:stopped",
+}
+
+
+def _session_key(study: Study) -> str:
+    return f"annotator:{study.pk}"
+
+
+def _refused(request, study, message: str, reason: str, status: int):
+    return render(request, "annotation/take/refused.html", {"study": study, "message": message, "reason": reason},
+                  status=status)
+
+
+def _get_annotator(request, study: Study) -> Annotator | None:
+    annotator_id = request.session.get(_session_key(study))
+    if annotator_id is None:
+        return None
+    return Annotator.objects.select_related("study").filter(pk=annotator_id, study=study).first()
+
+
+def _no_session(request, study):
+    return _refused(
+        request, study, "Your session has ended or this browser has not joined the study. "
+        "Please open the study again from the link on the recruitment platform.", "no-session", 403,
+    )
+
+
+def _step_url(study: Study, annotator: Annotator) -> str:
+    step, key = recruitment.annotator_next_step(annotator=annotator)
+    args = [study.slug, key] if step == "survey" else [study.slug]
+    return reverse(STEP_URLS[step], args=args)
+
+
+def _redirect(request, url: str):
+    if request.htmx:  # let htmx do a full navigation instead of swapping a page into a fragment
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = url
+        return response
+    return redirect(url)
+
+
+def _at_step(request, study, annotator, step: str, key: str | None = None):
+    """None if the annotator belongs on this step; otherwise the redirect to where they belong."""
+    actual, actual_key = recruitment.annotator_next_step(annotator=annotator)
+    if actual == step and (key is None or key == actual_key):
+        return None
+    return _redirect(request, _step_url(study, annotator))
+
+
+@require_GET
+def enter(request, slug: str):
+    study = get_object_or_404(Study, slug=slug)
+    has_params = any(name in request.GET for name in recruitment.RECRUITMENT_PARAMS)
+    annotator = _get_annotator(request, study)
+    if not has_params:
+        if annotator is not None:
+            return redirect(_step_url(study, annotator))
+        return _refused(request, study, "This page needs the link from the recruitment platform "
+                        "(with PROLIFIC_PID, STUDY_ID and SESSION_ID).", "bad-link", 400)
+    try:
+        params = recruitment.recruitment_params_parse(request.GET)
+        annotator, _ = recruitment.annotator_enter(study=study, params=params)
+    except recruitment.EntryRefused as refusal:
+        return _refused(request, study, refusal.message, refusal.reason, refusal.status_code)
+    request.session.cycle_key()
+    request.session[_session_key(study)] = annotator.pk
+    return redirect(_step_url(study, annotator))
+
+
+@require_http_methods(["GET", "POST"])
+def consent(request, slug: str):
+    study = get_object_or_404(Study, slug=slug)
+    annotator = _get_annotator(request, study)
+    if annotator is None:
+        return _no_session(request, study)
+    if (elsewhere := _at_step(request, study, annotator, "consent")) is not None:
+        return elsewhere
+    if request.method == "POST":
+        choice = request.POST.get("consent")
+        if choice not in ("agree", "decline"):
+            return render(request, "annotation/take/consent.html",
+                          {"study": study, "error": "Please choose whether you agree to take part."}, status=400)
+        recruitment.annotator_consent(annotator=annotator, agree=choice == "agree")
+        return redirect(_step_url(study, annotator))
+    return render(request, "annotation/take/consent.html", {"study": study})
+
+
+def _survey_context(study, annotator, instrument, values=None, errors=None):
+    definition = instrument.definition
+    values = values or {}
+    items = []
+    for item in definition["items"]:
+        entry = dict(item)
+        entry["chosen"] = values.get(item["id"], [])
+        entry["error"] = (errors or {}).get(item["id"])
+        if item.get("type") == "scale":
+            scale = item.get("scale") or definition.get("scale", {})
+            labels = {str(k): v for k, v in (scale.get("labels") or {}).items()}
+            entry["options"] = [
+                {"value": str(v), "label": labels.get(str(v), "")}
+                for v in range(int(scale["min"]), int(scale["max"]) + 1)
+            ]
+        else:
+            entry["options"] = [
+                o if isinstance(o, dict) else {"value": o, "label": o} for o in item.get("options", [])
+            ]
+        items.append(entry)
+    keys = list(study.instruments)
+    return {
+        "study": study,
+        "instrument": instrument,
+        "definition": definition,
+        "items": items,
+        "errors": errors or {},
+        "page_number": keys.index(instrument.key) + 1,
+        "page_count": len(keys),
+    }
+
+
+@require_http_methods(["GET", "POST"])
+def survey(request, slug: str, key: str):
+    study = get_object_or_404(Study, slug=slug)
+    annotator = _get_annotator(request, study)
+    if annotator is None:
+        return _no_session(request, study)
+    if key not in study.instruments:
+        raise Http404("No such questionnaire")
+    if (elsewhere := _at_step(request, study, annotator, "survey", key)) is not None:
+        return elsewhere
+    instrument = recruitment.instrument_get(key)
+    if request.method == "POST":
+        errors = recruitment.survey_submit(annotator=annotator, key=key, data=request.POST)
+        if errors:
+            values = {k: request.POST.getlist(k) for k in request.POST}
+            context = _survey_context(study, annotator, instrument, values, errors)
+            return render(request, "annotation/take/survey.html", context, status=400)
+        return redirect(_step_url(study, annotator))
+    return render(request, "annotation/take/survey.html", _survey_context(study, annotator, instrument))
+
+
+@require_http_methods(["GET", "POST"])
+def instructions(request, slug: str):
+    study = get_object_or_404(Study, slug=slug)
+    annotator = _get_annotator(request, study)
+    if annotator is None:
+        return _no_session(request, study)
+    if (elsewhere := _at_step(request, study, annotator, "instructions")) is not None:
+        return elsewhere
+    if request.method == "POST":
+        try:
+            annotator = recruitment.instructions_complete(annotator=annotator)
+        except recruitment.EntryRefused as refusal:
+            return _refused(request, study, refusal.message, refusal.reason, refusal.status_code)
+        return redirect(_step_url(study, annotator))
+    return render(request, "annotation/take/instructions.html", {"study": study})
+
+
+def _card_context(study, annotator, *, error=None, notice=None, warning=None, status_code=200):
+    assignment = assignment_current(annotator=annotator)
+    done, total = assignment_progress(annotator=annotator)
+    return {
+        "study": study,
+        "assignment": assignment,
+        "done": done,
+        "total": total,
+        "percent": round(100 * done / total) if total else 100,
+        "error": error,
+        "notice": notice,
+        "warning": warning,
+        "idempotency_key": uuid.uuid4().hex,
+    }
+
+
+@require_GET
+def rate(request, slug: str):
+    study = get_object_or_404(Study, slug=slug)
+    annotator = _get_annotator(request, study)
+    if annotator is None:
+        return _no_session(request, study)
+    if (elsewhere := _at_step(request, study, annotator, "rate")) is not None:
+        return elsewhere
+    template = "annotation/take/_rating_card.html" if request.htmx else "annotation/take/rate.html"
+    return render(request, template, _card_context(study, annotator))
+
+
+@require_POST
+def rate_submit(request, slug: str, assignment_id: int):
+    study = get_object_or_404(Study, slug=slug)
+    annotator = _get_annotator(request, study)
+    if annotator is None:
+        return _no_session(request, study)
+    template = "annotation/take/_rating_card.html" if request.htmx else "annotation/take/rate.html"
+    try:
+        outcome = rating_submit(
+            annotator=annotator,
+            assignment_id=assignment_id,
+            raw_value=request.POST.get("rating"),
+            unsure=bool(request.POST.get("unsure")),
+            rt_ms=request.POST.get("rt_ms"),
+            idempotency_key=request.POST.get("idempotency_key"),
+        )
+    except ApplicationError as exc:
+        if exc.status_code == 404:
+            raise Http404(exc.message) from exc
+        annotator.refresh_from_db()
+        if annotator.status != Annotator.Status.RATING:
+            return _redirect(request, _step_url(study, annotator))
+        context = _card_context(study, annotator, error=exc.message)
+        return render(request, template, context, status=exc.status_code)
+    annotator.refresh_from_db()
+    if outcome.completed or outcome.excluded or annotator.status != Annotator.Status.RATING:
+        return _redirect(request, _step_url(study, annotator))
+    notice = None if outcome.created else "That trial was already rated; your first answer was kept."
+    warning = (
+        f"That was very quick. Please take at least {study.min_seconds_per_rating:g} seconds to read each prompt."
+        if outcome.too_fast else None
+    )
+    if not request.htmx:
+        return redirect(reverse("take:rate", args=[study.slug]))
+    return render(request, template, _card_context(study, annotator, notice=notice, warning=warning))
+
+
+@require_GET
+def done(request, slug: str):
+    study = get_object_or_404(Study, slug=slug)
+    annotator = _get_annotator(request, study)
+    if annotator is None:
+        return _no_session(request, study)
+    if (elsewhere := _at_step(request, study, annotator, "done")) is not None:
+        return elsewhere
+    return render(request, "annotation/take/done.html", {"study": study, "annotator": annotator,
+                                                         "code": study.completion_code})
+
+
+@require_GET
+def stopped(request, slug: str):
+    study = get_object_or_404(Study, slug=slug)
+    annotator = _get_annotator(request, study)
+    if annotator is None:
+        return _no_session(request, study)
+    step, _ = recruitment.annotator_next_step(annotator=annotator)
+    if step not in ("declined", "excluded", "returned"):
+        return redirect(_step_url(study, annotator))
+    code = study.failed_checks_code if step == "excluded" and "attention" in annotator.exclusion_reason else ""
+    return render(request, "annotation/take/stopped.html", {"study": study, "step": step, "code": code})
