@@ -116,8 +116,11 @@ def _survey_context(study, annotator, instrument, values=None, errors=None):
     definition = instrument.definition
     values = values or {}
     items = []
+    section = None
     for item in definition["items"]:
         entry = dict(item)
+        entry["section_heading"] = item.get("section") if item.get("section") != section else None
+        section = item.get("section", section)
         entry["chosen"] = values.get(item["id"], [])
         entry["error"] = (errors or {}).get(item["id"])
         if item.get("type") == "scale":
