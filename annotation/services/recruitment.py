@@ -156,6 +156,10 @@ def survey_submit(*, annotator: Annotator, key: str, data) -> dict:
         locked.status = Annotator.Status.SURVEYING
     locked.last_seen_at = timezone.now()
     locked.save(update_fields=["demographics", "traits", "status", "last_seen_at"])
+    if not surveys_pending(annotator=locked):
+        from .traits import study_factor_scores_refresh
+
+        study_factor_scores_refresh(study=annotator.study)
     annotator.refresh_from_db()
     return {}
 
