@@ -20,7 +20,15 @@ from config.errors import ApplicationError
 
 from . import release_format as rf
 from .models import Study
-from .selectors import annotator_id_chunks, annotators_frame, prompts_frame, rating_rows, ratings_frame
+from .selectors import (
+    RatingsParts,
+    annotator_id_chunks,
+    annotators_frame,
+    prompts_frame,
+    rating_rows,
+    ratings_frame,
+    ratings_parts,
+)
 
 FORMATS = ("pluriharms", "long-csv", "parquet", "jsonl")
 LONG_CHUNK_ANNOTATORS = 1000
@@ -80,12 +88,81 @@ def _export_pluriharms(study: Study, out: Path, progress: Progress) -> list[Path
     return [prompt_path, annotation_path]
 
 
-def _long_chunks(study: Study):
+def _csv_row_texts(frame: pd.DataFrame) -> np.ndarray | None:
+    """Each row as `frame.to_csv(header=False, index=False)` writes it, without the line end.
+
+    None if a value spans lines (the split would be ambiguous). A constant first column keeps the
+    csv module from writing a row's lone empty field as `""`, as it would not within a wider row.
+    """
+    marked = frame.copy(deep=False)
+    marked.insert(0, "", "m", allow_duplicates=True)
+    lines = marked.to_csv(index=False, header=False, lineterminator="\n").split("\n")
+    if len(lines) != len(frame) + 1:
+        return None
+    lines.pop()
+    return np.array([line[2:] for line in lines], dtype=object)
+
+
+def _json_row_texts(frame: pd.DataFrame) -> np.ndarray | None:
+    """Each row's members as `frame.to_json(orient="records", lines=True)` writes them, without braces."""
+    lines = frame.to_json(orient="records", lines=True, force_ascii=False, double_precision=15).split("\n")
+    if len(lines) != len(frame) + 1:
+        return None
+    lines.pop()
+    return np.array([line[1:-1] for line in lines], dtype=object)
+
+
+class _LongText:
+    """Long-table rows as CSV or JSON-lines text, byte for byte what `DataFrame.to_csv` (or `to_json`)
+    writes for `ratings_frame`, but each annotator's and each prompt's columns are formatted once,
+    not once per rating: a full crossing repeats every prompt's 60-odd feature values per annotator.
+    """
+
+    def __init__(self, fmt: str):
+        self.fmt = fmt
+        self.render = _csv_row_texts if fmt == "long-csv" else _json_row_texts
+        self._prompt_key = None
+        self._prompt_text = None
+
+    def _prompts(self, parts: RatingsParts) -> np.ndarray | None:
+        key = (id(parts.items), tuple(parts.feature_columns))
+        if key != self._prompt_key:
+            self._prompt_key = key
+            self._prompt_text = self.render(parts.items[parts.feature_columns])
+        return self._prompt_text
+
+    def header(self, parts: RatingsParts) -> str:
+        if self.fmt != "long-csv":
+            return ""
+        columns = [*parts.base.columns, *parts.trait_columns, *parts.feature_columns]
+        return pd.DataFrame(columns=columns).to_csv(index=False)
+
+    def rows(self, parts: RatingsParts) -> str:
+        pieces = [self.render(parts.base)]
+        if parts.trait_columns:
+            people = self.render(parts.people[parts.trait_columns])
+            at = parts.annotator_rows
+            pieces.append(people[at] if people is not None and not (at < 0).any() else None)
+        if parts.feature_columns:
+            prompts = self._prompts(parts)
+            at = parts.prompt_rows
+            pieces.append(prompts[at] if prompts is not None and not (at < 0).any() else None)
+        if any(piece is None for piece in pieces):  # a value spans lines: let pandas write the rows
+            frame = parts.frame()
+            if self.fmt == "long-csv":
+                return frame.to_csv(index=False, header=False)
+            return frame.to_json(orient="records", lines=True, force_ascii=False, double_precision=15)
+        if self.fmt == "long-csv":
+            return "\n".join(map(",".join, zip(*pieces))) + "\n"
+        return "".join(["{" + ",".join(row) + "}\n" for row in zip(*pieces)])
+
+
+def _long_parts(study: Study):
     prompts = prompts_frame(study=study)
     for ids in annotator_id_chunks(study=study, size=LONG_CHUNK_ANNOTATORS):
-        frame = ratings_frame(study=study, annotator_ids=ids, prompts=prompts)
-        if len(frame):
-            yield frame
+        parts = ratings_parts(study=study, annotator_ids=ids, prompts=prompts)
+        if len(parts.base):
+            yield parts
 
 
 def _export_long(study: Study, out: Path, fmt: str, progress: Progress) -> list[Path]:
@@ -95,19 +172,20 @@ def _export_long(study: Study, out: Path, fmt: str, progress: Progress) -> list[
     writer = None
     done = 0
     n_rows = 0
+    text = _LongText(fmt) if fmt != "parquet" else None
     with open(path, "w", encoding="utf-8") if fmt != "parquet" else nullcontext() as handle:
-        for chunk in _long_chunks(study):
-            if fmt == "long-csv":
-                chunk.to_csv(handle, index=False, header=(n_rows == 0))
-            elif fmt == "jsonl":
-                handle.write(chunk.to_json(orient="records", lines=True, force_ascii=False))
+        for parts in _long_parts(study):
+            if text is not None:
+                if n_rows == 0:
+                    handle.write(text.header(parts))
+                handle.write(text.rows(parts))
             else:
-                table = pa.Table.from_pandas(chunk, preserve_index=False)
+                table = pa.Table.from_pandas(parts.frame(), preserve_index=False)
                 if writer is None:
                     writer = pq.ParquetWriter(path, table.schema, compression="zstd")
                 writer.write_table(table.cast(writer.schema))
-            n_rows += len(chunk)
-            done += chunk["annotator"].nunique()
+            n_rows += len(parts.base)
+            done += parts.rows["annotator_id"].nunique()
             progress(min(0.95, done / total), f"{n_rows:,} rows written")
     if fmt == "parquet":
         if writer is None:

@@ -273,6 +273,25 @@ def _clean(value: float) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
+def prompts_create(*, study: Study, prompts: pd.DataFrame, feature_columns: list[str]) -> list[Prompt]:
+    """Create a study's prompts from a validated prompts frame (as `release_read` returns it)."""
+    values = prompts[feature_columns].to_numpy(dtype=float)
+    return Prompt.objects.bulk_create(
+        [
+            Prompt(
+                study=study,
+                external_id=row.external_id,
+                text=row.text,
+                harm_level=_clean(row.harm_level),
+                features={c: _clean(v) for c, v in zip(feature_columns, values[i])},
+                order=i,
+            )
+            for i, row in enumerate(prompts.itertuples(index=False))
+        ],
+        batch_size=1000,
+    )
+
+
 @transaction.atomic
 def pluriharms_import(*, directory: str | Path, slug: str, title: str = "", owner=None) -> Study:
     """Create a study from a release directory: prompts, annotators, assignments and ratings."""
@@ -294,22 +313,7 @@ def pluriharms_import(*, directory: str | Path, slug: str, title: str = "", owne
             "decimal_rating_columns": release.decimal_rating_columns,
         },
     )
-    prompt_rows = release.prompts
-    feature_values = prompt_rows[release.feature_columns].to_numpy(dtype=float)
-    prompts = Prompt.objects.bulk_create(
-        [
-            Prompt(
-                study=study,
-                external_id=row.external_id,
-                text=row.text,
-                harm_level=_clean(row.harm_level),
-                features={c: _clean(v) for c, v in zip(release.feature_columns, feature_values[i])},
-                order=i,
-            )
-            for i, row in enumerate(prompt_rows.itertuples(index=False))
-        ],
-        batch_size=1000,
-    )
+    prompts = prompts_create(study=study, prompts=release.prompts, feature_columns=release.feature_columns)
     demographics = release.demographics.to_dict("records")
     annotators = Annotator.objects.bulk_create(
         [

@@ -209,7 +209,7 @@ class Rating(models.Model):
     unsure = models.BooleanField(default=False)
     rt_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Active time measured in the browser.")
     server_rt_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Shown-to-saved time on the server.")
-    idempotency_key = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    idempotency_key = models.CharField(max_length=64, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -222,5 +222,8 @@ class Rating(models.Model):
                 | (Q(unsure=False) & Q(value__gte=0) & Q(value__lte=100)),
                 name="rating_value_or_unsure",
             ),
+            # Partial: imported ratings have no key, and need no index entry.
+            models.UniqueConstraint(
+                fields=["idempotency_key"], condition=Q(idempotency_key__isnull=False), name="rating_unique_idempotency_key"
+            ),
         ]
-        indexes = [models.Index(fields=["prompt"])]

@@ -1,7 +1,9 @@
 """Reads. `ratings_frame` is the one long DataFrame that analyses, benchmarks and exports start from."""
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -75,8 +77,10 @@ def annotators_frame(*, study: Study, annotator_ids: Sequence[int] | None = None
     return frame
 
 
-def rating_rows(*, study: Study, annotator_ids: Sequence[int] | None = None) -> pd.DataFrame:
-    """Raw prompt ratings as ids: annotator_id, prompt_id, rating, unsure, trial, rt_ms, server_rt_ms."""
+RATING_ROW_COLUMNS = ["annotator_id", "prompt_id", "rating", "unsure", "trial", "rt_ms", "server_rt_ms"]
+
+
+def _rating_rows_sql(study: Study, annotator_ids: Sequence[int] | None) -> tuple[str, list]:
     rating = Rating._meta.db_table
     assignment = Assignment._meta.db_table
     annotator = Annotator._meta.db_table
@@ -94,12 +98,78 @@ def rating_rows(*, study: Study, annotator_ids: Sequence[int] | None = None) -> 
         sql += f" AND r.annotator_id IN ({', '.join(['%s'] * len(ids))})"
         params += ids
     sql += " ORDER BY r.annotator_id, a.position"
+    return sql, params
+
+
+def _rating_rows_postgresql(sql: str, params: list) -> pd.DataFrame:
+    """The query through COPY … TO STDOUT, parsed by pyarrow: no Python object per cell."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    sink = io.BytesIO()
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        # PostgreSQL 12+ prints floats exactly (shortest round-trip) unless this was turned down.
+        raw.execute("SELECT current_setting('extra_float_digits')::int")
+        digits = raw.fetchone()[0]
+        if digits < 1:
+            raw.execute("SET extra_float_digits = 1")
+        try:
+            with raw.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
+                for block in copy:
+                    sink.write(block)
+        finally:
+            if digits < 1:
+                raw.execute(f"SET extra_float_digits = {int(digits)}")
+    types = [pa.int64(), pa.int64(), pa.float64(), pa.bool_(), pa.int64(), pa.int64(), pa.int64()]
+    if sink.tell() == 0:  # pyarrow refuses an empty file
+        table = pa.table({name: pa.array([], type=t) for name, t in zip(RATING_ROW_COLUMNS, types)})
+    else:
+        table = pa_csv.read_csv(
+            pa.py_buffer(sink.getbuffer()),
+            read_options=pa_csv.ReadOptions(column_names=RATING_ROW_COLUMNS),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict(zip(RATING_ROW_COLUMNS, types)),
+                true_values=["t"],
+                false_values=["f"],
+                null_values=[""],
+                strings_can_be_null=True,
+            ),
+        )
+
+    def column(name: str) -> np.ndarray:
+        return table.column(name).to_numpy(zero_copy_only=False)
+
+    def nullable_int(name: str):
+        chunked = table.column(name)
+        values = chunked.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        mask = chunked.is_null().to_numpy(zero_copy_only=False)
+        return pd.arrays.IntegerArray(values, mask)
+
+    return pd.DataFrame(
+        {
+            "annotator_id": column("annotator_id").astype(np.int64, copy=False),
+            "prompt_id": column("prompt_id").astype(np.int64, copy=False),
+            "rating": column("rating").astype(float, copy=False),  # nulls become NaN
+            "unsure": column("unsure").astype(bool, copy=False),
+            "trial": column("trial").astype(np.int64, copy=False),
+            "rt_ms": nullable_int("rt_ms"),
+            "server_rt_ms": nullable_int("server_rt_ms"),
+        }
+    )
+
+
+def rating_rows(*, study: Study, annotator_ids: Sequence[int] | None = None) -> pd.DataFrame:
+    """Raw prompt ratings as ids: annotator_id, prompt_id, rating, unsure, trial, rt_ms, server_rt_ms."""
+    sql, params = _rating_rows_sql(study, annotator_ids)
+    if connection.vendor == "postgresql":
+        return _rating_rows_postgresql(sql, params)
     chunks = []
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         while batch := cursor.fetchmany(100_000):
             chunks.append(np.array(batch, dtype=object))
-    columns = ["annotator_id", "prompt_id", "rating", "unsure", "trial", "rt_ms", "server_rt_ms"]
+    columns = RATING_ROW_COLUMNS
     block = np.concatenate(chunks) if chunks else np.empty((0, len(columns)), dtype=object)
     return pd.DataFrame(
         {
@@ -111,6 +181,67 @@ def rating_rows(*, study: Study, annotator_ids: Sequence[int] | None = None) -> 
             "rt_ms": pd.array(block[:, 5], dtype="Int64"),
             "server_rt_ms": pd.array(block[:, 6], dtype="Int64"),
         }
+    )
+
+
+@dataclass
+class RatingsParts:
+    """`ratings_frame` before its joins, for writers that render each annotator and prompt once.
+
+    `base` holds the seven per-rating columns; `annotator_rows` and `prompt_rows` give, for each
+    rating, its row position in `people` and `items` (-1 if absent).
+    """
+
+    rows: pd.DataFrame
+    people: pd.DataFrame
+    items: pd.DataFrame
+    base: pd.DataFrame
+    trait_columns: list[str]
+    feature_columns: list[str]
+
+    @property
+    def annotator_rows(self) -> np.ndarray:
+        return self.people.index.get_indexer(self.rows["annotator_id"])
+
+    @property
+    def prompt_rows(self) -> np.ndarray:
+        return self.items.index.get_indexer(self.rows["prompt_id"])
+
+    def frame(self, *, traits: bool = True, features: bool = True) -> pd.DataFrame:
+        frame = self.base
+        if traits:
+            joined = self.people[self.trait_columns].reindex(self.rows["annotator_id"]).reset_index(drop=True)
+            frame = pd.concat([frame, joined], axis=1)
+        if features:
+            joined = self.items[self.feature_columns].reindex(self.rows["prompt_id"]).reset_index(drop=True)
+            frame = pd.concat([frame, joined], axis=1)
+        return frame
+
+
+def ratings_parts(
+    *, study: Study, annotator_ids: Sequence[int] | None = None, prompts: pd.DataFrame | None = None
+) -> RatingsParts:
+    rows = rating_rows(study=study, annotator_ids=annotator_ids)
+    people = annotators_frame(study=study, annotator_ids=annotator_ids)
+    items = prompts if prompts is not None else prompts_frame(study=study)
+    base = pd.DataFrame(
+        {
+            "annotator": people["pseudonym"].reindex(rows["annotator_id"]).to_numpy(),
+            "prompt": items["external_id"].reindex(rows["prompt_id"]).to_numpy(),
+            "rating": rows["rating"].to_numpy(),
+            "unsure": rows["unsure"].to_numpy(),
+            "trial": rows["trial"].to_numpy(),
+            "rt_ms": rows["rt_ms"].array,
+            "server_rt_ms": rows["server_rt_ms"].array,
+        }
+    )
+    return RatingsParts(
+        rows=rows,
+        people=people,
+        items=items,
+        base=base,
+        trait_columns=["annotator_status", *people.attrs["demographic_columns"], *people.attrs["trait_columns"]],
+        feature_columns=[c for c in items.columns if c not in ("external_id", "text")],
     )
 
 
@@ -128,29 +259,8 @@ def ratings_frame(
     `unsure`, `trial` (display position), `rt_ms` (browser active time), `server_rt_ms`; then,
     if asked, annotator status, demographics and trait scores, then `harm_level` and prompt features.
     """
-    rows = rating_rows(study=study, annotator_ids=annotator_ids)
-    people = annotators_frame(study=study, annotator_ids=annotator_ids)
-    items = prompts if prompts is not None else prompts_frame(study=study)
-    frame = pd.DataFrame(
-        {
-            "annotator": people["pseudonym"].reindex(rows["annotator_id"]).to_numpy(),
-            "prompt": items["external_id"].reindex(rows["prompt_id"]).to_numpy(),
-            "rating": rows["rating"].to_numpy(),
-            "unsure": rows["unsure"].to_numpy(),
-            "trial": rows["trial"].to_numpy(),
-            "rt_ms": rows["rt_ms"].array,
-            "server_rt_ms": rows["server_rt_ms"].array,
-        }
-    )
-    if traits:
-        trait_cols = ["annotator_status", *people.attrs["demographic_columns"], *people.attrs["trait_columns"]]
-        joined = people[trait_cols].reindex(rows["annotator_id"]).reset_index(drop=True)
-        frame = pd.concat([frame, joined], axis=1)
-    if features:
-        feature_cols = [c for c in items.columns if c not in ("external_id", "text")]
-        joined = items[feature_cols].reindex(rows["prompt_id"]).reset_index(drop=True)
-        frame = pd.concat([frame, joined], axis=1)
-    return frame
+    parts = ratings_parts(study=study, annotator_ids=annotator_ids, prompts=prompts)
+    return parts.frame(traits=traits, features=features)
 
 
 def annotator_id_chunks(*, study: Study, size: int) -> Iterator[list[int]]:
