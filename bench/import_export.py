@@ -21,24 +21,27 @@ import argparse
 import filecmp
 import json
 import os
-import platform
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.common import (
+    BENCHMARKS_FILE,
+    REPO,
+    database_url,
+    django_setup,
+    machine_info,
+    prepare_database,
+    write_section,
+)
+
 RELEASE_DIR = REPO / "benchmark" / "datasets" / "pluriharms"
-BENCHMARKS_FILE = REPO / "BENCHMARKS.md"
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/pluriharms_bench"
 MARK_BEGIN = "<!-- bench:import_export -->"
 MARK_END = "<!-- /bench:import_export -->"
 RELEASE_SLUG = "bench-release"
@@ -90,39 +93,6 @@ class Case:
 
 
 # --------------------------------------------------------------------------- database
-
-
-def database_url() -> tuple[str, bool]:
-    """(url, owned): owned means the default bench database, which may be dropped and recreated."""
-    url = os.environ.get("DATABASE_URL", "").strip()
-    return (url, False) if url else (DEFAULT_DATABASE_URL, True)
-
-
-def prepare_database(url: str, owned: bool) -> None:
-    """Create the database if missing; drop it first if it is the bench's own."""
-    import psycopg
-    from psycopg import sql
-
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgres", "postgresql", "pgsql"):
-        raise SystemExit(f"the import/export benchmark needs PostgreSQL; DATABASE_URL is {parts.scheme}://…")
-    name = parts.path.lstrip("/")
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if owned:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def django_setup(url: str) -> None:
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    os.environ["DATABASE_URL"] = url
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    import django
-
-    django.setup()
 
 
 def drop_bench_studies(slugs: list[str]) -> None:
@@ -238,35 +208,6 @@ def same_files(source: Path, exported: Path, names: list[str]) -> list[str]:
 # --------------------------------------------------------------------------- machine
 
 
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return ""
-
-
-def machine_info() -> dict[str, str]:
-    from django.db import connection
-
-    cpu = re.search(r"^model name\s*:\s*(.+)$", _read("/proc/cpuinfo"), re.M)
-    mem = re.search(r"^MemTotal:\s*(\d+) kB", _read("/proc/meminfo"), re.M)
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        pg = cursor.fetchone()[0]
-    try:
-        date = subprocess.run(["date", "-u"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        date = datetime.now(timezone.utc).strftime("%a %b %d %H:%M:%S UTC %Y")
-    return {
-        "date": date,
-        "cpus": str(os.cpu_count() or "?"),
-        "memory": f"{int(mem.group(1)) / 1024 / 1024:.1f} GiB" if mem else "?",
-        "cpu": cpu.group(1).strip() if cpu else platform.processor() or "?",
-        "python": platform.python_version(),
-        "postgresql": pg.split()[0],
-    }
-
-
 # --------------------------------------------------------------------------- report
 
 
@@ -310,19 +251,6 @@ def section(cases: list[Case], machine: dict[str, str], n_annotators: int) -> st
             MARK_END,
         ]
     )
-
-
-def write_benchmarks_md(text: str) -> None:
-    if BENCHMARKS_FILE.exists():
-        current = BENCHMARKS_FILE.read_text()
-        pattern = re.compile(re.escape(MARK_BEGIN) + r".*?" + re.escape(MARK_END), re.S)
-        if pattern.search(current):
-            updated = pattern.sub(lambda _: text, current, count=1)
-        else:
-            updated = current.rstrip("\n") + "\n\n" + text + "\n"
-    else:
-        updated = "# Benchmarks\n\nResults of `make bench` (`.venv/bin/python -m bench`).\n\n" + text + "\n"
-    BENCHMARKS_FILE.write_text(updated)
 
 
 # --------------------------------------------------------------------------- run
@@ -402,7 +330,7 @@ def run(quick: bool = False) -> bool:
     if quick:
         print("\n--quick: BENCHMARKS.md left unchanged.")
     else:
-        write_benchmarks_md(section(cases, machine, n_annotators))
+        write_section("import_export", section(cases, machine, n_annotators))
         print(f"\nwrote {BENCHMARKS_FILE.relative_to(REPO)}")
     print("import/export:", "all targets met" if passed else "SOME TARGETS MISSED")
     return passed

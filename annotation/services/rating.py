@@ -5,6 +5,7 @@ import math
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from config.errors import ApplicationError
@@ -21,6 +22,7 @@ class SubmitOutcome:
     too_fast: bool = False
     completed: bool = False
     excluded: bool = False
+    progress: tuple[int, int] | None = None  # (answered, total) after this submission, when known
 
 
 def rating_value_parse(*, study: Study, raw: str | None, unsure: bool) -> float | None:
@@ -66,28 +68,26 @@ def rating_submit(
 ) -> SubmitOutcome:
     """Store the rating of one trial exactly once. A repeated submission returns the first rating."""
     assignment = (
-        Assignment.objects.select_for_update()
-        .select_related("annotator__study")
+        Assignment.objects.select_for_update(of=("self",))
+        .select_related("annotator__study", "rating")
         .filter(pk=assignment_id, annotator=annotator)
         .first()
     )
     if assignment is None:  # someone else's trial, or no such trial: the same answer for both
         raise ApplicationError("No such trial.", status_code=404)
-    existing = Rating.objects.filter(assignment=assignment).first()
+    existing = getattr(assignment, "rating", None)
     if existing is not None:
         return SubmitOutcome(rating=existing, created=False)
     annotator = assignment.annotator
     study = annotator.study
     if annotator.status != Annotator.Status.RATING:
         raise ApplicationError("Ratings are not being collected from you now.", status_code=409)
-    key = (idempotency_key or "").strip()[:64] or None
-    if key and Rating.objects.filter(idempotency_key=key).exists():
-        raise ApplicationError("This submission was already used for another trial.", status_code=409)
     value = rating_value_parse(study=study, raw=raw_value, unsure=unsure)
 
     now = timezone.now()
     server_rt = int((now - assignment.shown_at).total_seconds() * 1000) if assignment.shown_at else None
     client_rt = _rt(rt_ms)
+    key = (idempotency_key or "").strip()[:64] or None
     try:
         with transaction.atomic():
             rating = Rating.objects.create(
@@ -101,22 +101,26 @@ def rating_submit(
                 idempotency_key=key,
             )
     except IntegrityError:  # the database is the last line: a concurrent twin got there first
-        return SubmitOutcome(rating=Rating.objects.get(assignment=assignment), created=False)
+        twin = Rating.objects.filter(assignment=assignment).first()
+        if twin is None:
+            raise ApplicationError("This submission was already used for another trial.", status_code=409) from None
+        return SubmitOutcome(rating=twin, created=False)
 
     assignment.answered_at = now
+    excluded = completed = False
     if assignment.kind == Assignment.Kind.ATTENTION:
         expected = assignment.check_spec["expected"]
         assignment.check_passed = value is not None and abs(value - expected) <= study.attention_tolerance
+        failures = annotator.assignments.filter(check_passed=False).count() + (not assignment.check_passed)
+        excluded = bool(study.attention_max_failures) and failures >= study.attention_max_failures
     assignment.save(update_fields=["answered_at", "check_passed"])
 
-    excluded = completed = False
-    failures = annotator.assignments.filter(check_passed=False).count()
-    if study.attention_max_failures and failures >= study.attention_max_failures:
-        excluded = True
+    counts = annotator.assignments.aggregate(total=Count("id"), done=Count("rating"))
+    if excluded:
         annotator.status = Annotator.Status.EXCLUDED
         annotator.exclusion_reason = f"failed {failures} attention check{'s' if failures != 1 else ''}"
         annotator.assignments.filter(rating__isnull=True).delete()  # free the slots for others
-    elif not annotator.assignments.filter(rating__isnull=True).exists():
+    elif counts["done"] >= counts["total"]:
         completed = True
         annotator.status = Annotator.Status.COMPLETED
         annotator.completed_at = now
@@ -125,4 +129,7 @@ def rating_submit(
 
     seconds = (client_rt if client_rt is not None else server_rt or 0) / 1000
     too_fast = assignment.kind == Assignment.Kind.PROMPT and seconds < study.min_seconds_per_rating
-    return SubmitOutcome(rating=rating, created=True, too_fast=too_fast, completed=completed, excluded=excluded)
+    return SubmitOutcome(
+        rating=rating, created=True, too_fast=too_fast, completed=completed, excluded=excluded,
+        progress=(counts["done"], counts["total"]),
+    )

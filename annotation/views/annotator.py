@@ -29,8 +29,8 @@ STEP_URLS = {
 }
 
 
-def _session_key(study: Study) -> str:
-    return f"annotator:{study.pk}"
+def _session_key(slug: str) -> str:
+    return f"annotator:{slug}"
 
 
 def _refused(request, study, message: str, reason: str, status: int):
@@ -38,11 +38,14 @@ def _refused(request, study, message: str, reason: str, status: int):
                   status=status)
 
 
-def _get_annotator(request, study: Study) -> Annotator | None:
-    annotator_id = request.session.get(_session_key(study))
-    if annotator_id is None:
-        return None
-    return Annotator.objects.select_related("study").filter(pk=annotator_id, study=study).first()
+def _study_and_annotator(request, slug: str) -> tuple[Study, Annotator | None]:
+    """The study (404 if none) and this browser's annotator in it, in one query on the usual path."""
+    annotator_id = request.session.get(_session_key(slug))
+    if annotator_id is not None:
+        annotator = Annotator.objects.select_related("study").filter(pk=annotator_id, study__slug=slug).first()
+        if annotator is not None:
+            return annotator.study, annotator
+    return get_object_or_404(Study, slug=slug), None
 
 
 def _no_session(request, study):
@@ -76,9 +79,8 @@ def _at_step(request, study, annotator, step: str, key: str | None = None):
 
 @require_GET
 def enter(request, slug: str):
-    study = get_object_or_404(Study, slug=slug)
+    study, annotator = _study_and_annotator(request, slug)
     has_params = any(name in request.GET for name in recruitment.RECRUITMENT_PARAMS)
-    annotator = _get_annotator(request, study)
     if not has_params:
         if annotator is not None:
             return redirect(_step_url(study, annotator))
@@ -90,14 +92,13 @@ def enter(request, slug: str):
     except recruitment.EntryRefused as refusal:
         return _refused(request, study, refusal.message, refusal.reason, refusal.status_code)
     request.session.cycle_key()
-    request.session[_session_key(study)] = annotator.pk
+    request.session[_session_key(study.slug)] = annotator.pk
     return redirect(_step_url(study, annotator))
 
 
 @require_http_methods(["GET", "POST"])
 def consent(request, slug: str):
-    study = get_object_or_404(Study, slug=slug)
-    annotator = _get_annotator(request, study)
+    study, annotator = _study_and_annotator(request, slug)
     if annotator is None:
         return _no_session(request, study)
     if (elsewhere := _at_step(request, study, annotator, "consent")) is not None:
@@ -149,8 +150,7 @@ def _survey_context(study, annotator, instrument, values=None, errors=None):
 
 @require_http_methods(["GET", "POST"])
 def survey(request, slug: str, key: str):
-    study = get_object_or_404(Study, slug=slug)
-    annotator = _get_annotator(request, study)
+    study, annotator = _study_and_annotator(request, slug)
     if annotator is None:
         return _no_session(request, study)
     if key not in study.instruments:
@@ -170,8 +170,7 @@ def survey(request, slug: str, key: str):
 
 @require_http_methods(["GET", "POST"])
 def instructions(request, slug: str):
-    study = get_object_or_404(Study, slug=slug)
-    annotator = _get_annotator(request, study)
+    study, annotator = _study_and_annotator(request, slug)
     if annotator is None:
         return _no_session(request, study)
     if (elsewhere := _at_step(request, study, annotator, "instructions")) is not None:
@@ -185,9 +184,9 @@ def instructions(request, slug: str):
     return render(request, "annotation/take/instructions.html", {"study": study})
 
 
-def _card_context(study, annotator, *, error=None, notice=None, warning=None, status_code=200):
+def _card_context(study, annotator, *, error=None, notice=None, warning=None, progress=None):
     assignment = assignment_current(annotator=annotator)
-    done, total = assignment_progress(annotator=annotator)
+    done, total = progress or assignment_progress(annotator=annotator)
     return {
         "study": study,
         "assignment": assignment,
@@ -203,8 +202,7 @@ def _card_context(study, annotator, *, error=None, notice=None, warning=None, st
 
 @require_GET
 def rate(request, slug: str):
-    study = get_object_or_404(Study, slug=slug)
-    annotator = _get_annotator(request, study)
+    study, annotator = _study_and_annotator(request, slug)
     if annotator is None:
         return _no_session(request, study)
     if (elsewhere := _at_step(request, study, annotator, "rate")) is not None:
@@ -215,8 +213,7 @@ def rate(request, slug: str):
 
 @require_POST
 def rate_submit(request, slug: str, assignment_id: int):
-    study = get_object_or_404(Study, slug=slug)
-    annotator = _get_annotator(request, study)
+    study, annotator = _study_and_annotator(request, slug)
     if annotator is None:
         return _no_session(request, study)
     template = "annotation/take/_rating_card.html" if request.htmx else "annotation/take/rate.html"
@@ -237,8 +234,8 @@ def rate_submit(request, slug: str, assignment_id: int):
             return _redirect(request, _step_url(study, annotator))
         context = _card_context(study, annotator, error=exc.message)
         return render(request, template, context, status=exc.status_code)
-    annotator.refresh_from_db()
-    if outcome.completed or outcome.excluded or annotator.status != Annotator.Status.RATING:
+    if outcome.completed or outcome.excluded:
+        annotator.refresh_from_db()
         return _redirect(request, _step_url(study, annotator))
     notice = None if outcome.created else "That trial was already rated; your first answer was kept."
     warning = (
@@ -247,13 +244,13 @@ def rate_submit(request, slug: str, assignment_id: int):
     )
     if not request.htmx:
         return redirect(reverse("take:rate", args=[study.slug]))
-    return render(request, template, _card_context(study, annotator, notice=notice, warning=warning))
+    return render(request, template, _card_context(study, annotator, notice=notice, warning=warning,
+                                                   progress=outcome.progress))
 
 
 @require_GET
 def done(request, slug: str):
-    study = get_object_or_404(Study, slug=slug)
-    annotator = _get_annotator(request, study)
+    study, annotator = _study_and_annotator(request, slug)
     if annotator is None:
         return _no_session(request, study)
     if (elsewhere := _at_step(request, study, annotator, "done")) is not None:
@@ -264,8 +261,7 @@ def done(request, slug: str):
 
 @require_GET
 def stopped(request, slug: str):
-    study = get_object_or_404(Study, slug=slug)
-    annotator = _get_annotator(request, study)
+    study, annotator = _study_and_annotator(request, slug)
     if annotator is None:
         return _no_session(request, study)
     step, _ = recruitment.annotator_next_step(annotator=annotator)

@@ -169,7 +169,7 @@ def test_forged_session_value_is_refused(client, study):
     other = Study.objects.create(slug="other", title="Other", status="recruiting")
     stranger = Annotator.objects.create(study=other, pseudonym="P0001", status="rating")
     session = client.session
-    session[f"annotator:{study.pk}"] = stranger.pk  # an annotator of another study
+    session[f"annotator:{study.slug}"] = stranger.pk  # an annotator of another study
     session.save()
     assert client.get(reverse("take:rate", args=["harm"])).status_code == 403
 
