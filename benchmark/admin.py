@@ -24,16 +24,41 @@ class JobAdminForm(forms.ModelForm):
         return cleaned
 
 
+def _download_link(artifact: JobArtifact) -> str:
+    if artifact.pk is None:
+        return ""
+    url = reverse("benchmark:artifact_download", args=[artifact.job_id, artifact.name])
+    return format_html('<a href="{}">{}</a>', url, artifact.name)
+
+
 class JobArtifactInline(admin.TabularInline):
+    """Files are written by the job; the admin shows them, never adds them."""
+
     model = JobArtifact
     extra = 0
     readonly_fields = ["name", "content_type", "size", "download"]
     fields = readonly_fields
 
+    def has_add_permission(self, request, obj=None):
+        return False
+
     @admin.display(description="download")
     def download(self, artifact):
-        url = reverse("benchmark:artifact_download", args=[artifact.job_id, artifact.name])
-        return format_html('<a href="{}">{}</a>', url, artifact.name)
+        return _download_link(artifact)
+
+
+@admin.register(JobArtifact)
+class JobArtifactAdmin(admin.ModelAdmin):
+    list_display = ["name", "job", "content_type", "size", "download"]
+    list_filter = ["content_type"]
+    readonly_fields = ["job", "name", "file", "content_type", "size"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="download")
+    def download(self, artifact):
+        return _download_link(artifact)
 
 
 @admin.register(Job)

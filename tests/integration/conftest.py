@@ -34,6 +34,11 @@ def _redis_ok(url: str) -> bool:
 
 
 @pytest.fixture
+def postgres(transactional_db):
+    require(connection.vendor == "postgresql", "DATABASE_URL does not point at PostgreSQL")
+
+
+@pytest.fixture
 def services(transactional_db):
     require(connection.vendor == "postgresql", "DATABASE_URL does not point at PostgreSQL")
     require(settings.CELERY_BROKER_URL.startswith("redis"), "REDIS_URL is not set")
