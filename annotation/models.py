@@ -76,6 +76,24 @@ class Study(models.Model):
     def __str__(self) -> str:
         return self.slug
 
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        from . import surveys
+
+        if not isinstance(self.instruments, list) or not all(isinstance(k, str) for k in self.instruments):
+            raise ValidationError({"instruments": "A list of instrument keys, in the order annotators see them."})
+        known = set(surveys.instrument_keys())
+        unknown = [k for k in self.instruments if k not in known]
+        if unknown:
+            raise ValidationError(
+                {"instruments": f"Unknown instrument(s): {', '.join(unknown)}. Available: {', '.join(sorted(known))}."}
+            )
+        if len(set(self.instruments)) != len(self.instruments):
+            raise ValidationError({"instruments": "Each instrument can appear once."})
+        if self.design == self.Design.PARTIAL and not self.prompts_per_annotator:
+            raise ValidationError({"prompts_per_annotator": "A partial design needs the number of prompts per annotator."})
+
 
 class Prompt(models.Model):
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="prompts")

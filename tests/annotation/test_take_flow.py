@@ -398,3 +398,26 @@ def test_idle_reservation_is_released_to_others(client, partial_study):
     assert back.get(link(partial_study, pid="person000000000000000000"))["Location"] == reverse(
         "take:stopped", args=["harm"]
     )
+
+
+def test_periodic_task_releases_idle_annotators(client, partial_study):
+    from annotation.tasks import release_reservations
+
+    person = start_rating(type(client)(), partial_study, pid="sleepy000000000000000000")
+    Annotator.objects.filter(pk=person.pk).update(last_seen_at=timezone.now() - timedelta(days=1))
+    assert release_reservations.apply().get() == 1
+    person.refresh_from_db()
+    assert person.status == "returned" and person.assignments.count() == 0
+
+
+def test_study_validation_names_unknown_instruments(study):
+    from django.core.exceptions import ValidationError
+
+    study.instruments = ["demographics", "tarot"]
+    with pytest.raises(ValidationError, match="Unknown instrument\\(s\\): tarot"):
+        study.full_clean()
+    study.instruments = ["mfq20", "mfq20"]
+    with pytest.raises(ValidationError, match="once"):
+        study.full_clean()
+    study.instruments = ["demographics", "mfq20"]
+    study.full_clean()
