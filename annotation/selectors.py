@@ -267,3 +267,39 @@ def annotator_id_chunks(*, study: Study, size: int) -> Iterator[list[int]]:
     ids = list(Annotator.objects.filter(study=study).order_by("id").values_list("id", flat=True))
     for start in range(0, len(ids), size):
         yield ids[start : start + size]
+
+
+def study_overview(*, study: Study) -> dict:
+    """Live collection figures from aggregates only (cheap enough to poll): progress over time,
+    ratings per prompt, annotators by status."""
+    from django.db.models import Count
+    from django.db.models.functions import TruncHour
+
+    ratings = Rating.objects.filter(annotator__study=study, prompt__isnull=False)
+    by_hour = list(
+        ratings.annotate(hour=TruncHour("created_at")).values("hour").annotate(n=Count("id")).order_by("hour")
+    )
+    cumulative, total = [], 0
+    for row in by_hour:
+        total += row["n"]
+        cumulative.append({"hour": row["hour"].isoformat(), "ratings": row["n"], "cumulative": total})
+    per_prompt = dict(
+        Prompt.objects.filter(study=study).annotate(n=Count("ratings")).values_list("external_id", "n")
+    )
+    by_status = dict(
+        Annotator.objects.filter(study=study).values("status").annotate(n=Count("id")).values_list("status", "n")
+    )
+    n_unsure = ratings.filter(unsure=True).count()
+    target = None
+    if study.target_ratings_per_prompt:
+        target = study.target_ratings_per_prompt * len(per_prompt)
+    elif study.max_annotators:
+        target = study.max_annotators * len(per_prompt)
+    return {
+        "n_ratings": total,
+        "n_unsure": n_unsure,
+        "target_ratings": target,
+        "over_time": cumulative,
+        "per_prompt": per_prompt,
+        "by_status": by_status,
+    }

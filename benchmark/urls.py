@@ -5,6 +5,8 @@ from . import views
 app_name = "benchmark"
 urlpatterns = [
     path("studies/<slug:slug>/export/", views.export_start, name="export_start"),
+    path("studies/<slug:slug>/overview/", views.study_overview, name="overview"),
+    path("studies/<slug:slug>/overview/<slug:name>.csv", views.study_overview_csv, name="overview_csv"),
     path("jobs/<int:job_id>/", views.job_detail, name="job_detail"),
     path("jobs/<int:job_id>/files/<str:name>", views.artifact_download, name="artifact_download"),
 ]

@@ -1,0 +1,33 @@
+// Draw every <div class="plot" data-figure='{"data":…,"layout":…}'> with the locally served Plotly,
+// on page load and after each htmx swap. Each plot can be saved as PNG (modebar) or SVG.
+(function () {
+  "use strict";
+  var svgButton = {
+    name: "Download plot as SVG",
+    icon: null,
+    click: function (gd) { Plotly.downloadImage(gd, { format: "svg", filename: gd.dataset.name || "plot" }); }
+  };
+
+  function draw(root) {
+    if (typeof Plotly === "undefined") return;
+    svgButton.icon = Plotly.Icons.disk;
+    (root.querySelectorAll ? root : document).querySelectorAll(".plot[data-figure]").forEach(function (el) {
+      var figure = JSON.parse(el.dataset.figure);
+      var config = {
+        responsive: true, displaylogo: false,
+        toImageButtonOptions: { format: "png", filename: el.dataset.name || "plot", scale: 2 },
+        modeBarButtonsToAdd: [svgButton]
+      };
+      Plotly.react(el, figure.data, figure.layout, config);
+      if (el.dataset.clickUrl && !el.dataset.clickWired) {
+        el.dataset.clickWired = "1";
+        el.on("plotly_click", function (event) {
+          var point = event.points && event.points[0];
+          if (point && point.customdata) window.location = el.dataset.clickUrl.replace("__ID__", encodeURIComponent(point.customdata));
+        });
+      }
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { draw(document); });
+  document.addEventListener("htmx:afterSettle", function (event) { draw(event.detail.elt); });
+})();
