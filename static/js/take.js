@@ -3,6 +3,7 @@
 (function () {
   "use strict";
 
+  var ARM_DELAY_MS = 450;  // a new card ignores clicks this long: no double click lands on it
   var activeMs = 0;
   var lastTick = null;
 
@@ -47,7 +48,11 @@
         number.dispatchEvent(new Event("input", { bubbles: true }));
       });
     });
-    if (root.querySelector && root.querySelector("#rating-form")) resetTimer();
+    if (root.querySelector && root.querySelector("#rating-form")) {
+      resetTimer();
+      var armed = root.querySelectorAll("#rating-form button[data-arm]");
+      setTimeout(function () { armed.forEach(function (b) { b.disabled = false; }); }, ARM_DELAY_MS);
+    }
   }
 
   document.addEventListener("keydown", function (event) {
@@ -67,6 +72,12 @@
       number.dispatchEvent(new Event("input", { bubbles: true }));
     }
   });
+
+  // The second click of a double click never submits (it would answer the card that replaced this one).
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("#rating-form button");
+    if (button && event.detail > 1) { event.preventDefault(); event.stopPropagation(); }
+  }, true);
 
   // Response time goes with every rating submission (htmx and plain posts alike).
   document.addEventListener("submit", function (event) {
