@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.db import models
 
 from benchmark.models import Job
 from benchmark.services import job_create
@@ -24,6 +25,7 @@ class StudyAdmin(admin.ModelAdmin):
     list_filter = ["status", "design"]
     search_fields = ["slug", "title"]
     filter_horizontal = ["collaborators"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     actions = [_export_action(fmt) for fmt in FORMATS]
 
 

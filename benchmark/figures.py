@@ -37,14 +37,14 @@ def progress_figure(over_time: list[dict]) -> dict:
             "type": "scatter", "mode": "lines+markers", "name": "ratings",
             "x": [row["hour"] for row in over_time], "y": [row["cumulative"] for row in over_time],
         }],
-        "layout": _layout("Ratings collected", xaxis={"title": "time (UTC)"}, yaxis={"title": "ratings", "rangemode": "tozero"}),
+        "layout": _layout("Ratings collected", xaxis={"title": {"text": "time (UTC)"}}, yaxis={"title": {"text": "ratings"}, "rangemode": "tozero"}),
     }
 
 
 def per_prompt_figure(per_prompt: dict[str, int], target: int | None = None) -> dict:
     ordered = sorted(per_prompt.items(), key=lambda kv: kv[1])
-    layout = _layout("Ratings per prompt", xaxis={"title": "prompts (sorted)", "showticklabels": False},
-                     yaxis={"title": "ratings", "rangemode": "tozero"})
+    layout = _layout("Ratings per prompt", xaxis={"title": {"text": "prompts (sorted)"}, "showticklabels": False},
+                     yaxis={"title": {"text": "ratings"}, "rangemode": "tozero"})
     if target:
         layout["shapes"] = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": target, "y1": target,
                              "line": {"dash": "dot", "color": "#888"}}]
@@ -60,7 +60,7 @@ def status_figure(by_status: dict[str, int]) -> dict:
     keys = [k for k in order if k in by_status] + [k for k in by_status if k not in order]
     return {
         "data": [{"type": "bar", "x": keys, "y": [by_status[k] for k in keys]}],
-        "layout": _layout("Annotators by status", yaxis={"title": "annotators", "rangemode": "tozero"}),
+        "layout": _layout("Annotators by status", yaxis={"title": {"text": "annotators"}, "rangemode": "tozero"}),
     }
 
 
@@ -89,8 +89,8 @@ def harm_agreement_figure(prompts: list[dict], *, harm_threshold: float, agreeme
     return {
         "data": traces,
         "layout": _layout("Harm × agreement", height=460, shapes=lines,
-                          xaxis={"title": "mean rating (harm)", "range": [-2, 102]},
-                          yaxis={"title": "SD of ratings (disagreement)", "rangemode": "tozero"}),
+                          xaxis={"title": {"text": "mean rating (harm)"}, "range": [-2, 102]},
+                          yaxis={"title": {"text": "SD of ratings (disagreement)"}, "rangemode": "tozero"}),
     }
 
 
@@ -108,7 +108,7 @@ def forest_figure(coefficients: list[dict], title: str) -> dict:
             "hovertemplate": "%{y}: %{x:.2f}<extra></extra>",
         }],
         "layout": _layout(title, height=max(300, 22 * len(rows) + 80), margin={"l": 220, "r": 20, "t": 40, "b": 50},
-                          xaxis={"title": "effect on rating (points per SD)", "zeroline": True}),
+                          xaxis={"title": {"text": "effect on rating (points per SD)"}, "zeroline": True}),
     }
 
 
@@ -120,8 +120,8 @@ def histogram_figure(values_by_group: dict[str, list[float]], title: str) -> dic
     ]
     return {
         "data": traces,
-        "layout": _layout(title, barmode="group", xaxis={"title": "rating", "range": [0, 100]},
-                          yaxis={"title": "% of group" if len(traces) > 1 else "ratings"}),
+        "layout": _layout(title, barmode="group", xaxis={"title": {"text": "rating"}, "range": [0, 100]},
+                          yaxis={"title": {"text": "% of group" if len(traces) > 1 else "ratings"}}),
     }
 
 
@@ -130,4 +130,16 @@ def bar_figure(labels: list[str], values: list[float], title: str, *, error: lis
     trace = {"type": "bar", "x": labels, "y": [_clean(v) for v in values]}
     if error is not None:
         trace["error_y"] = {"type": "data", "array": [_clean(e) for e in error]}
-    return {"data": [trace], "layout": _layout(title, yaxis={"title": axis})}
+    return {"data": [trace], "layout": _layout(title, yaxis={"title": {"text": axis}})}
+
+
+def grouped_bar_figure(labels: list[str], series: dict[str, list[float]], title: str, *, axis: str = "") -> dict:
+    """Horizontal grouped bars: long group names stay readable."""
+    return {
+        "data": [{"type": "bar", "orientation": "h", "name": name, "y": labels, "x": [_clean(v) for v in values]}
+                 for name, values in series.items()],
+        "layout": _layout(title, barmode="group", xaxis={"title": {"text": axis}},
+                          yaxis={"autorange": "reversed", "automargin": True},
+                          height=max(320, 26 * len(labels) + 100), legend={"orientation": "h", "y": -0.08},
+                          margin={"l": 20, "r": 20, "t": 40, "b": 60}),
+    }

@@ -6,6 +6,7 @@ from django.db import models
 class Job(models.Model):
     class Kind(models.TextChoices):
         EXPORT = "export", "Dataset export"
+        ANALYSIS = "analysis", "Disagreement report"
 
     class Status(models.TextChoices):
         QUEUED = "queued"

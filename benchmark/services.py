@@ -1,12 +1,14 @@
 """Job lifecycle: create (and queue on commit), run (claim once, call the kind's handler, save)."""
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -35,8 +37,27 @@ def _validate_export(params: dict) -> dict:
     return {"format": fmt}
 
 
-# kind -> (params validator, handler(job, progress) -> result dict)
-PARAM_VALIDATORS: dict[str, Callable[[dict], dict]] = {Job.Kind.EXPORT: _validate_export}
+def _validate_analysis(params: dict) -> dict:
+    clean = {
+        "mixed_effects": params.get("mixed_effects", True),
+        "include_excluded": params.get("include_excluded", False),
+        "n_boot": params.get("n_boot", 1000),
+        "seed": params.get("seed", 0),
+    }
+    for key in ("mixed_effects", "include_excluded"):
+        if not isinstance(clean[key], bool):
+            raise ApplicationError(f"{key} must be true or false", extra={"field": key})
+    for key, low, high in (("n_boot", 0, 100_000), ("seed", 0, 2**31 - 1)):
+        if not isinstance(clean[key], int) or isinstance(clean[key], bool) or not low <= clean[key] <= high:
+            raise ApplicationError(f"{key} must be a whole number from {low} to {high}", extra={"field": key})
+    return clean
+
+
+# kind -> params validator; the handlers are below
+PARAM_VALIDATORS: dict[str, Callable[[dict], dict]] = {
+    Job.Kind.EXPORT: _validate_export,
+    Job.Kind.ANALYSIS: _validate_analysis,
+}
 
 
 def job_create(*, kind: str, study: Study | None, params: dict | None = None, user=None) -> Job:
@@ -77,19 +98,40 @@ def _run_export(job: Job, progress: Callable[[float, str], None]) -> dict:
     out = _artifact_dir(job)
     paths = export_study(study=job.study, fmt=job.params["format"], out_dir=out, progress=progress)
     for path in paths:
-        JobArtifact.objects.update_or_create(
-            job=job,
-            name=path.name,
-            defaults={
-                "file": str(path.relative_to(settings.MEDIA_ROOT)),
-                "content_type": CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
-                "size": path.stat().st_size,
-            },
-        )
+        _save_artifact(job, path)
     return {"format": job.params["format"], "files": [p.name for p in paths]}
 
 
-HANDLERS: dict[str, Callable[[Job, Callable[[float, str], None]], dict]] = {Job.Kind.EXPORT: _run_export}
+def _save_artifact(job: Job, path: Path) -> None:
+    JobArtifact.objects.update_or_create(
+        job=job,
+        name=path.name,
+        defaults={
+            "file": str(path.relative_to(settings.MEDIA_ROOT)),
+            "content_type": CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
+            "size": path.stat().st_size,
+        },
+    )
+
+
+def _run_analysis(job: Job, progress: Callable[[float, str], None]) -> dict:
+    from .analysis import study_report
+
+    report = study_report(study=job.study, progress=progress, **job.params)
+    out = _artifact_dir(job)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=1, allow_nan=False))
+    pd.DataFrame(report["prompts"]).to_csv(out / "prompts.csv", index=False)
+    pd.DataFrame(report["annotators"]).to_csv(out / "annotators.csv", index=False)
+    for name in ("report.json", "prompts.csv", "annotators.csv"):
+        _save_artifact(job, out / name)
+    return report
+
+
+HANDLERS: dict[str, Callable[[Job, Callable[[float, str], None]], dict]] = {
+    Job.Kind.EXPORT: _run_export,
+    Job.Kind.ANALYSIS: _run_analysis,
+}
 
 
 def job_claim(*, job_id: int) -> Job | None:

@@ -133,8 +133,6 @@ SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 
-FORMS_URLFIELD_ASSUME_HTTPS = True  # Django 6 default, adopted now
-
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "annotation:study_list"
 LOGOUT_REDIRECT_URL = "login"

@@ -1,0 +1,94 @@
+"""Synthetic studies for the analytics benchmarks: the release's 150 prompts rated by many simulated people.
+
+`synthetic_long(n_annotators, seed)` returns the long ratings frame in the shape of
+`benchmark.science.release.load_release_long` (and of `annotation.selectors.ratings_frame`):
+`annotator`, `prompt`, `rating` (integer 0–100, NaN when Unsure), `unsure`, `trial`, the ten
+demographic columns (strings drawn from the release's answers with their frequencies), `Factor_1..3`,
+`harm_level` and the 62 prompt features of the release.
+
+Ratings come from a plausible model, on the 0–100 scale before rounding and clipping:
+prompt effect (harm level + a few features + prompt noise) + annotator offset (traits + person noise)
++ trait × feature interactions + residual noise; about 2% of answers are "Unsure".
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+RELEASE = Path(__file__).resolve().parent.parent / "benchmark" / "datasets" / "pluriharms"
+UNSURE_RATE = 0.02
+
+
+def _z(values: np.ndarray) -> np.ndarray:
+    sd = values.std()
+    return (values - values.mean()) / sd if sd > 0 else values * 0.0
+
+
+def synthetic_long(n_annotators: int, seed: int = 0, *, release_dir: Path | str = RELEASE) -> pd.DataFrame:
+    """A study of `n_annotators` simulated people × the release's 150 prompts, seeded (1.5M rows at 10,000)."""
+    rng = np.random.default_rng(seed)
+    prompts = pd.read_csv(Path(release_dir) / "prompts.csv").sort_values("Question_Index", kind="stable")
+    people = pd.read_csv(Path(release_dir) / "annotations.csv", dtype=str, keep_default_na=False, na_values=[""])
+    features = [c for c in prompts.columns if c.startswith(("action_", "effect_", "value_topic_"))]
+    demographics = ["Race_Ethnicity", "Gender", "Sexual_Orientation", "Age", "Political_Affiliation", "Education",
+                    "Religion_Importance", "Social_Media_Frequency", "Toxicity_Experience", "Income"]
+    n_p = len(prompts)
+    n_a = int(n_annotators)
+
+    # Prompts: harm level carries most of the signal, a few features add to it, the rest is noise.
+    harm = prompts["Harm_Level"].to_numpy(dtype=float)
+    feat = prompts[features].to_numpy(dtype=float)
+    feat_z = np.apply_along_axis(_z, 0, feat)
+    weights = np.zeros(len(features))
+    for name, w in (("action_Child_Harm", 6.0), ("action_Self_harm", 5.0), ("effect_Psychological", -4.0),
+                    ("action_Violence_Extremism", 4.0), ("value_topic_12", -3.0)):
+        if name in features:
+            weights[features.index(name)] = w
+    prompt_effect = 50.0 + 18.0 * _z(harm) + feat_z @ weights + rng.normal(0.0, 9.0, n_p)
+
+    # Annotators: each demographic answer drawn from the release's answers, independently.
+    demo = {c: people[c].to_numpy(dtype=object)[rng.integers(0, len(people), n_a)] for c in demographics}
+    factors = {f"Factor_{k}": rng.normal(people[f"Factor_{k}"].astype(float).mean(),
+                                         people[f"Factor_{k}"].astype(float).std(), n_a) for k in (1, 2, 3)}
+    tox = pd.Series(demo["Toxicity_Experience"]).str.strip().map(
+        {"Not a problem": 0, "Rarely a problem": 1, "Sometimes a problem": 2, "Often a problem": 3,
+         "Very often a problem": 4}).fillna(2).to_numpy(dtype=float)
+    edu = pd.Series(demo["Education"]).str.lower().map(
+        lambda v: 0 if v.startswith("high") else 1 if v.startswith("some") else 2 if v.startswith("assoc")
+        else 3 if v.startswith("bach") else 4).to_numpy(dtype=float)
+    f1, f2 = _z(factors["Factor_1"]), _z(factors["Factor_2"])
+    offset = 3.0 * _z(tox) - 3.0 * _z(edu) + 2.0 * f2 + rng.normal(0.0, 12.0, n_a)
+
+    # Interactions: people high on Factor_1 see sexual content as more harmful, child harm as less.
+    inter = np.zeros((n_a, n_p))
+    for name, w in (("action_Sexual_Content", 2.0), ("action_Child_Harm", -1.5)):
+        if name in features:
+            inter += w * f1[:, None] * feat_z[:, features.index(name)][None, :]
+
+    ratings = prompt_effect[None, :] + offset[:, None] + inter + rng.normal(0.0, 22.0, (n_a, n_p))
+    ratings = np.clip(np.rint(ratings), 0.0, 100.0)
+    unsure = rng.random((n_a, n_p)) < UNSURE_RATE
+    ratings[unsure] = np.nan
+    trials = np.argsort(rng.random((n_a, n_p)), axis=1) + 1
+
+    row_a = np.repeat(np.arange(n_a), n_p)
+    row_p = np.tile(np.arange(n_p), n_a)
+    ids = np.array([f"S{i + 1:06d}" for i in range(n_a)], dtype=object)
+    qids = prompts["Question_Index"].astype(int).astype(str).to_numpy(dtype=object)
+    columns: dict[str, object] = {
+        "annotator": pd.array(ids[row_a], dtype="str"),
+        "prompt": pd.array(qids[row_p], dtype="str"),
+        "rating": ratings.reshape(-1),
+        "unsure": unsure.reshape(-1),
+        "trial": trials.reshape(-1).astype(np.int64),
+    }
+    for c in demographics:
+        columns[c] = pd.array(demo[c][row_a], dtype="str")
+    for c, values in factors.items():
+        columns[c] = values[row_a]
+    columns["harm_level"] = harm[row_p]
+    for j, c in enumerate(features):
+        columns[c] = feat[row_p, j]
+    return pd.DataFrame(columns)

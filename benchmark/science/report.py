@@ -1,0 +1,160 @@
+"""The disagreement report of a study: every descriptive statistic in one JSON-ready dict.
+
+`descriptive_report(df)` needs the long ratings frame (`annotator`, `prompt`, `rating`, `unsure`;
+`harm_level` and the demographic columns when present). `full_report(df)` adds the mixed models
+(`mixed_effects.fit_all`), which also need the prompt feature columns.
+
+Every value is JSON-serializable: NaN and infinities become null, numpy scalars become Python ones.
+A statistic that cannot be computed (a study with one or two annotators, no harm levels, an absent
+group column) is null, and `reasons` says why, keyed like the report.
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from . import agreement
+from .release import DEMOGRAPHIC_COLUMNS
+
+
+def to_jsonable(value):
+    """Recursively turn numpy/pandas values into JSON types; NaN, ±inf and pd.NA become None."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, pd.DataFrame):
+        return to_jsonable(value.to_dict(orient="records"))
+    if isinstance(value, pd.Series):
+        return to_jsonable(value.to_dict())
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        return value
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return str(value)
+
+
+def _records(frame: pd.DataFrame, key: str) -> list[dict]:
+    out = frame.reset_index().rename(columns={frame.index.name or "index": key})
+    out[key] = out[key].astype(str)
+    return out.to_dict(orient="records")
+
+
+def descriptive_report(
+    df: pd.DataFrame,
+    *,
+    n_boot: int = 1000,
+    alpha_boot: int = 200,
+    n_perm: int = 1000,
+    n_splits: int = 100,
+    max_annotators: int = 2000,
+    group_columns: list[str] | tuple[str, ...] = DEMOGRAPHIC_COLUMNS,
+    min_group_size: int = 5,
+    harm_threshold: float = 50.0,
+    seed: int = 0,
+) -> dict:
+    """Everything but the mixed models; see the module docstring for the columns.
+
+    Keys: n_ratings (non-Unsure), n_unsure, n_annotators, n_prompts, krippendorff_alpha_interval,
+    krippendorff_alpha_ci ({alpha, ci_low, ci_high, …}), icc, split_half, mean_pairwise_correlation,
+    spearman_harm_level_vs_mean (only when the frame has `harm_level`), prompts (one dict per prompt:
+    `prompt_stats` columns, `prompt`, `harm_level` if present), annotators (`annotator_consensus` rows),
+    groups ({column: {"groups": [...], "overall": {...}}} for each group column present), settings,
+    seconds, reasons. Bootstraps and permutations are seeded with `seed`.
+    """
+    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
+        # Multi-threaded BLAS is slower than one thread on these shapes (docs/analysis.md, timings).
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        return to_jsonable(_descriptive(df, n_boot=n_boot, alpha_boot=alpha_boot, n_perm=n_perm, n_splits=n_splits,
+                                        max_annotators=max_annotators, group_columns=group_columns,
+                                        min_group_size=min_group_size, harm_threshold=harm_threshold, seed=seed))
+
+
+def _descriptive(df, *, n_boot, alpha_boot, n_perm, n_splits, max_annotators, group_columns, min_group_size,
+                 harm_threshold, seed) -> dict:
+    started = time.perf_counter()
+    present_groups = [c for c in group_columns if c in df.columns]
+    matrix = agreement.RatingsMatrix.from_frame(df, annotator_columns=present_groups)
+    reasons: dict = {}
+    report: dict = {
+        "n_ratings": matrix.n_ratings,
+        "n_unsure": matrix.n_unsure,
+        "n_annotators": len(matrix.annotators),
+        "n_prompts": len(matrix.prompts),
+    }
+
+    alpha_ci = agreement.krippendorff_alpha_ci(matrix, n_boot=alpha_boot, seed=seed)
+    report["krippendorff_alpha_interval"] = alpha_ci["alpha"]
+    report["krippendorff_alpha_ci"] = alpha_ci
+    if not np.isfinite(alpha_ci["alpha"]):
+        reasons["krippendorff_alpha_interval"] = "undefined: no prompt has two ratings"
+
+    report["icc"] = agreement.icc(matrix)
+    report["split_half"] = agreement.split_half_reliability(matrix, n_splits=n_splits, seed=seed)
+    report["mean_pairwise_correlation"] = agreement.mean_pairwise_correlation(matrix, max_annotators=max_annotators, seed=seed)
+    for key in ("icc", "split_half", "mean_pairwise_correlation"):
+        if report[key].get("reason"):
+            reasons[key] = report[key]["reason"]
+
+    if "harm_level" in matrix.prompt_table.columns and matrix.prompt_table["harm_level"].notna().any():
+        rho = agreement.spearman_harm_level_vs_mean(matrix)
+        report["spearman_harm_level_vs_mean"] = rho
+        if not np.isfinite(rho):
+            reasons["spearman_harm_level_vs_mean"] = "fewer than three prompts with a harm level, ratings and variation"
+    else:
+        reasons["spearman_harm_level_vs_mean"] = "no harm_level in the data: omitted"
+
+    stats = agreement.prompt_stats(matrix, harm_threshold=harm_threshold, n_boot=n_boot, seed=seed)
+    if "harm_level" in matrix.prompt_table.columns:
+        stats.insert(0, "harm_level", matrix.prompt_table["harm_level"].to_numpy())
+    report["prompts"] = _records(stats, "prompt")
+    report["quadrant_thresholds"] = {"harm": harm_threshold, "agreement_sd": stats.attrs["agreement_threshold"]}
+    report["annotators"] = _records(agreement.annotator_consensus(matrix), "annotator")
+
+    groups: dict = {}
+    for column in group_columns:
+        if column not in present_groups:
+            reasons.setdefault("groups", {})[column] = "column absent from the data"
+            continue
+        table = agreement.group_agreement(matrix, column=column, n_perm=n_perm, seed=seed, min_group_size=min_group_size)
+        groups[column] = {"groups": table.drop(columns="column").to_dict(orient="records"), "overall": table.attrs["overall"]}
+        if table.attrs["overall"].get("reason"):
+            reasons.setdefault("groups", {})[column] = table.attrs["overall"]["reason"]
+    report["groups"] = groups
+    report["settings"] = {"n_boot": n_boot, "alpha_boot": alpha_boot, "n_perm": n_perm, "n_splits": n_splits,
+                          "max_annotators": max_annotators, "min_group_size": min_group_size,
+                          "harm_threshold": harm_threshold, "seed": seed, "entropy_unit": "bits"}
+    report["reasons"] = reasons
+    report["seconds"] = time.perf_counter() - started
+    return report
+
+
+def full_report(df: pd.DataFrame, *, seed: int = 0, mixed_effects: dict | None = None, **descriptive_kwargs) -> dict:
+    """`descriptive_report` plus "mixed_effects": `mixed_effects.fit_all(df, seed=seed, **mixed_effects)`."""
+    from .mixed_effects import fit_all
+
+    report = descriptive_report(df, seed=seed, **descriptive_kwargs)
+    try:
+        report["mixed_effects"] = to_jsonable(fit_all(df, seed=seed, **(mixed_effects or {})))
+    except (KeyError, ValueError) as exc:  # e.g. no feature or trait columns at all
+        report["mixed_effects"] = None
+        report["reasons"]["mixed_effects"] = f"not fitted: {exc}"
+    return report
