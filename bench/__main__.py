@@ -11,6 +11,7 @@ import sys
 BENCHMARKS = {
     "import_export": "bench.import_export",
     "rating_submit": "bench.rating_submit",
+    "analytics": "bench.analytics",
 }
 
 
