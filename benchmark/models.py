@@ -7,6 +7,7 @@ class Job(models.Model):
     class Kind(models.TextChoices):
         EXPORT = "export", "Dataset export"
         ANALYSIS = "analysis", "Disagreement report"
+        BENCHMARK = "benchmark", "Model benchmark"
 
     class Status(models.TextChoices):
         QUEUED = "queued"

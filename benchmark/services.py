@@ -53,10 +53,35 @@ def _validate_analysis(params: dict) -> dict:
     return clean
 
 
+def _validate_benchmark(params: dict) -> dict:
+    from .evaluation import predictor_names
+    from .science.protocol import CONDITIONS
+
+    predictors = params.get("predictors") or []
+    conditions = params.get("conditions") or list(CONDITIONS)
+    clean = {"predictors": predictors, "conditions": conditions, "splits": params.get("splits", 10),
+             "seed": params.get("seed", 0), "uploaded_path": params.get("uploaded_path") or None}
+    if not isinstance(predictors, list) or not all(isinstance(p, str) for p in predictors):
+        raise ApplicationError("predictors must be a list of names", extra={"field": "predictors"})
+    unknown = sorted(set(predictors) - set(predictor_names()))
+    if unknown:
+        raise ApplicationError(f"unknown predictor(s): {', '.join(unknown)}", extra={"field": "predictors"})
+    if not isinstance(conditions, list) or not set(conditions) <= set(CONDITIONS) or not conditions:
+        raise ApplicationError(f"conditions must be a non-empty list from {', '.join(CONDITIONS)}",
+                               extra={"field": "conditions"})
+    for key, low, high in (("splits", 1, 100), ("seed", 0, 2**31 - 1)):
+        if not isinstance(clean[key], int) or isinstance(clean[key], bool) or not low <= clean[key] <= high:
+            raise ApplicationError(f"{key} must be a whole number from {low} to {high}", extra={"field": key})
+    if "uploaded" in predictors and not clean["uploaded_path"]:
+        raise ApplicationError("the 'uploaded' predictor needs an uploaded file", extra={"field": "uploaded_path"})
+    return clean
+
+
 # kind -> params validator; the handlers are below
 PARAM_VALIDATORS: dict[str, Callable[[dict], dict]] = {
     Job.Kind.EXPORT: _validate_export,
     Job.Kind.ANALYSIS: _validate_analysis,
+    Job.Kind.BENCHMARK: _validate_benchmark,
 }
 
 
@@ -128,9 +153,31 @@ def _run_analysis(job: Job, progress: Callable[[float, str], None]) -> dict:
     return report
 
 
+def _run_benchmark(job: Job, progress: Callable[[float, str], None]) -> dict:
+    from .evaluation import study_benchmark
+    from .science.report import to_jsonable
+
+    p = job.params
+    summary, result = study_benchmark(
+        study=job.study, predictors=p["predictors"] or None, n_splits=p["splits"], seed=p["seed"],
+        conditions=p["conditions"], uploaded_path=p.get("uploaded_path"), progress=progress,
+    )
+    out = _artifact_dir(job)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = to_jsonable(summary)  # NaN (e.g. Spearman of constant predictions) becomes null
+    (out / "benchmark.json").write_text(json.dumps(summary, indent=1))
+    result.per_split.to_csv(out / "per_split.csv", index=False)
+    result.per_annotator.to_csv(out / "per_annotator.csv", index=False)
+    result.per_prompt.to_csv(out / "per_prompt.csv", index=False)
+    for name in ("benchmark.json", "per_split.csv", "per_annotator.csv", "per_prompt.csv"):
+        _save_artifact(job, out / name)
+    return summary
+
+
 HANDLERS: dict[str, Callable[[Job, Callable[[float, str], None]], dict]] = {
     Job.Kind.EXPORT: _run_export,
     Job.Kind.ANALYSIS: _run_analysis,
+    Job.Kind.BENCHMARK: _run_benchmark,
 }
 
 

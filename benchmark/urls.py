@@ -11,6 +11,11 @@ urlpatterns = [
     path("studies/<slug:slug>/agreement/recompute/", views.analysis_start, name="analysis_start"),
     path("studies/<slug:slug>/agreement/<slug:name>.csv", views.agreement_csv, name="agreement_csv"),
     path("studies/<slug:slug>/prompts/<str:external_id>/", views.prompt_detail, name="prompt_detail"),
+    path("studies/<slug:slug>/benchmark/", views.leaderboard, name="leaderboard"),
+    path("studies/<slug:slug>/benchmark/start/", views.benchmark_start, name="benchmark_start"),
+    path("studies/<slug:slug>/steering/", views.steering, name="steering"),
+    path("studies/<slug:slug>/steering/score/", views.steering_score, name="steering_score"),
+    path("studies/<slug:slug>/steering/fit/", views.steering_fit, name="steering_fit"),
     path("jobs/<int:job_id>/", views.job_detail, name="job_detail"),
     path("jobs/<int:job_id>/files/<str:name>", views.artifact_download, name="artifact_download"),
 ]

@@ -200,6 +200,13 @@ CELERY_BEAT_SCHEDULE = {
     "release-reservations": {"task": "annotation.release_reservations", "schedule": 300.0},
 }
 
+# LLM adapters of the model benchmark: any OpenAI-compatible chat endpoint. Replies are cached on
+# disk so that a rerun costs nothing.
+LLM_BASE_URL = os.environ.get("LLM_BASE_URL", "")
+LLM_MODEL = os.environ.get("LLM_MODEL", "")
+LLM_API_KEY = os.environ.get("LLM_API_KEY", "")
+LLM_CACHE_DIR = Path(os.environ.get("LLM_CACHE_DIR", VAR_DIR / "llm-cache"))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

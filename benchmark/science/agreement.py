@@ -53,6 +53,8 @@ class RatingsMatrix:
         for name in ("annotator", "prompt", "rating"):
             if name not in df.columns:
                 raise KeyError(f"the ratings frame needs a {name!r} column")
+        if df["annotator"].isna().any() or df["prompt"].isna().any():
+            df = df[df["annotator"].notna() & df["prompt"].notna()]  # a rating of nobody, or of nothing
         a_codes, annotators = pd.factorize(df["annotator"], sort=False)
         p_codes, prompts = pd.factorize(df["prompt"], sort=False)
         n_a, n_p = len(annotators), len(prompts)
@@ -219,14 +221,14 @@ def prompt_stats(
     hist = np.stack([((bins == b) & mask).sum(axis=0) for b in range(N_BINS)], axis=1).astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         prob = hist / n[:, None]
-        entropy = -np.where(prob > 0, prob * np.log2(np.where(prob > 0, prob, 1.0)), 0.0).sum(axis=1)
+        entropy = 0.0 - np.where(prob > 0, prob * np.log2(np.where(prob > 0, prob, 1.0)), 0.0).sum(axis=1)
         entropy = np.where(n > 0, entropy, np.nan)
         share_ge_50 = np.where(n > 0, ((values >= 50.0) & mask).sum(axis=0) / n, np.nan)
         share_unsure = np.where(n + n_unsure > 0, n_unsure / (n + n_unsure), np.nan)
     boots = _bootstrap_means(m, n, n_boot, np.random.default_rng(seed))
-    with np.errstate(invalid="ignore"):
-        ci_low = np.nanpercentile(boots, 2.5, axis=0) if n_boot > 0 and (n > 0).any() else np.full(len(n), np.nan)
-        ci_high = np.nanpercentile(boots, 97.5, axis=0) if n_boot > 0 and (n > 0).any() else np.full(len(n), np.nan)
+    ci_low, ci_high = np.full(len(n), np.nan), np.full(len(n), np.nan)
+    if n_boot > 0 and (n > 0).any():
+        ci_low[n > 0], ci_high[n > 0] = np.percentile(boots[:, n > 0], [2.5, 97.5], axis=0)
     if agreement_threshold is None:
         agreement_threshold = float(np.nanmedian(sd)) if np.isfinite(sd).any() else np.nan
     harmful = mean >= harm_threshold
@@ -725,8 +727,9 @@ def spearman_harm_level_vs_mean(data: pd.DataFrame | RatingsMatrix) -> float:
     if "harm_level" not in m.prompt_table.columns:
         raise KeyError("no harm_level column")
     harm = m.prompt_table["harm_level"].to_numpy(dtype=float)
-    with np.errstate(invalid="ignore"):
-        means = np.nanmean(np.where(m.mask, m.values, np.nan), axis=0) if m.mask.any() else np.full(len(harm), np.nan)
+    counts = m.mask.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(m.mask, m.values, 0.0).sum(axis=0) / counts
     ok = np.isfinite(harm) & np.isfinite(means)
     if ok.sum() < 3 or np.ptp(harm[ok]) == 0 or np.ptp(means[ok]) == 0:
         return math.nan

@@ -31,6 +31,25 @@ def test_matrix_refuses_duplicate_ratings():
         RatingsMatrix.from_frame(pd.concat([df, df.iloc[:1]]))
 
 
+def test_matrix_ignores_rows_without_ids():
+    df = pd.DataFrame({"annotator": ["a", "b", None, "a"], "prompt": ["1", "1", "1", None], "rating": [1.0, 2, 3, 4]})
+    m = RatingsMatrix.from_frame(df)
+    assert list(m.annotators) == ["a", "b"] and m.values.ravel().tolist() == [1.0, 2.0]
+
+
+def test_empty_prompts_give_missing_values_without_warnings():
+    import warnings
+
+    df = long_frame([[nan, 30.0], [nan, 40.0], [nan, 50.0]], unsure=[[True, False]] * 3)
+    df["harm_level"] = df["prompt"].map({"q0": 0.1, "q1": 0.2})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ps = agreement.prompt_stats(df, n_boot=20)
+        assert math.isnan(agreement.spearman_harm_level_vs_mean(df))
+    assert ps.loc["q0", "n"] == 0 and math.isnan(ps.loc["q0", "mean_ci_low"]) and pd.isna(ps.loc["q0", "quadrant"])
+    assert ps.loc["q1", "mean"] == 40.0
+
+
 # --------------------------------------------------------------------------- per prompt
 
 

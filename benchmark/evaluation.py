@@ -1,0 +1,104 @@
+"""The model benchmark of a study: predictors scored on the PluriHarms protocol (science/protocol.py)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+from django.conf import settings
+
+from annotation.models import Study
+from annotation.selectors import prompts_frame
+from config.errors import ApplicationError
+
+from .analysis import study_frame
+
+Progress = Callable[[float, str], None]
+
+# The paper's figures (PluriHarms, Table 3), shown beside ours and marked as published, not rerun.
+PUBLISHED = [
+    {"predictor": "GPT-5 k-shot", "condition": "individual", "mae": 0.195},
+    {"predictor": "Claude Sonnet-3.7 k-shot", "condition": "aggregated", "mae": 0.250},
+    {"predictor": "SafetyAnalyst-8B", "condition": "individual", "mae": 0.311},
+    {"predictor": "SafetyAnalyst-8B", "condition": "aggregated", "mae": 0.361},
+    {"predictor": "WildGuard-7B", "condition": "individual", "mae": 0.364},
+    {"predictor": "random", "condition": "individual", "mae": 0.386},
+]
+
+
+def benchmark_frame(*, study: Study) -> pd.DataFrame:
+    """The long frame with prompt text, which the text models need."""
+    frame = study_frame(study=study)
+    prompts = prompts_frame(study=study)
+    frame["text"] = frame["prompt"].map(dict(zip(prompts["external_id"], prompts["text"]))).fillna("")
+    return frame
+
+
+def predictor_names() -> list[str]:
+    from .science.predictors import REGISTRY
+
+    return sorted(REGISTRY)
+
+
+def builtin_predictors() -> list[str]:
+    from .science.predictors import builtin_names
+
+    return builtin_names()
+
+
+def _instantiate(name: str, *, uploaded_path: str | None, frame: pd.DataFrame):
+    from .science.predictors import get_predictor
+    from .science.predictors.uploaded import read_predictions_csv
+
+    if name == "uploaded":
+        if not uploaded_path:
+            raise ApplicationError("the 'uploaded' predictor needs an uploaded predictions file")
+        predictions = read_predictions_csv(
+            Path(settings.MEDIA_ROOT) / uploaded_path, prompts=frame["prompt"].unique(),
+            annotators=frame["annotator"].unique(),
+        )
+        return get_predictor("uploaded", frame=predictions)
+    if name.startswith("llm_"):
+        if not settings.LLM_BASE_URL or not settings.LLM_MODEL:
+            raise ApplicationError(f"{name} needs LLM_BASE_URL and LLM_MODEL in the settings")
+        return get_predictor(name, base_url=settings.LLM_BASE_URL, model=settings.LLM_MODEL,
+                             api_key=settings.LLM_API_KEY or None, cache_dir=str(settings.LLM_CACHE_DIR))
+    return get_predictor(name)
+
+
+def study_benchmark(
+    *,
+    study: Study,
+    predictors: list[str] | None = None,
+    n_splits: int = 10,
+    seed: int = 0,
+    conditions: list[str] | None = None,
+    uploaded_path: str | None = None,
+    progress: Progress | None = None,
+) -> tuple[dict, object]:
+    """Run the protocol; returns (the JSON result, the full BenchmarkResult with per-split frames)."""
+    from .science.protocol import CONDITIONS, run_benchmark
+
+    report = progress or (lambda fraction, message: None)
+    names = predictors or builtin_predictors()
+    unknown = sorted(set(names) - set(predictor_names()))
+    if unknown:
+        raise ApplicationError(f"unknown predictor(s): {', '.join(unknown)}; known: {', '.join(predictor_names())}")
+    report(0.02, "reading ratings")
+    frame = benchmark_frame(study=study)
+    if frame["annotator"].nunique() < 2 or frame["prompt"].nunique() < 3:
+        raise ApplicationError("the benchmark needs at least 2 annotators and 3 prompts with ratings")
+    instances = [_instantiate(name, uploaded_path=uploaded_path, frame=frame) for name in names]
+    result = run_benchmark(
+        frame, instances, conditions=conditions or CONDITIONS, n_splits=n_splits, seed=seed,
+        progress=lambda fraction, message: report(0.05 + 0.9 * fraction, message),
+    )
+    summary = result.summary()
+    return {
+        "protocol": "pluriharms",
+        "splits": n_splits,
+        "seed": seed,
+        "predictors": names,
+        "results": summary,
+        "published": PUBLISHED,
+    }, result

