@@ -12,6 +12,7 @@ BENCHMARKS = {
     "import_export": "bench.import_export",
     "rating_submit": "bench.rating_submit",
     "analytics": "bench.analytics",
+    "prediction": "bench.prediction",
 }
 
 

@@ -399,5 +399,6 @@ def steering_fit(request, slug: str):
         return HttpResponseBadRequest(exc.message)
     context = _steering_context(study, data, result.weights, baseline, group=f"{column} = {value}", fitted=True)
     context["groups"] = group_values(data)
+    context["group_key"] = f"{column}:{value}"
     template = "benchmark/_steering_panel.html" if request.htmx else "benchmark/steering.html"
     return render(request, template, context)
