@@ -12,16 +12,10 @@ Run: `python -m bench prediction [--quick]` (quick: 2 splits, BENCHMARKS.md left
 """
 from __future__ import annotations
 
-import os
-import platform
-import re
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 
-from bench.common import REPO, write_section
+from bench.common import REPO, machine_info, write_section
 
 N_SPLITS = 10
 QUICK_SPLITS = 2
@@ -39,28 +33,6 @@ PUBLISHED = [
     ("random", "as published", 0.386),
 ]
 PERSONALIZED = "ensemble_ramp"
-
-
-def _machine() -> dict[str, str]:
-    def read(path: str) -> str:
-        try:
-            return Path(path).read_text()
-        except OSError:
-            return ""
-
-    cpu = re.search(r"^model name\s*:\s*(.+)$", read("/proc/cpuinfo"), re.M)
-    mem = re.search(r"^MemTotal:\s*(\d+) kB", read("/proc/meminfo"), re.M)
-    try:
-        date = subprocess.run(["date", "-u"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        date = datetime.now(timezone.utc).strftime("%a %b %d %H:%M:%S UTC %Y")
-    return {
-        "date": date,
-        "cpus": str(os.cpu_count() or "?"),
-        "memory": f"{int(mem.group(1)) / 1024 / 1024:.1f} GiB" if mem else "?",
-        "cpu": cpu.group(1).strip() if cpu else platform.processor() or "?",
-        "python": platform.python_version(),
-    }
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -114,7 +86,7 @@ def run(quick: bool = False) -> bool:
          f"{best_aggregated['predictor']} {_fmt(best_aggregated['mae'])}"),
     ]
     passed = all(ok for _, ok, _ in checks)
-    machine = _machine()
+    machine = machine_info()
     lines = [
         "<!-- bench:prediction -->",
         "## Prediction (issue 5)",

@@ -182,21 +182,30 @@ def agreement_csv(request, slug: str, name: str):
     study = get_study_for_user(request.user, slug)
     if name not in AGREEMENT_TABLES:
         raise Http404("No such table")
-    _, report = latest_report(study)
+    job, report = latest_report(study)
     if report is None:
         raise Http404("No report yet")
     if name in ("prompts", "annotators"):
-        frame = pd.DataFrame(report[name])
-    elif name == "groups":
+        # The job's own CSV keeps the report's column order (a JSONB result does not).
+        artifact = job.artifacts.filter(name=f"{name}.csv").first()
+        if artifact is None:
+            raise Http404("No such table")
+        return FileResponse(artifact.file.open("rb"), as_attachment=True, filename=f"{study.slug}-{name}.csv",
+                            content_type="text/csv")
+    if name == "groups":
         frame = pd.DataFrame([
             {"column": column, **row} for column, block in (report.get("groups") or {}).items()
             for row in block.get("groups", [])
         ])
+        first = ["column", "group", "n_annotators", "n_ratings", "tested", "in_group_alpha", "cross_group_kappa",
+                 "gai", "difference", "p_value"]
     else:
         frame = pd.DataFrame([
             {"model": model, **row} for model, block in (report.get("mixed_effects") or {}).items()
             if isinstance(block, dict) for row in block.get("coefficients", [])
         ])
+        first = ["model", "term", "estimate", "se", "ci_low", "ci_high", "p"]
+    frame = frame[[c for c in first if c in frame] + sorted(c for c in frame if c not in first)]
     response = HttpResponse(frame.to_csv(index=False), content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="{study.slug}-{name}.csv"'
     return response

@@ -103,8 +103,11 @@ def test_agreement_dashboard_without_report_offers_recompute(client, researcher,
 
 def test_agreement_csv_tables(client, researcher, analysed):
     client.force_login(researcher)
-    prompts = client.get(reverse("benchmark:agreement_csv", args=["pluriharms", "prompts"])).content.decode()
-    assert prompts.splitlines()[0].startswith("prompt,") and len(prompts.strip().splitlines()) == 151
+    response = client.get(reverse("benchmark:agreement_csv", args=["pluriharms", "prompts"]))
+    prompts = b"".join(response.streaming_content).decode()
+    assert prompts.splitlines()[0].startswith("prompt,harm_level,n,") and len(prompts.strip().splitlines()) == 151
+    groups = client.get(reverse("benchmark:agreement_csv", args=["pluriharms", "groups"])).content.decode()
+    assert groups.splitlines()[0].startswith("column,group,n_annotators,n_ratings,tested,in_group_alpha")
     coefficients = client.get(reverse("benchmark:agreement_csv", args=["pluriharms", "coefficients"])).content.decode()
     assert coefficients.splitlines()[0].startswith("model,term,estimate")
     assert client.get(reverse("benchmark:agreement_csv", args=["pluriharms", "nope"])).status_code == 404

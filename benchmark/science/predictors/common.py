@@ -15,19 +15,7 @@ import pandas as pd
 
 from benchmark.science.predictors.base import AGGREGATE
 
-FEATURE_PREFIXES = ("action_", "effect_", "value_topic_")
-DEMOGRAPHICS = (
-    "Race_Ethnicity",
-    "Gender",
-    "Sexual_Orientation",
-    "Age",
-    "Political_Affiliation",
-    "Education",
-    "Religion_Importance",
-    "Social_Media_Frequency",
-    "Toxicity_Experience",
-    "Income",
-)
+from benchmark.science.release import DEMOGRAPHIC_COLUMNS as DEMOGRAPHICS, FEATURE_PREFIXES  # noqa: E402
 # Columns of the long frame that are neither prompt features nor annotator traits.
 CORE_COLUMNS = ("annotator", "prompt", "rating", "unsure", "trial", "text", "harm_level", "score")
 
