@@ -39,7 +39,7 @@ def test_a_list_is_scored_in_order_and_weights_can_be_swapped(tmp_path):
 @pytest.mark.parametrize("content,message", [
     ("{not json", "not valid JSON"),
     ('{"tree": []}', "item 0 has no 'harm_benefit_tree'"),
-    ('{"harm_benefit_tree": [{"stakeholder": 5}]}', ""),
+    ('{"harm_benefit_tree": [{"stakeholder": 5}]}', r"trees\[0\]\[0\]\.stakeholder: expected str, got int"),
 ])
 def test_bad_files_are_refused(tmp_path, content, message):
     path = tmp_path / "bad.json"
