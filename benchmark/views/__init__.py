@@ -1,0 +1,1 @@
+"""Researcher-facing pages of the benchmark app, one module per area."""

@@ -1,0 +1,194 @@
+"""Dashboards: live collection, the agreement report, and one prompt."""
+import json
+
+import pandas as pd
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from annotation.views.research import get_study_for_user
+from config.errors import ApplicationError
+from annotation.selectors import study_overview as study_overview_data
+
+from .. import figures, services
+from ..models import Job
+from .jobs import csv_response
+
+
+@require_GET
+@login_required
+def study_overview(request, slug: str):
+    """Live collection dashboard; the panels poll themselves through htmx."""
+    study = get_study_for_user(request.user, slug)
+    overview = study_overview_data(study=study)
+    context = {
+        "study": study,
+        "overview": overview,
+        "figures": {
+            "progress": figures.to_json(figures.progress_figure(overview["over_time"])),
+            "per_prompt": figures.to_json(figures.per_prompt_figure(overview["per_prompt"], study.target_ratings_per_prompt)),
+            "status": figures.to_json(figures.status_figure(overview["by_status"])),
+        },
+    }
+    template = "benchmark/_overview_panels.html" if request.htmx else "benchmark/overview.html"
+    return render(request, template, context)
+
+
+OVERVIEW_TABLES = {
+    "progress": lambda o: ([("hour", "ratings", "cumulative")], [(r["hour"], r["ratings"], r["cumulative"]) for r in o["over_time"]]),
+    "per_prompt": lambda o: ([("prompt", "ratings")], list(o["per_prompt"].items())),
+    "status": lambda o: ([("status", "annotators")], list(o["by_status"].items())),
+}
+
+
+@require_GET
+@login_required
+def study_overview_csv(request, slug: str, name: str):
+    study = get_study_for_user(request.user, slug)
+    if name not in OVERVIEW_TABLES:
+        raise Http404("No such table")
+    header, rows = OVERVIEW_TABLES[name](study_overview_data(study=study))
+    return csv_response(f"{study.slug}-{name}.csv", header + rows)
+
+
+def latest_report(study) -> tuple[Job | None, dict | None]:
+    job = (
+        Job.objects.filter(study=study, kind=Job.Kind.ANALYSIS, status=Job.Status.SUCCEEDED)
+        .order_by("-finished_at", "-id").first()
+    )
+    return job, (job.result if job else None)
+
+
+def _agreement_figures(study, report: dict) -> dict:
+    thresholds = report.get("quadrant_thresholds") or {}
+    out = {
+        "plane": figures.harm_agreement_figure(
+            report["prompts"], harm_threshold=thresholds.get("harm", 50.0),
+            agreement_threshold=thresholds.get("agreement_sd") or 0.0,
+        ),
+    }
+    rq2 = (report.get("mixed_effects") or {}).get("rq2")
+    if rq2 and rq2.get("coefficients"):
+        out["traits"] = figures.forest_figure(rq2["coefficients"], "Trait effects on ratings (RQ2, 95% CI)")
+    group_rows = [
+        (f"{column}: {str(row.get('group')).strip()}", row)
+        for column, block in (report.get("groups") or {}).items() for row in block.get("groups", [])
+        if row.get("tested", True)
+    ]
+    if group_rows:
+        out["groups"] = figures.grouped_bar_figure(
+            [label for label, _ in group_rows],
+            {"within the group (α)": [row.get("in_group_alpha") for _, row in group_rows],
+             "with other groups (κ)": [row.get("cross_group_kappa") for _, row in group_rows]},
+            "Agreement within and across demographic groups", axis="agreement",
+        )
+    return {name: figures.to_json(fig) for name, fig in out.items()}
+
+
+@require_GET
+@login_required
+def agreement_dashboard(request, slug: str):
+    """The harm × agreement plane and reliability, from the latest finished report job."""
+    study = get_study_for_user(request.user, slug)
+    job, report = latest_report(study)
+    running = Job.objects.filter(study=study, kind=Job.Kind.ANALYSIS, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).first()
+    quadrants = {}
+    if report:
+        for row in report["prompts"]:
+            quadrants[row.get("quadrant")] = quadrants.get(row.get("quadrant"), 0) + 1
+    context = {
+        "study": study, "job": job, "report": report, "running": running, "quadrants": quadrants,
+        "figures": _agreement_figures(study, report) if report else {},
+        "bic_ladder": (report.get("mixed_effects") or {}).get("bic_ladder") if report else None,
+    }
+    template = "benchmark/_agreement_panels.html" if request.htmx else "benchmark/agreement.html"
+    return render(request, template, context)
+
+
+@require_POST
+@login_required
+def analysis_start(request, slug: str):
+    study = get_study_for_user(request.user, slug)
+    try:
+        job = services.job_create(kind=Job.Kind.ANALYSIS, study=study, params={}, user=request.user)
+    except ApplicationError as exc:
+        return HttpResponseBadRequest(exc.message)
+    if request.htmx:
+        return render(request, "benchmark/_job_card.html", {"job": job, "refresh_target": "agreement-panels"})
+    return redirect("benchmark:agreement", slug=study.slug)
+
+
+AGREEMENT_TABLES = ("prompts", "annotators", "groups", "coefficients")
+
+
+@require_GET
+@login_required
+def agreement_csv(request, slug: str, name: str):
+    study = get_study_for_user(request.user, slug)
+    if name not in AGREEMENT_TABLES:
+        raise Http404("No such table")
+    job, report = latest_report(study)
+    if report is None:
+        raise Http404("No report yet")
+    if name in ("prompts", "annotators"):
+        # The job's own CSV keeps the report's column order (a JSONB result does not).
+        artifact = job.artifacts.filter(name=f"{name}.csv").first()
+        if artifact is None:
+            raise Http404("No such table")
+        return FileResponse(artifact.file.open("rb"), as_attachment=True, filename=f"{study.slug}-{name}.csv",
+                            content_type="text/csv")
+    if name == "groups":
+        frame = pd.DataFrame([
+            {"column": column, **row} for column, block in (report.get("groups") or {}).items()
+            for row in block.get("groups", [])
+        ])
+        first = ["column", "group", "n_annotators", "n_ratings", "tested", "in_group_alpha", "cross_group_kappa",
+                 "gai", "difference", "p_value"]
+    else:
+        frame = pd.DataFrame([
+            {"model": model, **row} for model, block in (report.get("mixed_effects") or {}).items()
+            if isinstance(block, dict) for row in block.get("coefficients", [])
+        ])
+        first = ["model", "term", "estimate", "se", "ci_low", "ci_high", "p"]
+    frame = frame[[c for c in first if c in frame] + sorted(c for c in frame if c not in first)]
+    response = HttpResponse(frame.to_csv(index=False), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="{study.slug}-{name}.csv"'
+    return response
+
+
+@require_GET
+@login_required
+def prompt_detail(request, slug: str, external_id: str):
+    """One prompt: its rating histogram overall and by a demographic group, its features and tree."""
+    study = get_study_for_user(request.user, slug)
+    prompt = get_object_or_404(study.prompts, external_id=external_id)
+    ratings = list(
+        prompt.ratings.filter(unsure=False).exclude(annotator__status="excluded")
+        .values_list("value", "annotator__demographics")
+    )
+    group = request.GET.get("group", "")
+    columns = sorted({k for _, demo in ratings for k in (demo or {})})
+    if group and group not in columns:
+        return HttpResponseBadRequest(f"unknown group column {group!r}; choose one of {', '.join(columns)}")
+    by_group: dict[str, list[float]] = {}
+    if group:
+        for value, demo in ratings:
+            by_group.setdefault(str((demo or {}).get(group, "—")).strip(), []).append(value)
+    else:
+        by_group = {"all annotators": [value for value, _ in ratings]}
+    features = sorted(((k, v) for k, v in (prompt.features or {}).items() if v), key=lambda kv: -abs(kv[1]))[:20]
+    _, report = latest_report(study)
+    stats = next((row for row in (report or {}).get("prompts", []) if row.get("prompt") == prompt.external_id), None)
+    context = {
+        "study": study, "prompt": prompt, "stats": stats, "group": group, "group_columns": columns,
+        "n_unsure": prompt.ratings.filter(unsure=True).count(),
+        "figures": {
+            "histogram": figures.to_json(figures.histogram_figure(by_group, f"Ratings of prompt {prompt.external_id}")),
+            "features": figures.to_json(figures.bar_figure([k for k, _ in features], [v for _, v in features],
+                                                           "Largest prompt features", axis="value")),
+        },
+        "tree": json.dumps(prompt.harm_benefit_tree, indent=2) if prompt.harm_benefit_tree else None,
+    }
+    template = "benchmark/_prompt_histogram.html" if request.htmx else "benchmark/prompt_detail.html"
+    return render(request, template, context)

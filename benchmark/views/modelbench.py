@@ -1,0 +1,168 @@
+"""The model benchmark: the leaderboard, starting runs (with uploaded predictions), and steering."""
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponseBadRequest
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from annotation.views.research import get_study_for_user
+from config.errors import ApplicationError
+
+from .. import figures, services
+from ..evaluation import PUBLISHED, builtin_predictors, predictor_names
+from ..models import Job
+from ..science.harm_benefit import ACTION_CATEGORIES
+from ..steering import group_fit, group_values, score_table, steering_data, study_fit, weights_from_form
+from ..uploads import predictions_upload_save
+
+
+def _leaderboard_figure(results: list[dict], published: list[dict]) -> dict:
+    traces = []
+    for condition in ("individual", "aggregated", "new_annotator", "warm"):
+        rows = sorted((r for r in results if r["condition"] == condition), key=lambda r: -r["mae"])
+        if not rows:
+            continue
+        traces.append({
+            "type": "scatter", "mode": "markers", "name": condition,
+            "x": [r["mae"] for r in rows], "y": [f"{r['predictor']} · {condition}" for r in rows],
+            "error_x": {"type": "data", "symmetric": False,
+                        "array": [(r["ci_high"] or r["mae"]) - r["mae"] for r in rows],
+                        "arrayminus": [r["mae"] - (r["ci_low"] or r["mae"]) for r in rows]},
+        })
+    if published:
+        traces.append({
+            "type": "scatter", "mode": "markers", "name": "published (not rerun)",
+            "marker": {"symbol": "diamond-open", "size": 11, "color": "#555"},
+            "x": [p["mae"] for p in published], "y": [f"{p['predictor']} · {p['condition']} (published)" for p in published],
+        })
+    n_rows = sum(len(t["y"]) for t in traces)
+    return {"data": traces, "layout": {
+        **figures.LAYOUT, "title": {"text": "MAE on the 0–1 scale (95% CI over annotators); lower is better"},
+        "height": max(360, 18 * n_rows + 120), "margin": {"l": 300, "r": 20, "t": 40, "b": 50},
+        "xaxis": {"title": {"text": "MAE"}, "rangemode": "tozero"}, "yaxis": {"automargin": True},
+    }}
+
+
+def latest_benchmark(study) -> Job | None:
+    return (Job.objects.filter(study=study, kind=Job.Kind.BENCHMARK, status=Job.Status.SUCCEEDED)
+            .order_by("-finished_at", "-id").first())
+
+
+@require_GET
+@login_required
+def leaderboard(request, slug: str):
+
+    study = get_study_for_user(request.user, slug)
+    job = latest_benchmark(study)
+    results = (job.result or {}).get("results", []) if job else []
+    running = Job.objects.filter(study=study, kind=Job.Kind.BENCHMARK,
+                                 status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).first()
+    context = {
+        "study": study, "job": job, "results": results, "published": PUBLISHED, "running": running,
+        "builtin": builtin_predictors(), "all_predictors": predictor_names(),
+        "figure": figures.to_json(_leaderboard_figure(results, PUBLISHED)),
+    }
+    template = "benchmark/_leaderboard_panels.html" if request.htmx else "benchmark/leaderboard.html"
+    return render(request, template, context)
+
+
+@require_POST
+@login_required
+def benchmark_start(request, slug: str):
+    """Start a benchmark job; an uploaded predictions CSV is validated first and scored as 'uploaded'."""
+
+    study = get_study_for_user(request.user, slug)
+    predictors = request.POST.getlist("predictors")
+    params = {"predictors": predictors, "splits": request.POST.get("splits", "10"), "seed": request.POST.get("seed", "0")}
+    try:
+        for key in ("splits", "seed"):
+            try:
+                params[key] = int(params[key])
+            except ValueError:
+                raise ApplicationError(f"{key} must be a whole number") from None
+        if request.FILES.get("predictions"):
+            params["uploaded_path"] = predictions_upload_save(study=study, upload=request.FILES["predictions"])
+            if "uploaded" not in predictors:
+                params["predictors"] = [*predictors, "uploaded"]
+        if not params["predictors"]:
+            raise ApplicationError("choose at least one predictor or upload predictions")
+        job = services.job_create(kind=Job.Kind.BENCHMARK, study=study, params=params, user=request.user)
+    except ApplicationError as exc:
+        return HttpResponseBadRequest(exc.message)
+    if request.htmx:
+        return render(request, "benchmark/_job_card.html", {"job": job})
+    return redirect("benchmark:leaderboard", slug=study.slug)
+
+
+def _steering_context(study, data, weights, baseline, *, group=None, fitted=None):
+
+    table = score_table(data, weights=weights, baseline=baseline)
+
+    return {
+        "study": study, "weights": list(zip(range(len(ACTION_CATEGORIES)), ACTION_CATEGORIES, weights.action)),
+        "rows": table.to_dict("records"), "n_changed": int(table["changed"].sum()),
+        "n_harmful": int(table["harmful"].sum()), "group": group, "fitted": fitted,
+    }
+
+
+def _steering_data_or_error(request, study):
+
+    try:
+        return steering_data(study=study), None
+    except ApplicationError as exc:
+        return None, render(request, "benchmark/steering.html", {"study": study, "error": exc.message},
+                            status=exc.status_code)
+
+
+@require_GET
+@login_required
+def steering(request, slug: str):
+
+    study = get_study_for_user(request.user, slug)
+    data, error = _steering_data_or_error(request, study)
+    if error:
+        return error
+    baseline = study_fit(data)
+    context = _steering_context(study, data, baseline, baseline)
+    context["groups"] = group_values(data)
+    return render(request, "benchmark/steering.html", context)
+
+
+@require_POST
+@login_required
+def steering_score(request, slug: str):
+    """Re-score every prompt with the slider weights (htmx, on each slider change)."""
+
+    study = get_study_for_user(request.user, slug)
+    data, error = _steering_data_or_error(request, study)
+    if error:
+        return error
+    baseline = study_fit(data)
+    try:
+        weights = weights_from_form(request.POST, baseline)
+    except ApplicationError as exc:
+        return HttpResponseBadRequest(exc.message)
+    return render(request, "benchmark/_steering_results.html", _steering_context(study, data, weights, baseline))
+
+
+@require_POST
+@login_required
+def steering_fit(request, slug: str):
+    """Fit the weights to one demographic group's ratings; show which prompts change side."""
+
+    study = get_study_for_user(request.user, slug)
+    data, error = _steering_data_or_error(request, study)
+    if error:
+        return error
+    column, value = request.POST.get("column", ""), request.POST.get("value", "")
+    if ":" in value and not column:
+        column, value = value.split(":", 1)
+    baseline = study_fit(data)
+    try:
+        result = group_fit(data, start=baseline, column=column, value=value)
+    except ApplicationError as exc:
+        return HttpResponseBadRequest(exc.message)
+    context = _steering_context(study, data, result.weights, baseline, group=f"{column} = {value}", fitted=True)
+    context["groups"] = group_values(data)
+    context["group_key"] = f"{column}:{value}"
+    template = "benchmark/_steering_panel.html" if request.htmx else "benchmark/steering.html"
+    return render(request, template, context)
