@@ -1,7 +1,10 @@
 """Dashboards: live collection, the agreement report, and one prompt."""
+import functools
 import json
+from pathlib import Path
 
 import pandas as pd
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
@@ -50,6 +53,20 @@ def study_overview_csv(request, slug: str, name: str):
         raise Http404("No such table")
     header, rows = OVERVIEW_TABLES[name](study_overview_data(study=study))
     return csv_response(f"{study.slug}-{name}.csv", header + rows)
+
+
+@functools.cache
+def _value_topic_names() -> dict[str, str]:
+    path = Path(settings.BASE_DIR) / "benchmark" / "datasets" / "pluriharms" / "value_topic_names.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def feature_label(column: str) -> str:
+    """Readable names for feature columns: value topics by their published names."""
+    if column.startswith("value_topic_"):
+        name = _value_topic_names().get(column.removeprefix("value_topic_"))
+        return f"value: {name}" if name else column
+    return column.replace("action_", "action: ").replace("effect_", "effect: ").replace("_", " ")
 
 
 def latest_report(study) -> tuple[Job | None, dict | None]:
@@ -177,7 +194,8 @@ def prompt_detail(request, slug: str, external_id: str):
             by_group.setdefault(str((demo or {}).get(group, "—")).strip(), []).append(value)
     else:
         by_group = {"all annotators": [value for value, _ in ratings]}
-    features = sorted(((k, v) for k, v in (prompt.features or {}).items() if v), key=lambda kv: -abs(kv[1]))[:20]
+    features = sorted(((feature_label(k), v) for k, v in (prompt.features or {}).items() if v),
+                      key=lambda kv: -abs(kv[1]))[:20]
     _, report = latest_report(study)
     stats = next((row for row in (report or {}).get("prompts", []) if row.get("prompt") == prompt.external_id), None)
     context = {

@@ -127,7 +127,9 @@ def test_prompt_page_histogram_overall_and_by_group(client, researcher, analysed
     by_gender = _figures(client.get(url + "?group=Gender", HTTP_HX_REQUEST="true").content.decode())
     traces = by_gender["Ratings of prompt 1"]["data"]
     assert {t["name"] for t in traces} == {"Man", "Woman"} and sum(len(t["x"]) for t in traces) == len(overall["data"][0]["x"])
-    assert "Largest prompt features" in figures
+    features = figures["Largest prompt features"]["data"][0]["x"]
+    assert "action: Discrimination Bias" in features  # prompt 1's largest action category, readably named
+    assert any(label.startswith("value: ") for label in features)
     assert client.get(url + "?group=Shoe_Size").status_code == 400
     assert client.get(reverse("benchmark:prompt_detail", args=["pluriharms", "999"])).status_code == 404
 
