@@ -12,9 +12,6 @@ from django.db.models import Q, QuerySet
 
 from .models import Annotator, Assignment, Prompt, Rating, Study
 
-RATING_COLUMNS = ["annotator", "prompt", "rating", "unsure", "trial", "rt_ms"]
-
-
 def studies_for_user(user) -> QuerySet[Study]:
     """Studies a user may see as a researcher: staff see all; others what they own or share."""
     if not user.is_authenticated:
@@ -269,15 +266,28 @@ def annotator_id_chunks(*, study: Study, size: int) -> Iterator[list[int]]:
         yield ids[start : start + size]
 
 
+def study_counts(*, study: Study) -> dict:
+    """Ratings given (Unsure included), how many were Unsure, and annotators by status."""
+    from django.db.models import Count, Q
+
+    counts = Rating.objects.filter(annotator__study=study, prompt__isnull=False).aggregate(
+        n_ratings=Count("id"), n_unsure=Count("id", filter=Q(unsure=True))
+    )
+    by_status = dict(
+        Annotator.objects.filter(study=study).values("status").annotate(n=Count("id")).values_list("status", "n")
+    )
+    return {**counts, "by_status": by_status}
+
+
 def study_overview(*, study: Study) -> dict:
     """Live collection figures from aggregates only (cheap enough to poll): progress over time,
     ratings per prompt, annotators by status."""
     from django.db.models import Count
     from django.db.models.functions import TruncHour
 
-    ratings = Rating.objects.filter(annotator__study=study, prompt__isnull=False)
     by_hour = list(
-        ratings.annotate(hour=TruncHour("created_at")).values("hour").annotate(n=Count("id")).order_by("hour")
+        Rating.objects.filter(annotator__study=study, prompt__isnull=False)
+        .annotate(hour=TruncHour("created_at")).values("hour").annotate(n=Count("id")).order_by("hour")
     )
     cumulative, total = [], 0
     for row in by_hour:
@@ -286,20 +296,9 @@ def study_overview(*, study: Study) -> dict:
     per_prompt = dict(
         Prompt.objects.filter(study=study).annotate(n=Count("ratings")).values_list("external_id", "n")
     )
-    by_status = dict(
-        Annotator.objects.filter(study=study).values("status").annotate(n=Count("id")).values_list("status", "n")
-    )
-    n_unsure = ratings.filter(unsure=True).count()
     target = None
     if study.target_ratings_per_prompt:
         target = study.target_ratings_per_prompt * len(per_prompt)
     elif study.max_annotators:
         target = study.max_annotators * len(per_prompt)
-    return {
-        "n_ratings": total,
-        "n_unsure": n_unsure,
-        "target_ratings": target,
-        "over_time": cumulative,
-        "per_prompt": per_prompt,
-        "by_status": by_status,
-    }
+    return {**study_counts(study=study), "target_ratings": target, "over_time": cumulative, "per_prompt": per_prompt}

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from annotation.exports import FORMATS, export_study
@@ -185,13 +186,9 @@ def job_claim(*, job_id: int) -> Job | None:
     """Move a queued job to running exactly once; a redelivered message finds nothing to claim."""
     now = timezone.now()
     claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
-        status=Job.Status.RUNNING, started_at=now, progress=0.0, message="started"
+        status=Job.Status.RUNNING, started_at=now, progress=0.0, message="started", attempts=F("attempts") + 1
     )
-    if not claimed:
-        return None
-    job = Job.objects.get(pk=job_id)
-    Job.objects.filter(pk=job_id).update(attempts=job.attempts + 1)
-    return job
+    return Job.objects.get(pk=job_id) if claimed else None
 
 
 def job_run(*, job_id: int) -> Job | None:

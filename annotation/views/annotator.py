@@ -3,6 +3,7 @@
 Every page first asks the flow where the annotator belongs and redirects there, so refreshes, the
 back button and bookmarks always land on the right step.
 """
+import functools
 import uuid
 
 from django.http import Http404, HttpResponse
@@ -77,6 +78,25 @@ def _at_step(request, study, annotator, step: str, key: str | None = None):
     return _redirect(request, _step_url(study, annotator))
 
 
+def annotator_page(step: str | None = None):
+    """Load the study and this browser's annotator (403 page without one), then, when `step` is given,
+    redirect an annotator who belongs elsewhere. The view receives (request, study, annotator, …)."""
+
+    def decorate(view):
+        @functools.wraps(view)
+        def inner(request, slug: str, **kwargs):
+            study, annotator = _study_and_annotator(request, slug)
+            if annotator is None:
+                return _no_session(request, study)
+            if step is not None and (elsewhere := _at_step(request, study, annotator, step)) is not None:
+                return elsewhere
+            return view(request, study, annotator, **kwargs)
+
+        return inner
+
+    return decorate
+
+
 @require_GET
 def enter(request, slug: str):
     study, annotator = _study_and_annotator(request, slug)
@@ -97,12 +117,8 @@ def enter(request, slug: str):
 
 
 @require_http_methods(["GET", "POST"])
-def consent(request, slug: str):
-    study, annotator = _study_and_annotator(request, slug)
-    if annotator is None:
-        return _no_session(request, study)
-    if (elsewhere := _at_step(request, study, annotator, "consent")) is not None:
-        return elsewhere
+@annotator_page("consent")
+def consent(request, study: Study, annotator: Annotator):
     if request.method == "POST":
         choice = request.POST.get("consent")
         if choice not in ("agree", "decline"):
@@ -149,10 +165,8 @@ def _survey_context(study, annotator, instrument, values=None, errors=None):
 
 
 @require_http_methods(["GET", "POST"])
-def survey(request, slug: str, key: str):
-    study, annotator = _study_and_annotator(request, slug)
-    if annotator is None:
-        return _no_session(request, study)
+@annotator_page()
+def survey(request, study: Study, annotator: Annotator, key: str):
     if key not in study.instruments:
         raise Http404("No such questionnaire")
     if (elsewhere := _at_step(request, study, annotator, "survey", key)) is not None:
@@ -169,12 +183,8 @@ def survey(request, slug: str, key: str):
 
 
 @require_http_methods(["GET", "POST"])
-def instructions(request, slug: str):
-    study, annotator = _study_and_annotator(request, slug)
-    if annotator is None:
-        return _no_session(request, study)
-    if (elsewhere := _at_step(request, study, annotator, "instructions")) is not None:
-        return elsewhere
+@annotator_page("instructions")
+def instructions(request, study: Study, annotator: Annotator):
     if request.method == "POST":
         try:
             annotator = recruitment.instructions_complete(annotator=annotator)
@@ -201,21 +211,15 @@ def _card_context(study, annotator, *, error=None, notice=None, warning=None, pr
 
 
 @require_GET
-def rate(request, slug: str):
-    study, annotator = _study_and_annotator(request, slug)
-    if annotator is None:
-        return _no_session(request, study)
-    if (elsewhere := _at_step(request, study, annotator, "rate")) is not None:
-        return elsewhere
+@annotator_page("rate")
+def rate(request, study: Study, annotator: Annotator):
     template = "annotation/take/_rating_card.html" if request.htmx else "annotation/take/rate.html"
     return render(request, template, _card_context(study, annotator))
 
 
 @require_POST
-def rate_submit(request, slug: str, assignment_id: int):
-    study, annotator = _study_and_annotator(request, slug)
-    if annotator is None:
-        return _no_session(request, study)
+@annotator_page()
+def rate_submit(request, study: Study, annotator: Annotator, assignment_id: int):
     template = "annotation/take/_rating_card.html" if request.htmx else "annotation/take/rate.html"
     try:
         outcome = rating_submit(
@@ -249,21 +253,15 @@ def rate_submit(request, slug: str, assignment_id: int):
 
 
 @require_GET
-def done(request, slug: str):
-    study, annotator = _study_and_annotator(request, slug)
-    if annotator is None:
-        return _no_session(request, study)
-    if (elsewhere := _at_step(request, study, annotator, "done")) is not None:
-        return elsewhere
+@annotator_page("done")
+def done(request, study: Study, annotator: Annotator):
     return render(request, "annotation/take/done.html", {"study": study, "annotator": annotator,
                                                          "code": study.completion_code})
 
 
 @require_GET
-def stopped(request, slug: str):
-    study, annotator = _study_and_annotator(request, slug)
-    if annotator is None:
-        return _no_session(request, study)
+@annotator_page()
+def stopped(request, study: Study, annotator: Annotator):
     step, _ = recruitment.annotator_next_step(annotator=annotator)
     if step not in ("declined", "excluded", "returned"):
         return redirect(_step_url(study, annotator))

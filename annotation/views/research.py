@@ -1,14 +1,14 @@
 """Researcher pages: the studies one may see, and one study with its prompts, annotators and exports."""
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.http import Http404
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from annotation.exports import FORMATS
-from annotation.models import Annotator, Rating, Study
-from annotation.selectors import studies_for_user
+from annotation.models import Study
+from annotation.selectors import studies_for_user, study_counts
 
 
 def get_study_for_user(user, slug: str) -> Study:
@@ -32,16 +32,10 @@ def study_list(request):
 @login_required
 def study_detail(request, slug: str):
     study = get_study_for_user(request.user, slug)
-    ratings = Rating.objects.filter(annotator__study=study, prompt__isnull=False)
-    counts = ratings.aggregate(total=Count("id"), unsure=Count("id", filter=Q(unsure=True)))
-    by_status = dict(
-        Annotator.objects.filter(study=study).values_list("status").annotate(n=Count("id")).values_list("status", "n")
-    )
     prompts = Paginator(study.prompts.order_by("order", "id"), 25).get_page(request.GET.get("page"))
     context = {
         "study": study,
-        "counts": counts,
-        "by_status": by_status,
+        "counts": study_counts(study=study),
         "prompts": prompts,
         "formats": FORMATS,
         "jobs": study.jobs.all()[:10],
