@@ -8,6 +8,8 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_USER ?= researcher
 DEMO_PASSWORD ?= pluriharms-demo
+# A local run: throwaway keys are allowed (a deployment sets SECRET_KEY and RECRUITMENT_HASH_KEY).
+export PLURIHARMS_DEV ?= 1
 
 .PHONY: install demo test bench browser-deps check-roundtrip clean
 

@@ -55,6 +55,10 @@ class Study(models.Model):
     completion_code = models.CharField(max_length=64, blank=True)
     failed_checks_code = models.CharField(max_length=64, blank=True)
     completion_url = models.URLField(blank=True, help_text="Redirect after completion, e.g. Prolific's.")
+    recruitment_study_id = models.CharField(
+        max_length=64, blank=True,
+        help_text="The recruitment platform's study id (Prolific STUDY_ID). When set, links with another STUDY_ID are refused.",
+    )
 
     # Column orders of imported files, kept so an export reproduces the source layout.
     meta = models.JSONField(default=dict, blank=True)
@@ -131,8 +135,10 @@ class Annotator(models.Model):
     recruitment_hash = models.CharField(max_length=64, blank=True)
     # The id a released dataset gave this person (already pseudonymous, e.g. PluriHarms' 0..99).
     source_id = models.CharField(max_length=64, blank=True)
-    platform_study_id = models.CharField(max_length=64, blank=True)
-    platform_session_id = models.CharField(max_length=64, blank=True)
+    # Keyed hashes of the platform's STUDY_ID and SESSION_ID: enough to match a submission on the
+    # platform given the raw ids, never the ids themselves.
+    platform_study_hash = models.CharField(max_length=64, blank=True)
+    platform_session_hash = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
     exclusion_reason = models.CharField(max_length=200, blank=True)
     order_seed = models.BigIntegerField(default=0)
@@ -245,3 +251,32 @@ class Rating(models.Model):
                 fields=["idempotency_key"], condition=Q(idempotency_key__isnull=False), name="rating_unique_idempotency_key"
             ),
         ]
+
+
+def upload_path(instance: "Upload", filename: str) -> str:
+    # The stored name is ours (a random token), never the client's file name.
+    return f"uploads/study-{instance.study_id}/{instance.kind}/{instance.token}.bin"
+
+
+class Upload(models.Model):
+    """A file a researcher sent, kept under the study. Jobs refer to it by id, never by path."""
+
+    class Kind(models.TextChoices):
+        PREDICTIONS = "predictions", "Model predictions (CSV)"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="uploads")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    token = models.CharField(max_length=32, unique=True)
+    file = models.FileField(upload_to=upload_path, max_length=300)
+    original_name = models.CharField(max_length=200, blank=True)
+    size = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["study", "kind"])]
+
+    def __str__(self) -> str:
+        return f"{self.study_id}/{self.kind}/{self.pk}"

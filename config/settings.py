@@ -25,14 +25,28 @@ def env_list(name: str, default: str) -> list[str]:
 VAR_DIR = Path(os.environ.get("PLURIHARMS_VAR_DIR", BASE_DIR / "var"))
 
 DEBUG = env_bool("DEBUG", False)
+# Tests (pytest sets PYTEST_VERSION) and `make demo` (PLURIHARMS_DEV=1) may use throwaway keys; anything else
+# (a real deployment) refuses to start without its own keys: a public fallback key would let anyone
+# forge sessions and re-identify participants from their recruitment-id hashes.
+DEV_KEYS_ALLOWED = DEBUG or env_bool("PLURIHARMS_DEV", False) or "PYTEST_VERSION" in os.environ
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG and os.environ.get("PLURIHARMS_REQUIRE_SECRET"):
-        raise RuntimeError("SECRET_KEY must be set in production")
-    SECRET_KEY = "insecure-development-key-change-me-" + "x" * 20
-# Keyed hash for recruitment ids (Prolific PIDs); separate from SECRET_KEY so rotating one
-# does not orphan every annotator.
-RECRUITMENT_HASH_KEY = os.environ.get("RECRUITMENT_HASH_KEY", SECRET_KEY)
+# Keyed hash for recruitment ids (Prolific PIDs); separate from SECRET_KEY so that rotating one does
+# not orphan every annotator, and so that a leaked SECRET_KEY alone does not re-identify anyone.
+RECRUITMENT_HASH_KEY = os.environ.get("RECRUITMENT_HASH_KEY", "")
+if not SECRET_KEY or not RECRUITMENT_HASH_KEY:
+    if not DEV_KEYS_ALLOWED:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            "SECRET_KEY and RECRUITMENT_HASH_KEY must both be set when DEBUG is off "
+            "(set PLURIHARMS_DEV=1 for a local, non-public run with throwaway keys)."
+        )
+    SECRET_KEY = SECRET_KEY or "insecure-development-key-change-me-" + "x" * 20
+    RECRUITMENT_HASH_KEY = RECRUITMENT_HASH_KEY or "insecure-development-recruitment-key"
+if SECRET_KEY == RECRUITMENT_HASH_KEY and not DEV_KEYS_ALLOWED:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("RECRUITMENT_HASH_KEY must differ from SECRET_KEY")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
@@ -50,6 +64,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_filters",
     "django_htmx",
+    "axes",
+    "csp",
+    "drf_spectacular_sidecar",
     "annotation",
     "benchmark",
 ]
@@ -64,6 +81,15 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its lockout answer.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    # First, so that a locked-out user or address is refused before the password is even checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -127,11 +153,13 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every star
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 
-# "A signed session ties the browser to the annotator": the session lives in a signed cookie, so the
-# rating path needs no session query. It holds ids only, never recruitment ids.
-SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+# Sessions live in the database, so logout and a password change revoke them (a copied cookie dies
+# with them). Researchers and annotators share the engine; the rating path pays one indexed read for
+# it (bench/rating_submit.py). Annotator sessions hold ids only, never recruitment ids.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = int(os.environ.get("SESSION_COOKIE_AGE", str(14 * 24 * 3600)))
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "annotation:study_list"
@@ -146,6 +174,33 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_PROXY", False) else None
 X_FRAME_OPTIONS = "DENY"
+
+# Content Security Policy (django-csp): scripts, styles, images and connections from this site only,
+# no inline script, no eval. Plotly sets style attributes on the elements it draws, so inline styles
+# are allowed; nothing a page needs comes from another host.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+        "base-uri": ["'self'"],
+        "object-src": ["'none'"],
+    },
+}
+
+# Login throttling (django-axes): after AXES_FAILURE_LIMIT failures for one username from one address,
+# that pair is locked out for AXES_COOLOFF_MINUTES; a success resets the count.
+AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = int(os.environ.get("AXES_COOLOFF_MINUTES", "15")) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_IPWARE_PROXY_COUNT = 1 if env_bool("BEHIND_PROXY", False) else 0
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -73,7 +73,7 @@ def annotator_enter(*, study: Study, params: RecruitmentParams) -> tuple[Annotat
     existing = Annotator.objects.filter(study=study, recruitment_hash=digest).first()
     if existing is not None:  # resuming (an excluded annotator is shown why, by the flow)
         Annotator.objects.filter(pk=existing.pk).update(
-            last_seen_at=timezone.now(), platform_session_id=params.session
+            last_seen_at=timezone.now(), platform_session_hash=recruitment_hash(params.session)
         )
         existing.refresh_from_db()
         return existing, False
@@ -95,8 +95,8 @@ def annotator_enter(*, study: Study, params: RecruitmentParams) -> tuple[Annotat
                 study=study,
                 pseudonym=f"P{number:04d}",
                 recruitment_hash=digest,
-                platform_study_id=params.study,
-                platform_session_id=params.session,
+                platform_study_hash=recruitment_hash(params.study),
+                platform_session_hash=recruitment_hash(params.session),
                 order_seed=secrets.randbits(62),
                 last_seen_at=timezone.now(),
             )

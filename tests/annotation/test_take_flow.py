@@ -63,7 +63,10 @@ def test_link_creates_pseudonymous_annotator_and_goes_to_consent(client, study):
     assert annotator.recruitment_hash == recruitment_hash(PID) and PID not in annotator.recruitment_hash
     stored = " ".join(str(getattr(annotator, f.attname)) for f in Annotator._meta.concrete_fields)
     assert PID not in stored  # the raw id is nowhere in the row
-    assert annotator.platform_study_id == "st123" and annotator.platform_session_id == "se456"
+    # STUDY_ID and SESSION_ID are kept as keyed hashes only, like the participant id.
+    assert annotator.platform_study_hash == recruitment_hash("st123")
+    assert annotator.platform_session_hash == recruitment_hash("se456")
+    assert "st123" not in annotator.platform_study_hash and "se456" not in annotator.platform_session_hash
 
 
 @pytest.mark.parametrize("query,words", [

@@ -1,3 +1,4 @@
+import secrets
 from pathlib import Path
 
 from django.conf import settings
@@ -15,12 +16,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--username", default="researcher")
-        parser.add_argument("--password", default="pluriharms-demo")
+        # No known default: a password is generated and printed unless one is given (`make demo` gives
+        # its documented one, for a local run only).
+        parser.add_argument("--password", default=None, help="Default: a generated password, printed once.")
 
     def handle(self, *args, username, password, **options):
         User = get_user_model()
         user, created = User.objects.get_or_create(username=username, defaults={"is_staff": True, "is_superuser": True})
         if created:
+            password = password or secrets.token_urlsafe(12)
             user.set_password(password)
             user.save()
         study = Study.objects.filter(slug="pluriharms").first()
