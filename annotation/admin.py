@@ -5,7 +5,7 @@ from benchmark.models import Job
 from benchmark.services import job_create
 
 from .exports import FORMATS
-from .models import Annotator, Assignment, Prompt, Rating, Study, SurveyInstrument, SurveyResponse
+from .models import Annotator, Assignment, Prompt, Rating, Study, SurveyInstrument, SurveyResponse, Upload
 
 
 def _export_action(fmt: str):
@@ -72,3 +72,18 @@ class SurveyInstrumentAdmin(admin.ModelAdmin):
 class SurveyResponseAdmin(admin.ModelAdmin):
     list_display = ["annotator", "instrument", "submitted_at"]
     raw_id_fields = ["annotator"]
+
+
+@admin.register(Upload)
+class UploadAdmin(admin.ModelAdmin):
+    """Uploads are written by the upload service only (checked content, a stored name of ours)."""
+
+    list_display = ["id", "study", "kind", "original_name", "size", "created_by", "created_at"]
+    list_filter = ["kind"]
+    readonly_fields = ["study", "kind", "token", "file", "original_name", "size", "sha256", "created_by", "created_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -18,7 +18,9 @@ class JobAdminForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         try:
-            cleaned["params"] = services.job_params_clean(kind=cleaned.get("kind", ""), params=cleaned.get("params") or {})
+            cleaned["params"] = services.job_params_clean(
+                kind=cleaned.get("kind", ""), params=cleaned.get("params") or {}, study=cleaned.get("study")
+            )
         except ApplicationError as exc:
             raise ValidationError(exc.message) from exc
         return cleaned

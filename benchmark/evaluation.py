@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-
 import pandas as pd
 from django.conf import settings
 
-from annotation.models import Study
+from annotation.models import Study, Upload
 from annotation.selectors import prompts_frame
+from annotation.services.uploads import upload_get, upload_read
 from config.errors import ApplicationError
 
 from .analysis import study_frame
@@ -46,17 +45,20 @@ def builtin_predictors() -> list[str]:
     return builtin_names()
 
 
-def _instantiate(name: str, *, uploaded_path: str | None, frame: pd.DataFrame):
+def _instantiate(name: str, *, study: Study, upload_id: int | None, frame: pd.DataFrame):
     from .science.predictors import get_predictor
-    from .science.predictors.uploaded import read_predictions_csv
+    from .science.predictors.uploaded import PredictionsFileError, read_predictions_csv
 
     if name == "uploaded":
-        if not uploaded_path:
+        if upload_id is None:
             raise ApplicationError("the 'uploaded' predictor needs an uploaded predictions file")
-        predictions = read_predictions_csv(
-            Path(settings.MEDIA_ROOT) / uploaded_path, prompts=frame["prompt"].unique(),
-            annotators=frame["annotator"].unique(),
-        )
+        upload = upload_get(study=study, upload_id=upload_id, kind=Upload.Kind.PREDICTIONS)
+        try:
+            predictions = read_predictions_csv(
+                upload_read(upload=upload), prompts=frame["prompt"].unique(), annotators=frame["annotator"].unique(),
+            )
+        except PredictionsFileError as exc:  # e.g. the study's prompts changed since the upload was checked
+            raise ApplicationError(f"predictions upload #{upload.pk} no longer fits the study: {exc}") from None
         return get_predictor("uploaded", frame=predictions)
     if name.startswith("llm_"):
         if not settings.LLM_BASE_URL or not settings.LLM_MODEL:
@@ -73,7 +75,7 @@ def study_benchmark(
     n_splits: int = 10,
     seed: int = 0,
     conditions: list[str] | None = None,
-    uploaded_path: str | None = None,
+    upload_id: int | None = None,
     progress: Progress | None = None,
 ) -> tuple[dict, object]:
     """Run the protocol; returns (the JSON result, the full BenchmarkResult with per-split frames)."""
@@ -88,7 +90,7 @@ def study_benchmark(
     frame = benchmark_frame(study=study)
     if frame["annotator"].nunique() < 2 or frame["prompt"].nunique() < 3:
         raise ApplicationError("the benchmark needs at least 2 annotators and 3 prompts with ratings")
-    instances = [_instantiate(name, uploaded_path=uploaded_path, frame=frame) for name in names]
+    instances = [_instantiate(name, study=study, upload_id=upload_id, frame=frame) for name in names]
     result = run_benchmark(
         frame, instances, conditions=conditions or CONDITIONS, n_splits=n_splits, seed=seed,
         progress=lambda fraction, message: report(0.05 + 0.9 * fraction, message),

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,10 +13,11 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from annotation.exports import FORMATS, export_study
+from annotation.exports import export_study
 from annotation.models import Study
 from config.errors import ApplicationError
 
+from .job_params import AnalysisParams, BenchmarkParams, ExportParams, StrictParams, params_clean
 from .models import Job, JobArtifact
 
 logger = logging.getLogger(__name__)
@@ -31,75 +31,33 @@ CONTENT_TYPES = {
 }
 
 
-def _validate_export(params: dict) -> dict:
-    fmt = params.get("format", "pluriharms")
-    if fmt not in FORMATS:
-        raise ApplicationError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}", extra={"field": "format"})
-    return {"format": fmt}
-
-
-def _validate_analysis(params: dict) -> dict:
-    clean = {
-        "mixed_effects": params.get("mixed_effects", True),
-        "include_excluded": params.get("include_excluded", False),
-        "n_boot": params.get("n_boot", 1000),
-        "seed": params.get("seed", 0),
-    }
-    for key in ("mixed_effects", "include_excluded"):
-        if not isinstance(clean[key], bool):
-            raise ApplicationError(f"{key} must be true or false", extra={"field": key})
-    for key, low, high in (("n_boot", 0, 100_000), ("seed", 0, 2**31 - 1)):
-        if not isinstance(clean[key], int) or isinstance(clean[key], bool) or not low <= clean[key] <= high:
-            raise ApplicationError(f"{key} must be a whole number from {low} to {high}", extra={"field": key})
-    return clean
-
-
-def _validate_benchmark(params: dict) -> dict:
-    from .evaluation import predictor_names
-    from .science.protocol import CONDITIONS
-
-    predictors = params.get("predictors") or []
-    conditions = params.get("conditions") or list(CONDITIONS)
-    clean = {"predictors": predictors, "conditions": conditions, "splits": params.get("splits", 10),
-             "seed": params.get("seed", 0), "uploaded_path": params.get("uploaded_path") or None}
-    if not isinstance(predictors, list) or not all(isinstance(p, str) for p in predictors):
-        raise ApplicationError("predictors must be a list of names", extra={"field": "predictors"})
-    unknown = sorted(set(predictors) - set(predictor_names()))
-    if unknown:
-        raise ApplicationError(f"unknown predictor(s): {', '.join(unknown)}", extra={"field": "predictors"})
-    if not isinstance(conditions, list) or not set(conditions) <= set(CONDITIONS) or not conditions:
-        raise ApplicationError(f"conditions must be a non-empty list from {', '.join(CONDITIONS)}",
-                               extra={"field": "conditions"})
-    for key, low, high in (("splits", 1, 100), ("seed", 0, 2**31 - 1)):
-        if not isinstance(clean[key], int) or isinstance(clean[key], bool) or not low <= clean[key] <= high:
-            raise ApplicationError(f"{key} must be a whole number from {low} to {high}", extra={"field": key})
-    if "uploaded" in predictors and not clean["uploaded_path"]:
-        raise ApplicationError("the 'uploaded' predictor needs an uploaded file", extra={"field": "uploaded_path"})
-    return clean
-
-
-# kind -> params validator; the handlers are below
-PARAM_VALIDATORS: dict[str, Callable[[dict], dict]] = {
-    Job.Kind.EXPORT: _validate_export,
-    Job.Kind.ANALYSIS: _validate_analysis,
-    Job.Kind.BENCHMARK: _validate_benchmark,
+# kind -> its parameter schema (benchmark/job_params.py); the handlers are below
+PARAM_SCHEMAS: dict[str, type[StrictParams]] = {
+    Job.Kind.EXPORT: ExportParams,
+    Job.Kind.ANALYSIS: AnalysisParams,
+    Job.Kind.BENCHMARK: BenchmarkParams,
 }
+
+# What a user sees when a job fails for a reason that is not theirs to fix: never the exception's text
+# (it may quote files, settings or data), which goes to the worker's log with the traceback.
+INTERNAL_ERROR = "The job stopped because of an internal error (details are in the worker's log under job #{id})."
+ERROR_MAX_CHARS = 1000
 
 
 def job_create(*, kind: str, study: Study | None, params: dict | None = None, user=None) -> Job:
     """Create a job and queue it once the surrounding transaction commits."""
-    if not isinstance(params or {}, dict):
-        raise ApplicationError("params must be an object", extra={"field": "params"})
-    clean = job_params_clean(kind=kind, params=params or {})
+    clean = job_params_clean(kind=kind, params=params, study=study)
     job = Job.objects.create(kind=kind, study=study, params=clean, created_by=user if user and user.is_authenticated else None)
     job_enqueue(job=job)
     return job
 
 
-def job_params_clean(*, kind: str, params: dict) -> dict:
-    if kind not in PARAM_VALIDATORS:
+def job_params_clean(*, kind: str, params, study: Study | None) -> dict:
+    """The kind's parameters, checked against its schema (unknown keys refused, an upload id resolved
+    within `study`)."""
+    if kind not in PARAM_SCHEMAS:
         raise ApplicationError(f"unknown job kind {kind!r}", extra={"field": "kind"})
-    return PARAM_VALIDATORS[kind](params)
+    return params_clean(PARAM_SCHEMAS[kind], params, study=study)
 
 
 def job_enqueue(*, job: Job) -> None:
@@ -161,7 +119,7 @@ def _run_benchmark(job: Job, progress: Callable[[float, str], None]) -> dict:
     p = job.params
     summary, result = study_benchmark(
         study=job.study, predictors=p["predictors"] or None, n_splits=p["splits"], seed=p["seed"],
-        conditions=p["conditions"], uploaded_path=p.get("uploaded_path"), progress=progress,
+        conditions=p["conditions"], upload_id=p.get("upload"), progress=progress,
     )
     out = _artifact_dir(job)
     out.mkdir(parents=True, exist_ok=True)
@@ -206,10 +164,13 @@ def job_run(*, job_id: int) -> Job | None:
         result = HANDLERS[job.kind](job, progress)
     except Exception as exc:  # the job records any failure; the worker must go on
         logger.exception("job %s failed", job_id)
-        message = exc.message if isinstance(exc, ApplicationError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, ApplicationError):
+            message = exc.message[:ERROR_MAX_CHARS]
+        else:
+            message = INTERNAL_ERROR.format(id=job_id)
         Job.objects.filter(pk=job_id).update(
             status=Job.Status.FAILED,
-            error=message + ("" if isinstance(exc, ApplicationError) else "\n\n" + traceback.format_exc()[-4000:]),
+            error=message,
             finished_at=timezone.now(),
             message="failed",
         )

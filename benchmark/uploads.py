@@ -1,25 +1,20 @@
-"""Uploaded prediction files: validated against the study, then kept for the benchmark job."""
+"""Uploaded prediction files: validated against the study, stored as an Upload row, scored by a job."""
 from __future__ import annotations
 
 import io
-import uuid
-from pathlib import Path
 
-from django.conf import settings
+from django.db import transaction
 
-from annotation.models import Study
+from annotation.models import Study, Upload
+from annotation.services.uploads import upload_create, upload_discard
 from config.errors import ApplicationError
 
-MAX_BYTES = 20 * 1024 * 1024
+from .models import Job
+from .science.predictors.uploaded import read_predictions_csv
 
 
-def predictions_upload_save(*, study: Study, upload) -> str:
-    """Check the CSV (columns, ids, values; row-level messages) and store it; returns its media path."""
-    from .science.predictors.uploaded import read_predictions_csv
-
-    if upload.size > MAX_BYTES:
-        raise ApplicationError(f"the file is larger than {MAX_BYTES // 2**20} MB")
-    raw = upload.read()
+def predictions_validate(*, study: Study, raw: bytes) -> None:
+    """Check a predictions CSV against the study (columns, ids, values); row-level messages."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -30,8 +25,38 @@ def predictions_upload_save(*, study: Study, upload) -> str:
         read_predictions_csv(io.StringIO(text), prompts=prompts, annotators=annotators)
     except ValueError as exc:
         raise ApplicationError(f"predictions file: {exc}") from None
-    relative = Path("uploads") / study.slug / f"{uuid.uuid4().hex}.csv"
-    target = Path(settings.MEDIA_ROOT) / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text, encoding="utf-8")
-    return str(relative)
+
+
+def predictions_upload_save(*, study: Study, upload, user=None) -> Upload:
+    """Store a checked predictions CSV under the study; nothing is written for a bad file."""
+    return upload_create(
+        study=study, kind=Upload.Kind.PREDICTIONS, upload=upload, user=user,
+        validate=lambda raw: predictions_validate(study=study, raw=raw),
+    )
+
+
+def benchmark_job_start(*, study: Study, user, params: dict, predictions_file=None) -> Job:
+    """Start a benchmark job, storing an uploaded predictions file first (scored as 'uploaded').
+
+    The parameters are checked before the file is stored, and a job that cannot be created takes its
+    upload with it: a refused request leaves no file behind.
+    """
+    from .services import job_create, job_params_clean
+
+    params = dict(params)
+    if predictions_file is not None:
+        job_params_clean(kind=Job.Kind.BENCHMARK, params={**params, "predictors": [
+            p for p in params.get("predictors", []) if p != "uploaded"]}, study=study)
+    elif not params.get("predictors"):
+        raise ApplicationError("choose at least one predictor or upload predictions", extra={"field": "predictors"})
+    upload = None
+    try:
+        with transaction.atomic():
+            if predictions_file is not None:
+                upload = predictions_upload_save(study=study, upload=predictions_file, user=user)
+                params["upload"] = upload.pk
+            return job_create(kind=Job.Kind.BENCHMARK, study=study, params=params, user=user)
+    except Exception:
+        if upload is not None:
+            upload_discard(upload=upload)
+        raise

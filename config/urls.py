@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from annotation.api import PromptViewSet, StudyViewSet
-from benchmark.api import JobViewSet
+from benchmark.api import JobViewSet, PredictionsUploadView
 
 router = DefaultRouter()
 router.register("studies", StudyViewSet, basename="study")
@@ -26,6 +26,7 @@ urlpatterns = [
         PromptViewSet.as_view({"get": "list"}),
         name="study-prompts",
     ),
+    path("api/studies/<slug:slug>/uploads/predictions/", PredictionsUploadView.as_view(), name="study-predictions-upload"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]

@@ -7,12 +7,12 @@ from django.views.decorators.http import require_GET, require_POST
 from annotation.views.research import get_study_for_user
 from config.errors import ApplicationError
 
-from .. import figures, services
+from .. import figures
 from ..evaluation import PUBLISHED, builtin_predictors, predictor_names
 from ..models import Job
 from ..science.harm_benefit import ACTION_CATEGORIES
 from ..steering import group_fit, group_values, score_table, steering_data, study_fit, weights_from_form
-from ..uploads import predictions_upload_save
+from ..uploads import benchmark_job_start
 
 
 def _leaderboard_figure(results: list[dict], published: list[dict]) -> dict:
@@ -71,21 +71,11 @@ def benchmark_start(request, slug: str):
     """Start a benchmark job; an uploaded predictions CSV is validated first and scored as 'uploaded'."""
 
     study = get_study_for_user(request.user, slug)
-    predictors = request.POST.getlist("predictors")
-    params = {"predictors": predictors, "splits": request.POST.get("splits", "10"), "seed": request.POST.get("seed", "0")}
+    params = {"predictors": request.POST.getlist("predictors"), "splits": request.POST.get("splits", "10"),
+              "seed": request.POST.get("seed", "0")}
     try:
-        for key in ("splits", "seed"):
-            try:
-                params[key] = int(params[key])
-            except ValueError:
-                raise ApplicationError(f"{key} must be a whole number") from None
-        if request.FILES.get("predictions"):
-            params["uploaded_path"] = predictions_upload_save(study=study, upload=request.FILES["predictions"])
-            if "uploaded" not in predictors:
-                params["predictors"] = [*predictors, "uploaded"]
-        if not params["predictors"]:
-            raise ApplicationError("choose at least one predictor or upload predictions")
-        job = services.job_create(kind=Job.Kind.BENCHMARK, study=study, params=params, user=request.user)
+        job = benchmark_job_start(study=study, user=request.user, params=params,
+                                    predictions_file=request.FILES.get("predictions"))
     except ApplicationError as exc:
         return HttpResponseBadRequest(exc.message)
     if request.htmx:

@@ -43,7 +43,7 @@ def test_redelivered_task_does_not_run_twice(small_study, monkeypatch):
     assert Job.objects.get(pk=job.pk).attempts == 1
 
 
-def test_failing_job_records_error(small_study, monkeypatch):
+def test_failing_job_records_a_short_error_without_internals(small_study, monkeypatch, caplog):
     job = Job.objects.create(kind="export", study=small_study, params={"format": "pluriharms"})
 
     def broken(job, progress):
@@ -53,13 +53,34 @@ def test_failing_job_records_error(small_study, monkeypatch):
     monkeypatch.setitem(services.HANDLERS, "export", broken)
     finished = services.job_run(job_id=job.pk)
     assert finished.status == Job.Status.FAILED
-    assert "ValueError: the disk is on fire" in finished.error
+    # The user sees a short message; the exception's text and traceback go to the log only.
+    assert finished.error == services.INTERNAL_ERROR.format(id=job.pk)
+    assert "disk is on fire" not in finished.error and "Traceback" not in finished.error
+    assert "the disk is on fire" in caplog.text
     assert finished.progress == pytest.approx(0.3) and finished.finished_at is not None
+
+
+def test_a_users_mistake_is_shown_as_its_message(small_study, monkeypatch):
+    job = Job.objects.create(kind="export", study=small_study, params={"format": "pluriharms"})
+
+    def refuses(job, progress):
+        raise ApplicationError("the study has no ratings yet")
+
+    monkeypatch.setitem(services.HANDLERS, "export", refuses)
+    assert services.job_run(job_id=job.pk).error == "the study has no ratings yet"
 
 
 @pytest.mark.parametrize("kind,params,message", [
     ("export", {"format": "xlsx"}, "unknown export format 'xlsx'"),
     ("teleport", {}, "unknown job kind 'teleport'"),
+    ("export", {"format": "long-csv", "out_dir": "/tmp"}, "out_dir: unknown parameter"),
+    ("export", ["pluriharms"], "params must be an object"),
+    ("analysis", {"mixed_effects": "yes"}, "mixed_effects: must be true or false"),
+    ("analysis", {"n_boot": 10**9}, "n_boot"),
+    ("benchmark", {"predictors": ["uploaded"]}, "needs an uploaded predictions file"),
+    ("benchmark", {"predictors": ["uploaded"], "uploaded_path": "/etc/hostname"}, "uploaded_path: unknown parameter"),
+    ("benchmark", {"predictors": ["uploaded"], "upload": "/etc/hostname"}, "upload:"),
+    ("benchmark", {"predictors": ["uploaded"], "upload": 424242}, "no predictions upload #424242 in this study"),
 ])
 def test_bad_job_requests_are_refused(small_study, kind, params, message):
     with pytest.raises(ApplicationError, match=message):

@@ -64,7 +64,7 @@ def _figure(content):
 
 def test_leaderboard_shows_ours_beside_published(client, researcher, release_study):
     job = Job.objects.create(kind="benchmark", study=release_study, params={
-        "predictors": ["annotator_mean"], "splits": 2, "seed": 0, "conditions": ["individual"], "uploaded_path": None})
+        "predictors": ["annotator_mean"], "splits": 2, "seed": 0, "conditions": ["individual"], "upload": None})
     job_run(job_id=job.pk)
     client.force_login(researcher)
     page = client.get(reverse("benchmark:leaderboard", args=["pluriharms"])).content.decode()
