@@ -219,6 +219,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Studies, prompts, ratings, exports and analysis jobs.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "JobKindEnum": "benchmark.models.Job.Kind",
+        "UploadKindEnum": "annotation.models.Upload.Kind",
+    },
 }
 
 # Celery: Redis when REDIS_URL is set; otherwise kombu's filesystem transport, which a separate

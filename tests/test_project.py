@@ -15,9 +15,10 @@ def test_no_missing_migrations(db):
 
 def test_deploy_check_is_clean_with_production_values(tmp_path):
     env = {
-        **os.environ,
+        **{key: value for key, value in os.environ.items() if key not in {"PYTEST_VERSION", "PLURIHARMS_DEV"}},
         "DEBUG": "0",
         "SECRET_KEY": "a-long-random-production-secret-" + "k" * 40,
+        "RECRUITMENT_HASH_KEY": "a-separate-recruitment-hash-key-" + "r" * 40,
         "ALLOWED_HOSTS": "pluriharms.example.org",
         "SECURE_SSL_REDIRECT": "1",
         "SECURE_HSTS_SECONDS": "31536000",
