@@ -41,6 +41,7 @@ def prepare_database(url: str, owned: bool) -> None:
 def django_setup(url: str) -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
     os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("PLURIHARMS_DEV", "1")  # a local run: throwaway keys are fine
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     import django
