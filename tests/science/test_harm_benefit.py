@@ -9,6 +9,7 @@ from scipy.optimize import approx_fprime
 from scipy.special import expit
 
 from benchmark.science import harm_benefit as hb
+from benchmark.science.harm_benefit.fitting import tree_objective
 from benchmark.science.predictors.base import AGGREGATE, REGISTRY, get_predictor
 from benchmark.science.predictors.safetyanalyst import SafetyAnalystFit, SafetyAnalystReference
 
@@ -94,6 +95,22 @@ def test_reference_weights_match_the_decoded_json():
         assert levels == pytest.approx(decoded[side]["likelihood"])
         assert getattr(w, f"{prefix}_discount") == decoded[side]["downstream_discount"]
     assert w.benefit_weight == decoded["benefit_weight"]
+
+
+def test_each_weight_is_named_by_its_path_in_the_decoded_json():
+    decoded = json.loads((hb.DATA_DIR / "saved_params_decoded.json").read_text())
+
+    def lookup(name):  # no category name contains a dot
+        value = decoded
+        for key in name.split("."):
+            value = value[key]
+        return value
+
+    named = hb.AggregationWeights.reference().named()
+    assert list(named) == list(hb.WEIGHT_NAMES) and len(named) == hb.N_PARAMS == len(decoded["raw"])
+    assert named == {name: lookup(name) for name in hb.WEIGHT_NAMES}
+    assert [named[name] for name in hb.WEIGHT_NAMES] == decoded["raw"]
+    assert hb.WEIGHT_NAMES[hb.WEIGHT_LAYOUT["harm_discount"]] == ("harms.downstream_discount",)
 
 
 def test_categories_and_columns_agree_with_the_taxonomy_and_the_release():
@@ -307,12 +324,11 @@ def simulated():
 def test_gradient_matches_finite_differences(simulated, calibrate):
     data = simulated.subset(slice(0, 300))
     rng = np.random.default_rng(2)
-    model = hb.SafetyAnalystAggregator(HAND, l2=0.7)
     for target, loss in (("binary", "bernoulli"), ("rating", "squared"), ("rating", "absolute"),
                          ("rating", "cross_entropy")):
         r = rng.uniform(0, 1, len(data))
-        objective = model._objective(data, r, np.ones(len(data)), loss, calibrate and target == "rating",
-                                     HAND.to_array())
+        objective = tree_objective(data, r, np.ones(len(data)), loss, calibrate=calibrate and target == "rating",
+                                   start=HAND.to_array(), l2=0.7)
         x = np.append(rng.uniform(0.2, 0.8, 28), 1.3)
         if calibrate and target == "rating":
             x[:16] *= 1.7  # effective weights may exceed 1
