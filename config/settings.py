@@ -266,6 +266,26 @@ LLM_MODEL = os.environ.get("LLM_MODEL", "")
 LLM_API_KEY = os.environ.get("LLM_API_KEY", "")
 LLM_CACHE_DIR = Path(os.environ.get("LLM_CACHE_DIR", VAR_DIR / "llm-cache"))
 
+# Recruitment link (annotation/services/recruitment.py). A place counts against max_annotators from
+# consent on; arrivals who never consent are deleted after RECRUITMENT_UNCONSENTED_MINUTES idle, and
+# prompts reserved but not one answered after RECRUITMENT_START_MINUTES are released (both by the
+# beat task `release-reservations`). New annotators per client address are limited to
+# RECRUITMENT_RATE_LIMIT ("count/period", period in s, m, h or d); resuming is never limited.
+# BEHIND_PROXY: trust the last X-Forwarded-For entry (the one our proxy appends), and only then.
+BEHIND_PROXY = env_bool("BEHIND_PROXY", False)
+RECRUITMENT_UNCONSENTED_MINUTES = int(os.environ.get("RECRUITMENT_UNCONSENTED_MINUTES", "15"))
+RECRUITMENT_START_MINUTES = int(os.environ.get("RECRUITMENT_START_MINUTES", "15"))
+RECRUITMENT_RATE_LIMIT = os.environ.get("RECRUITMENT_RATE_LIMIT", "20/10m")
+# The rate-limit counters need a cache every web process shares: Redis when there is one; otherwise a
+# database table (the embedded default runs several processes, so local memory would not do), created
+# by `migrate` (annotation/apps.py runs createcachetable after migrating).
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "KEY_PREFIX": "pluriharms"}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "pluriharms_cache",
+                          "OPTIONS": {"MAX_ENTRIES": 50000}}}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

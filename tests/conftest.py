@@ -16,6 +16,15 @@ def _media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
 
 
+@pytest.fixture(autouse=True)
+def _own_cache(settings, request):
+    """Each test its own empty cache, so that counters (the recruitment link's per-client limit) never
+    carry over between tests, and no test touches a Redis that Celery also uses. The project's own
+    CACHES is tested in tests/annotation/test_recruitment_rate_limit.py."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                                   "LOCATION": f"test-{request.node.nodeid}"}}
+
+
 @pytest.fixture
 def researcher(db):
     return get_user_model().objects.create_user("researcher", password="pw-researcher-1")
