@@ -2,18 +2,20 @@
 
 Full crossing: every prompt. Partial: N prompts each, least-rated first, never more than the
 target per prompt counting ratings given and slots held by active annotators. Slots of annotators
-idle longer than the study's reservation time are released (they are marked returned).
+idle longer than the study's reservation time are released (they are marked returned), and so are
+those of annotators who have not answered a single trial within settings.RECRUITMENT_START_MINUTES.
 """
 from __future__ import annotations
 
 from datetime import timedelta
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
-from ..models import Annotator, Assignment, Study
+from ..models import Annotator, Assignment, Rating, Study
 
 CHECK_VALUES = (10, 20, 30, 70, 80, 90)  # far from the midpoint, as Prolific asks
 
@@ -38,9 +40,10 @@ def _held_counts(study: Study) -> dict[int, int]:
 
 
 def study_has_capacity(*, study: Study) -> bool:
+    """Whether a prompt is still below its target. A pure read: call reservations_release first (under
+    the study's row lock) for idle holders not to count."""
     if study.design != Study.Design.PARTIAL or not study.target_ratings_per_prompt:
         return True
-    reservations_release(study=study)
     held = _held_counts(study)
     target = study.target_ratings_per_prompt
     return any(held.get(pid, 0) < target for pid in study.prompts.values_list("id", flat=True))
@@ -48,15 +51,29 @@ def study_has_capacity(*, study: Study) -> bool:
 
 @transaction.atomic
 def reservations_release(*, study: Study, now=None) -> int:
-    """Mark annotators idle past the reservation time as returned and free their unrated prompts."""
-    cutoff = (now or timezone.now()) - timedelta(minutes=study.reservation_minutes)
-    idle = Annotator.objects.filter(
-        study=study, status__in=[Annotator.Status.RATING], last_seen_at__lt=cutoff
-    ).values_list("id", flat=True)
-    idle = list(idle)
+    """Mark idle annotators who hold something others could use as returned and free their unrated prompts.
+
+    `last_seen_at` is the time of their last step forward (consent, a questionnaire, starting, an answer);
+    reopening the link does not move it. Released are:
+    - annotators rating, idle past the study's reservation time;
+    - with max_annotators set, consented annotators still in the questionnaires, idle as long (they hold a place);
+    - where places or prompts are scarce (partial design or max_annotators), annotators who started
+      rating but answered nothing within RECRUITMENT_START_MINUTES (a script holding prompts).
+    """
+    now = now or timezone.now()
+    S = Annotator.Status
+    idle_cutoff = now - timedelta(minutes=study.reservation_minutes)
+    holding = [S.RATING] + ([S.CONSENTED, S.SURVEYING] if study.max_annotators is not None else [])
+    release = Q(status__in=holding, last_seen_at__lt=idle_cutoff)
+    if study.design == Study.Design.PARTIAL or study.max_annotators is not None:
+        start_cutoff = now - timedelta(minutes=settings.RECRUITMENT_START_MINUTES)
+        release |= Q(status=S.RATING, last_seen_at__lt=start_cutoff) & ~Exists(
+            Rating.objects.filter(annotator=OuterRef("pk"))
+        )
+    idle = list(Annotator.objects.filter(study=study).filter(release).values_list("id", flat=True))
     if not idle:
         return 0
-    Annotator.objects.filter(id__in=idle).update(status=Annotator.Status.RETURNED)
+    Annotator.objects.filter(id__in=idle).update(status=S.RETURNED)
     Assignment.objects.filter(annotator_id__in=idle, rating__isnull=True).delete()
     return len(idle)
 

@@ -3,38 +3,50 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import math
 import re
 import secrets
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from config.errors import ApplicationError
 
 from .. import surveys
-from ..models import Annotator, Study, SurveyInstrument, SurveyResponse
+from ..models import Annotator, Assignment, Rating, Study, SurveyInstrument, SurveyResponse
 
 # Prolific ids are 24 hex characters; other platforms use similar tokens. Anything else is refused
 # rather than stored, so that junk or injected text never reaches the database.
 PLATFORM_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 RECRUITMENT_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
-ACTIVE_STATUSES = (
-    Annotator.Status.NEW,
+# Who takes a place counted against max_annotators: consent is the act that admits someone. Arriving
+# (status new) holds nothing, so made-up ids in the link cannot fill a study.
+ADMITTED_STATUSES = (
     Annotator.Status.CONSENTED,
     Annotator.Status.SURVEYING,
     Annotator.Status.RATING,
     Annotator.Status.COMPLETED,
 )
+FULL_OF_PEOPLE = "This study has all the participants it needs. Thank you for your interest."
+FULL_OF_RATINGS = "This study has all the ratings it needs. Thank you for your interest."
 
 
 class EntryRefused(ApplicationError):
     """Why someone cannot (or can no longer) take part; `reason` picks the page they see."""
 
-    def __init__(self, reason: str, message: str, status_code: int = 400):
-        super().__init__(message, extra={"reason": reason}, status_code=status_code)
+    def __init__(self, reason: str, message: str, status_code: int = 400, retry_after: int | None = None):
+        extra = {"reason": reason} | ({"retry_after": retry_after} if retry_after is not None else {})
+        super().__init__(message, extra=extra, status_code=status_code)
         self.reason = reason
+        self.retry_after = retry_after
 
 
 def recruitment_hash(platform_id: str) -> str:
@@ -62,38 +74,178 @@ def recruitment_params_parse(query) -> RecruitmentParams:
     return RecruitmentParams(*values)
 
 
-def _admitted_count(study: Study) -> int:
-    return study.annotators.filter(status__in=ACTIVE_STATUSES).count()
+def admitted_count(*, study: Study) -> int:
+    return study.annotators.filter(status__in=ADMITTED_STATUSES).count()
 
 
-@transaction.atomic
-def annotator_enter(*, study: Study, params: RecruitmentParams) -> tuple[Annotator, bool]:
-    """Create the annotator for a recruitment id, or find them again. Returns (annotator, created)."""
-    digest = recruitment_hash(params.participant)
-    existing = Annotator.objects.filter(study=study, recruitment_hash=digest).first()
-    if existing is not None:  # resuming (an excluded annotator is shown why, by the flow)
-        Annotator.objects.filter(pk=existing.pk).update(
-            last_seen_at=timezone.now(), platform_session_hash=recruitment_hash(params.session)
-        )
-        existing.refresh_from_db()
-        return existing, False
+def _study_open_check(study: Study) -> None:
     if study.status != Study.Status.RECRUITING:
         word = {"paused": "paused", "closed": "closed", "draft": "not open yet"}[study.status]
         raise EntryRefused(study.status, f"This study is {word}. Please return it on the recruitment platform.", 403)
-    # Serialize arrivals per study: pseudonyms and capacity are decided one at a time.
-    Study.objects.select_for_update().filter(pk=study.pk).first()
-    if study.max_annotators is not None and _admitted_count(study) >= study.max_annotators:
-        raise EntryRefused("full", "This study has all the participants it needs. Thank you for your interest.", 403)
+
+
+def _platform_study_check(study: Study, params: RecruitmentParams) -> None:
+    """A study tied to a platform study accepts only that study's links (a link for another study, or
+    an invented one, is refused before anything is looked up or written)."""
+    expected = study.recruitment_study_id.strip()
+    if expected and params.study != expected:
+        raise EntryRefused(
+            "wrong-study",
+            "This link is not for this study: it names another study on the recruitment platform. "
+            "Please open the study from its own page there.",
+            403,
+        )
+
+
+def _admission_check(study: Study) -> None:
+    """Refuse when the study has no place left. Read-only; call with the study row locked."""
     from .assignment import study_has_capacity
 
+    if study.max_annotators is not None and admitted_count(study=study) >= study.max_annotators:
+        raise EntryRefused("full", FULL_OF_PEOPLE, 403)
     if not study_has_capacity(study=study):
-        raise EntryRefused("full", "This study has all the ratings it needs. Thank you for your interest.", 403)
-    number = study.annotators.count() + 1
+        raise EntryRefused("full", FULL_OF_RATINGS, 403)
+
+
+def _places_release(study: Study) -> None:
+    """Free the places and prompts of idle annotators before deciding on capacity (study row locked)."""
+    from .assignment import reservations_release
+
+    if study.max_annotators is not None or study.design == Study.Design.PARTIAL:
+        reservations_release(study=study)
+
+
+def _pseudonym_next(study: Study) -> str:
+    """One more than the highest P-number ever in use: released arrivals leave gaps, never duplicates."""
+    from django.db.models.functions import Length
+
+    last = (
+        study.annotators.filter(pseudonym__regex=r"^P[0-9]+$")
+        .order_by(Length("pseudonym").desc(), "-pseudonym")
+        .values_list("pseudonym", flat=True)
+        .first()
+    )
+    return f"P{(int(last[1:]) if last else 0) + 1:04d}"
+
+
+# --- per-client limit on new annotators (anti-automation) -----------------------------------------
+
+RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*$")
+RATE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def rate_parse(text: str) -> tuple[int, int]:
+    """'20/10m' -> (20, 600): at most 20 events per 600 seconds."""
+    match = RATE.match(text or "")
+    if match is None or int(match[1]) < 1 or (match[2] and int(match[2]) < 1):
+        raise ImproperlyConfigured(
+            f"RECRUITMENT_RATE_LIMIT must look like '20/10m' (count/period, period in s, m, h or d), not {text!r}."
+        )
+    return int(match[1]), int(match[2] or 1) * RATE_UNITS[match[3]]
+
+
+def rate_limit_check(app_configs=None, **kwargs):
+    """System check: a malformed RECRUITMENT_RATE_LIMIT stops `manage.py check` and startup, not a request."""
+    from django.core.checks import Error
+
+    try:
+        rate_parse(settings.RECRUITMENT_RATE_LIMIT)
+    except ImproperlyConfigured as exc:
+        return [Error(str(exc), id="annotation.E001")]
+    return []
+
+
+def client_key(address: str) -> str:
+    """The unit a client is counted by: its IPv4 address, or its IPv6 /64 (one subscriber's usual
+    allocation, so rotating addresses inside it does not help). Keyed-hashed: no address is stored."""
+    try:
+        ip = ipaddress.ip_address((address or "").strip())
+        if ip.version == 6 and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        unit = str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
+    except ValueError:
+        unit = (address or "unknown")[:100]
+    return recruitment_hash(f"client:{unit}")[:40]
+
+
+def _rate_window(client: str) -> tuple[str, int, int]:
+    """(cache key of the current fixed window, limit, seconds until the window ends)."""
+    limit, period = rate_parse(settings.RECRUITMENT_RATE_LIMIT)
+    now = time.time()
+    window = int(now // period)
+    retry_after = max(1, math.ceil((window + 1) * period - now))
+    return f"recruit-rate:{client_key(client)}:{period}:{window}", limit, retry_after
+
+
+def entry_rate_exceeded(*, client: str) -> int | None:
+    """Seconds until this client may create another annotator, or None if it may now. Read-only."""
+    key, limit, retry_after = _rate_window(client)
+    return retry_after if (cache.get(key) or 0) >= limit else None
+
+
+def entry_rate_record(*, client: str) -> None:
+    """Count one new annotator against this client's window."""
+    key, _, retry_after = _rate_window(client)
+    if not cache.add(key, 1, timeout=retry_after + 1):
+        try:
+            cache.incr(key)
+        except ValueError:  # expired between add and incr: this is the first of a new window
+            cache.set(key, 1, timeout=retry_after + 1)
+
+
+def _rate_refusal(retry_after: int) -> EntryRefused:
+    wait = f"{retry_after} seconds" if retry_after < 60 else f"{math.ceil(retry_after / 60)} minutes"
+    return EntryRefused(
+        "rate-limited",
+        f"Too many people have joined from your network in a short time. Please try again in {wait}.",
+        429,
+        retry_after=retry_after,
+    )
+
+
+# --- arriving, resuming, consenting ----------------------------------------------------------------
+
+def annotator_enter(*, study: Study, params: RecruitmentParams, client: str | None = None) -> tuple[Annotator, bool]:
+    """Create the annotator for a recruitment id, or find them again. Returns (annotator, created).
+
+    `client` is the requester's address: new annotators per client are rate-limited (resuming never
+    is); None (services, commands, tests of the flow) means no limit."""
+    _platform_study_check(study, params)
+    digest = recruitment_hash(params.participant)
+    existing = Annotator.objects.filter(study=study, recruitment_hash=digest).first()
+    if existing is not None:  # resuming (an excluded annotator is shown why, by the flow)
+        return annotator_resume(annotator=existing, params=params), False
+    _study_open_check(study)
+    if client is not None and (retry_after := entry_rate_exceeded(client=client)) is not None:
+        raise _rate_refusal(retry_after)
+    return _annotator_create(study=study, params=params, digest=digest, client=client)
+
+
+def annotator_resume(*, annotator: Annotator, params: RecruitmentParams) -> Annotator:
+    """Record the platform session of a returning annotator. Reopening the link is not progress: it
+    keeps an unconsented arrival from being released, but never extends a held place or prompts
+    (otherwise a script could hold them forever by reloading the link)."""
+    fields = {"platform_session_hash": recruitment_hash(params.session)}
+    if annotator.status == Annotator.Status.NEW:
+        fields["last_seen_at"] = timezone.now()
+    Annotator.objects.filter(pk=annotator.pk).update(**fields)
+    annotator.refresh_from_db()
+    return annotator
+
+
+@transaction.atomic
+def _annotator_create(*, study: Study, params: RecruitmentParams, digest: str, client: str | None):
+    # Serialize arrivals per study: pseudonyms, capacity and the client's count are decided one at a time.
+    study = Study.objects.select_for_update().get(pk=study.pk)
+    _places_release(study)
+    _admission_check(study)  # full of consented people (or of ratings): say so now, not after consent
+    if client is not None:
+        entry_rate_record(client=client)
     try:
         with transaction.atomic():
             annotator = Annotator.objects.create(
                 study=study,
-                pseudonym=f"P{number:04d}",
+                pseudonym=_pseudonym_next(study),
                 recruitment_hash=digest,
                 platform_study_hash=recruitment_hash(params.study),
                 platform_session_hash=recruitment_hash(params.session),
@@ -105,15 +257,53 @@ def annotator_enter(*, study: Study, params: RecruitmentParams) -> tuple[Annotat
     return annotator, True
 
 
+@transaction.atomic
 def annotator_consent(*, annotator: Annotator, agree: bool) -> Annotator:
-    if annotator.status != Annotator.Status.NEW:
-        return annotator  # a second answer (back button, double click) changes nothing
+    """Record the answer to the consent form. Agreeing takes a place: it is refused (EntryRefused
+    "full", nothing changed) when the study has none left, decided under the study's row lock so that
+    simultaneous consents cannot overfill it. A second answer (back button, double click) changes nothing."""
+    if agree:
+        study = Study.objects.select_for_update().get(pk=annotator.study_id)
+        if Annotator.objects.filter(pk=annotator.pk, status=Annotator.Status.NEW).exists():
+            _study_open_check(study)
+            _places_release(study)
+            _admission_check(study)
     now = timezone.now()
-    annotator.status = Annotator.Status.CONSENTED if agree else Annotator.Status.DECLINED
-    annotator.consented_at = now if agree else None
-    annotator.last_seen_at = now
-    annotator.save(update_fields=["status", "consented_at", "last_seen_at"])
+    Annotator.objects.filter(pk=annotator.pk, status=Annotator.Status.NEW).update(
+        status=Annotator.Status.CONSENTED if agree else Annotator.Status.DECLINED,
+        consented_at=now if agree else None,
+        last_seen_at=now,
+    )
+    try:
+        annotator.refresh_from_db()
+    except Annotator.DoesNotExist:  # released while the consent page was open
+        raise EntryRefused(
+            "no-session", "You were away too long before answering. Please open the study again from the link "
+            "on the recruitment platform.", 403,
+        ) from None
     return annotator
+
+
+@transaction.atomic
+def unconsented_release(*, study: Study, now=None) -> int:
+    """Release arrivals who never consented and have been idle past RECRUITMENT_UNCONSENTED_MINUTES.
+
+    They are deleted: they never agreed to take part, so nothing about them (not even the keyed hash
+    of their id) should be kept, and a flood of invented ids leaves no rows behind. Should one have
+    anything attached (not possible through the flow), it is marked returned instead, keeping that
+    data. A deleted person who comes back with the same link simply arrives again."""
+    cutoff = (now or timezone.now()) - timedelta(minutes=settings.RECRUITMENT_UNCONSENTED_MINUTES)
+    idle = Annotator.objects.filter(study=study, status=Annotator.Status.NEW).filter(
+        Q(last_seen_at__lt=cutoff) | Q(last_seen_at__isnull=True, created_at__lt=cutoff)
+    )
+    theirs = (
+        Exists(SurveyResponse.objects.filter(annotator=OuterRef("pk")))
+        | Exists(Assignment.objects.filter(annotator=OuterRef("pk")))
+        | Exists(Rating.objects.filter(annotator=OuterRef("pk")))
+    )
+    kept = idle.filter(theirs).update(status=Annotator.Status.RETURNED)
+    _, deleted = idle.filter(~theirs).delete()
+    return kept + deleted.get(Annotator._meta.label, 0)
 
 
 def instrument_get(key: str) -> SurveyInstrument:
@@ -174,7 +364,7 @@ def instructions_complete(*, annotator: Annotator) -> Annotator:
         return locked
     created = assignments_create(annotator=locked)
     if created == 0 and not locked.assignments.exists():
-        raise EntryRefused("full", "This study has all the ratings it needs. Thank you for your interest.", 403)
+        raise EntryRefused("full", FULL_OF_RATINGS, 403)
     locked.status = Annotator.Status.RATING
     locked.last_seen_at = timezone.now()
     locked.save(update_fields=["status", "last_seen_at"])

@@ -6,6 +6,7 @@ back button and bookmarks always land on the right step.
 import functools
 import uuid
 
+from django.conf import settings
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -37,6 +38,23 @@ def _session_key(slug: str) -> str:
 def _refused(request, study, message: str, reason: str, status: int):
     return render(request, "annotation/take/refused.html", {"study": study, "message": message, "reason": reason},
                   status=status)
+
+
+def _refusal_page(request, study, refusal: recruitment.EntryRefused):
+    response = _refused(request, study, refusal.message, refusal.reason, refusal.status_code)
+    if refusal.retry_after is not None:
+        response["Retry-After"] = str(refusal.retry_after)
+    return response
+
+
+def _client_address(request) -> str:
+    """The requester's address. X-Forwarded-For is anyone's to write, so it is read only behind our own
+    proxy, and then only its last entry: the address that proxy saw and appended."""
+    if settings.BEHIND_PROXY:
+        forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+        if forwarded and forwarded[-1]:
+            return forwarded[-1]
+    return request.META.get("REMOTE_ADDR", "")
 
 
 def _study_and_annotator(request, slug: str) -> tuple[Study, Annotator | None]:
@@ -108,9 +126,9 @@ def enter(request, slug: str):
                         "(with PROLIFIC_PID, STUDY_ID and SESSION_ID).", "bad-link", 400)
     try:
         params = recruitment.recruitment_params_parse(request.GET)
-        annotator, _ = recruitment.annotator_enter(study=study, params=params)
+        annotator, _ = recruitment.annotator_enter(study=study, params=params, client=_client_address(request))
     except recruitment.EntryRefused as refusal:
-        return _refused(request, study, refusal.message, refusal.reason, refusal.status_code)
+        return _refusal_page(request, study, refusal)
     request.session.cycle_key()
     request.session[_session_key(study.slug)] = annotator.pk
     return redirect(_step_url(study, annotator))
@@ -124,7 +142,10 @@ def consent(request, study: Study, annotator: Annotator):
         if choice not in ("agree", "decline"):
             return render(request, "annotation/take/consent.html",
                           {"study": study, "error": "Please choose whether you agree to take part."}, status=400)
-        recruitment.annotator_consent(annotator=annotator, agree=choice == "agree")
+        try:
+            annotator = recruitment.annotator_consent(annotator=annotator, agree=choice == "agree")
+        except recruitment.EntryRefused as refusal:
+            return _refusal_page(request, study, refusal)
         return redirect(_step_url(study, annotator))
     return render(request, "annotation/take/consent.html", {"study": study})
 
@@ -189,7 +210,7 @@ def instructions(request, study: Study, annotator: Annotator):
         try:
             annotator = recruitment.instructions_complete(annotator=annotator)
         except recruitment.EntryRefused as refusal:
-            return _refused(request, study, refusal.message, refusal.reason, refusal.status_code)
+            return _refusal_page(request, study, refusal)
         return redirect(_step_url(study, annotator))
     return render(request, "annotation/take/instructions.html", {"study": study})
 

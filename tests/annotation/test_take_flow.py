@@ -92,7 +92,8 @@ def test_closed_paused_or_draft_study_refuses_politely(client, study, status, wo
 def test_full_study_refuses_new_annotators(client, study):
     Study.objects.filter(pk=study.pk).update(max_annotators=1)
     client.get(link(study))
-    response = client.get(link(study, pid="another0000000000000000a"))
+    client.post(reverse("take:consent", args=[study.slug]), {"consent": "agree"})  # a place is taken at consent
+    response = type(client)().get(link(study, pid="another0000000000000000a"))
     assert response.status_code == 403 and "all the participants it needs" in response.content.decode()
     assert Annotator.objects.count() == 1
 
