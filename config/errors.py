@@ -1,6 +1,7 @@
-"""One error shape for the API: {"message": str, "extra": dict}."""
+"""One error shape for the API: {"message": str, "extra": dict}; and one for pages: `error_response`."""
 from django.core.exceptions import PermissionDenied, ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, HttpResponse
+from django.shortcuts import render
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -14,6 +15,26 @@ class ApplicationError(Exception):
         self.message = message
         self.extra = extra or {}
         self.status_code = status_code
+
+
+# The region of base.html that htmx error partials are swapped into (every page has it).
+ERROR_TARGET = "#htmx-error"
+
+
+def error_response(request, message: str, status: int = 400) -> HttpResponse:
+    """A 4xx answer for a page or an htmx request, the message rendered as text by a template.
+
+    Messages often repeat what the client sent (an unknown group, a format), so they never go into a
+    response unescaped. An htmx request gets a partial aimed at the page's error region: the element
+    that asked may expect something else in its place, and static/js/site.js lets htmx swap these 4xx
+    answers (htmx does not swap error responses by default).
+    """
+    if getattr(request, "htmx", False):
+        response = render(request, "_error.html", {"message": message}, status=status)
+        response["HX-Retarget"] = ERROR_TARGET
+        response["HX-Reswap"] = "innerHTML"
+        return response
+    return render(request, "error.html", {"message": message, "status": status}, status=status)
 
 
 def _flatten(detail) -> str:

@@ -219,6 +219,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Studies, prompts, ratings, exports and analysis jobs.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from drf-spectacular-sidecar's static files, never from a CDN; the docs view is the split
+    # one (config/urls.py), whose initializer is a script file, so the page runs under the CSP.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "JobKindEnum": "benchmark.models.Job.Kind",
         "UploadKindEnum": "annotation.models.Upload.Kind",
@@ -286,10 +290,26 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "pluriharms_cache",
                           "OPTIONS": {"MAX_ENTRIES": 50000}}}
 
+# Annotator links carry recruitment ids in their query string (PROLIFIC_PID…): the access log of runserver
+# (django.server) and django.request write /s/… requests without it (config/logging.py; gunicorn.conf.py
+# does the same in production). django.server keeps Django's own handler and format, redeclared here
+# because configuring a logger replaces its handlers.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"recruitment_query": {"()": "config.logging.RecruitmentQueryFilter"}},
+    "formatters": {
+        "django.server": {"()": "django.utils.log.ServerFormatter", "format": "[{server_time}] {message}", "style": "{"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler"},
+        "django.server": {"level": "INFO", "class": "logging.StreamHandler", "formatter": "django.server"},
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False,
+                          "filters": ["recruitment_query"]},
+        "django.request": {"filters": ["recruitment_query"]},
+    },
 }

@@ -6,12 +6,12 @@ from pathlib import Path
 import pandas as pd
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404, HttpResponse, HttpResponseBadRequest
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation.views.research import get_study_for_user
-from config.errors import ApplicationError
+from config.errors import ApplicationError, error_response
 from annotation.selectors import study_overview as study_overview_data
 
 from .. import figures, services
@@ -130,7 +130,7 @@ def analysis_start(request, slug: str):
     try:
         job = services.job_create(kind=Job.Kind.ANALYSIS, study=study, params={}, user=request.user)
     except ApplicationError as exc:
-        return HttpResponseBadRequest(exc.message)
+        return error_response(request, exc.message, status=exc.status_code)
     if request.htmx:
         return render(request, "benchmark/_job_card.html", {"job": job, "refresh_target": "agreement-panels"})
     return redirect("benchmark:agreement", slug=study.slug)
@@ -187,7 +187,7 @@ def prompt_detail(request, slug: str, external_id: str):
     group = request.GET.get("group", "")
     columns = sorted({k for _, demo in ratings for k in (demo or {})})
     if group and group not in columns:
-        return HttpResponseBadRequest(f"unknown group column {group!r}; choose one of {', '.join(columns)}")
+        return error_response(request, f"unknown group column {group!r}; choose one of {', '.join(columns)}")
     by_group: dict[str, list[float]] = {}
     if group:
         for value, demo in ratings:

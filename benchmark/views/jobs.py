@@ -2,12 +2,12 @@
 import csv
 
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404, HttpResponse, HttpResponseBadRequest
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation.views.research import get_study_for_user
-from config.errors import ApplicationError
+from config.errors import ApplicationError, error_response
 from annotation.selectors import studies_for_user
 
 from .. import services
@@ -32,7 +32,7 @@ def export_start(request, slug: str):
             kind=Job.Kind.EXPORT, study=study, params={"format": request.POST.get("format", "")}, user=request.user
         )
     except ApplicationError as exc:
-        return HttpResponseBadRequest(exc.message)
+        return error_response(request, exc.message, status=exc.status_code)
     if request.htmx:
         return render(request, "benchmark/_job_card.html", {"job": job})
     return redirect("benchmark:job_detail", job_id=job.pk)

@@ -5,7 +5,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation.views.research import get_study_for_user
-from config.errors import ApplicationError
+from config.errors import ApplicationError, error_response
 
 from .. import figures
 from ..evaluation import PUBLISHED, builtin_predictors, predictor_names
@@ -99,6 +99,8 @@ def _steering_data_or_error(request, study):
     try:
         return steering_data(study=study), None
     except ApplicationError as exc:
+        if request.htmx:
+            return None, error_response(request, exc.message, status=exc.status_code)
         return None, render(request, "benchmark/steering.html", {"study": study, "error": exc.message},
                             status=exc.status_code)
 
@@ -130,7 +132,7 @@ def steering_score(request, slug: str):
     try:
         weights = weights_from_form(request.POST, baseline)
     except ApplicationError as exc:
-        return HttpResponseBadRequest(exc.message)
+        return error_response(request, exc.message, status=exc.status_code)
     return render(request, "benchmark/_steering_results.html", _steering_context(study, data, weights, baseline))
 
 
@@ -150,7 +152,7 @@ def steering_fit(request, slug: str):
     try:
         result = group_fit(data, start=baseline, column=column, value=value)
     except ApplicationError as exc:
-        return HttpResponseBadRequest(exc.message)
+        return error_response(request, exc.message, status=exc.status_code)
     context = _steering_context(study, data, result.weights, baseline, group=f"{column} = {value}", fitted=True)
     context["groups"] = group_values(data)
     context["group_key"] = f"{column}:{value}"

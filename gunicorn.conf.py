@@ -1,0 +1,16 @@
+"""gunicorn's settings for the image (Dockerfile: `gunicorn --config gunicorn.conf.py …`).
+
+The access log goes to stdout with the request's path but never its query string: annotator links carry
+recruitment ids (`/s/<study>/?PROLIFIC_PID=…&STUDY_ID=…&SESSION_ID=…`). So no %(r)s (request line with
+the query), %(q)s (the query) or %(f)s (the Referer, which can be such a link); %(U)s is the path only.
+"""
+
+accesslog = "-"
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s" %(M)sms'
+
+
+def post_worker_init(worker):
+    """gunicorn's error log names the request URI (with its query) when a request fails: filter it too."""
+    from config.logging import RecruitmentQueryFilter
+
+    worker.log.error_log.addFilter(RecruitmentQueryFilter())
