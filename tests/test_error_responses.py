@@ -104,3 +104,17 @@ def test_error_response_htmx_partial_is_retargeted_to_the_error_region():
 def test_every_page_has_the_error_region(as_researcher, small_study):
     page = as_researcher.get(reverse("annotation:study_detail", args=["small"])).content.decode()
     assert f'id="{ERROR_TARGET.lstrip("#")}"' in page
+
+
+def test_benchmark_start_errors_are_shown_escaped(client, researcher, small_study):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client.force_login(researcher)
+    url = reverse("benchmark:benchmark_start", args=["small"])
+    payload = "<img src=x onerror=alert(1)>"
+    unknown = client.post(url, {"predictors": [payload], "splits": "2"})
+    bad_file = client.post(url, {"splits": "2", "predictions": SimpleUploadedFile(
+        "p.csv", f"prompt,prediction\n{payload},1\n".encode(), content_type="text/csv")})
+    for response in (unknown, bad_file):
+        assert response.status_code == 400
+        assert payload.encode() not in response.content and b"&lt;img src=x" in response.content

@@ -1,6 +1,5 @@
 """The model benchmark: the leaderboard, starting runs (with uploaded predictions), and steering."""
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -77,7 +76,7 @@ def benchmark_start(request, slug: str):
         job = benchmark_job_start(study=study, user=request.user, params=params,
                                     predictions_file=request.FILES.get("predictions"))
     except ApplicationError as exc:
-        return HttpResponseBadRequest(exc.message)
+        return error_response(request, exc.message, status=exc.status_code)
     if request.htmx:
         return render(request, "benchmark/_job_card.html", {"job": job})
     return redirect("benchmark:leaderboard", slug=study.slug)
