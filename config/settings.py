@@ -261,6 +261,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
     "release-reservations": {"task": "annotation.release_reservations", "schedule": 300.0},
+    "clear-sessions": {"task": "config.clear_sessions", "schedule": 24 * 3600.0},
 }
 
 # LLM adapters of the model benchmark: any OpenAI-compatible chat endpoint. Replies are cached on
