@@ -2,12 +2,17 @@
 
 Every format identifies annotators by pseudonym (or the released dataset's own pseudonymous id);
 raw recruitment ids are never stored, so they can never be exported.
+
+Spreadsheet-facing CSV (the long table here, the dashboards' CSV downloads) goes through
+`spreadsheet_csv` / `spreadsheet_safe`: a text cell that a spreadsheet would run as a formula gets a
+leading `'` (OWASP, CSV injection). The release format, Parquet and JSON lines stay exact.
 """
 from __future__ import annotations
 
+import csv
 import json
-from contextlib import nullcontext
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +38,63 @@ from .selectors import (
 FORMATS = ("pluriharms", "long-csv", "parquet", "jsonl")
 LONG_CHUNK_ANNOTATORS = 1000
 Progress = Callable[[float, str], None]
+
+# What a spreadsheet takes as the start of a formula (OWASP "CSV injection"): `=`, `+`, `-`, `@`, and
+# tab and carriage return, which some spreadsheets skip before looking for one of the others.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value):
+    """One cell for a spreadsheet: text that starts like a formula gets a leading `'`.
+
+    Only text is touched: numbers (negative ones too), booleans, dates and empty cells come back as
+    they are, so a numeric column stays numeric. The `'` makes a spreadsheet show the text as text
+    (and drop the quote); other readers see it, which is why the exact formats do not use this.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS):
+        return "'" + value
+    return value
+
+
+def spreadsheet_safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """`spreadsheet_safe` over every text cell and column name; numeric columns are skipped unread."""
+    safe = frame
+    for position in range(frame.shape[1]):
+        column = frame.iloc[:, position]
+        if column.dtype.kind in "biufcmM":
+            continue
+        # Most columns hold a few distinct values (pseudonyms, prompt ids, answers): test those once.
+        try:
+            distinct = pd.unique(column)
+        except TypeError:  # unhashable cells (lists): test them all
+            distinct = column.to_numpy()
+        if not any(spreadsheet_safe(value) is not value for value in distinct):
+            continue
+        if safe is frame:
+            safe = frame.copy(deep=False)
+        safe.isetitem(position, column.map(spreadsheet_safe).astype(object))
+    names = [spreadsheet_safe(name) for name in frame.columns]
+    if names != list(frame.columns):
+        if safe is frame:
+            safe = frame.copy(deep=False)
+        safe.columns = names
+    return safe
+
+
+def spreadsheet_csv(frame: pd.DataFrame, *, header: bool = True) -> str:
+    r"""CSV text for a spreadsheet: `spreadsheet_safe_frame`, and a carriage return inside a cell quoted.
+
+    pandas (and Python's csv module) quote a cell holding `\n` but not one holding a bare `\r`, which
+    spreadsheets read as a line break: the rest of the cell would start a new row, where a formula
+    would not be neutralised. Rendering with `\r\n` line ends makes the writer quote both; the line
+    ends are then written as `\n`, unless a cell itself holds `\r\n`, in which case every text cell
+    is quoted instead.
+    """
+    safe = spreadsheet_safe_frame(frame)
+    text = safe.to_csv(index=False, header=header, lineterminator="\r\n")
+    if text.count("\r\n") == len(safe) + int(header):
+        return text.replace("\r\n", "\n")
+    return safe.to_csv(index=False, header=header, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
 
 
 def _release_column(values: np.ndarray, decimal: bool = False) -> np.ndarray:
@@ -89,14 +151,15 @@ def _export_pluriharms(study: Study, out: Path, progress: Progress) -> list[Path
 
 
 def _csv_row_texts(frame: pd.DataFrame) -> np.ndarray | None:
-    """Each row as `frame.to_csv(header=False, index=False)` writes it, without the line end.
+    r"""Each row as `spreadsheet_csv(frame, header=False)` writes it, without the line end.
 
-    None if a value spans lines (the split would be ambiguous). A constant first column keeps the
+    None if a value holds `\r\n` (the split would be ambiguous). A constant first column keeps the
     csv module from writing a row's lone empty field as `""`, as it would not within a wider row.
     """
-    marked = frame.copy(deep=False)
+    marked = spreadsheet_safe_frame(frame).copy(deep=False)
     marked.insert(0, "", "m", allow_duplicates=True)
-    lines = marked.to_csv(index=False, header=False, lineterminator="\n").split("\n")
+    # `\r\n` line ends so that a cell holding `\r` or `\n` is quoted (see spreadsheet_csv).
+    lines = marked.to_csv(index=False, header=False, lineterminator="\r\n").split("\r\n")
     if len(lines) != len(frame) + 1:
         return None
     lines.pop()
@@ -113,7 +176,7 @@ def _json_row_texts(frame: pd.DataFrame) -> np.ndarray | None:
 
 
 class _LongText:
-    """Long-table rows as CSV or JSON-lines text, byte for byte what `DataFrame.to_csv` (or `to_json`)
+    """Long-table rows as CSV or JSON-lines text, byte for byte what `spreadsheet_csv` (or `to_json`)
     writes for `ratings_frame`, but each annotator's and each prompt's columns are formatted once,
     not once per rating: a full crossing repeats every prompt's 60-odd feature values per annotator.
     """
@@ -135,7 +198,7 @@ class _LongText:
         if self.fmt != "long-csv":
             return ""
         columns = [*parts.base.columns, *parts.trait_columns, *parts.feature_columns]
-        return pd.DataFrame(columns=columns).to_csv(index=False)
+        return spreadsheet_csv(pd.DataFrame(columns=columns))
 
     def rows(self, parts: RatingsParts) -> str:
         pieces = [self.render(parts.base)]
@@ -150,7 +213,7 @@ class _LongText:
         if any(piece is None for piece in pieces):  # a value spans lines: let pandas write the rows
             frame = parts.frame()
             if self.fmt == "long-csv":
-                return frame.to_csv(index=False, header=False)
+                return spreadsheet_csv(frame, header=False)
             return frame.to_json(orient="records", lines=True, force_ascii=False, double_precision=15)
         if self.fmt == "long-csv":
             return "\n".join(map(",".join, zip(*pieces))) + "\n"

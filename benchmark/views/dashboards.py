@@ -1,5 +1,6 @@
 """Dashboards: live collection, the agreement report, and one prompt."""
 import functools
+import io
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from annotation.exports import spreadsheet_csv
 from annotation.views.research import get_study_for_user
 from config.errors import ApplicationError, error_response
 from annotation.selectors import study_overview as study_overview_data
@@ -139,9 +141,20 @@ def analysis_start(request, slug: str):
 AGREEMENT_TABLES = ("prompts", "annotators", "groups", "coefficients")
 
 
+def _report_rows(job: Job, report: dict, name: str) -> list[dict]:
+    """A report table as the job wrote it: report.json keeps the column order (a JSONB result does not)."""
+    artifact = job.artifacts.filter(name="report.json").first()
+    if artifact is not None:
+        with artifact.file.open("rb") as handle:
+            return json.load(handle).get(name) or []
+    return report.get(name) or []
+
+
 @require_GET
 @login_required
 def agreement_csv(request, slug: str, name: str):
+    """A report table as CSV for a spreadsheet: text cells that start like a formula are neutralised
+    (annotation.exports.spreadsheet_csv), so the table is built from the report, not the job's raw CSV."""
     study = get_study_for_user(request.user, slug)
     if name not in AGREEMENT_TABLES:
         raise Http404("No such table")
@@ -149,11 +162,10 @@ def agreement_csv(request, slug: str, name: str):
     if report is None:
         raise Http404("No report yet")
     if name in ("prompts", "annotators"):
-        # The job's own CSV keeps the report's column order (a JSONB result does not).
-        artifact = job.artifacts.filter(name=f"{name}.csv").first()
-        if artifact is None:
+        if not job.artifacts.filter(name=f"{name}.csv").exists():
             raise Http404("No such table")
-        return FileResponse(artifact.file.open("rb"), as_attachment=True, filename=f"{study.slug}-{name}.csv",
+        body = spreadsheet_csv(pd.DataFrame(_report_rows(job, report, name))).encode("utf-8")
+        return FileResponse(io.BytesIO(body), as_attachment=True, filename=f"{study.slug}-{name}.csv",
                             content_type="text/csv")
     if name == "groups":
         frame = pd.DataFrame([
@@ -169,7 +181,7 @@ def agreement_csv(request, slug: str, name: str):
         ])
         first = ["model", "term", "estimate", "se", "ci_low", "ci_high", "p"]
     frame = frame[[c for c in first if c in frame] + sorted(c for c in frame if c not in first)]
-    response = HttpResponse(frame.to_csv(index=False), content_type="text/csv")
+    response = HttpResponse(spreadsheet_csv(frame), content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="{study.slug}-{name}.csv"'
     return response
 

@@ -6,6 +6,7 @@ from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from annotation.exports import spreadsheet_safe
 from annotation.views.research import get_study_for_user
 from config.errors import ApplicationError, error_response
 from annotation.selectors import studies_for_user
@@ -59,8 +60,11 @@ def artifact_download(request, job_id: int, name: str):
 
 
 def csv_response(filename: str, rows) -> HttpResponse:
+    r"""Rows (the first one the header) as a CSV download for a spreadsheet: text cells that start like
+    a formula are neutralised (annotation.exports.spreadsheet_safe); the csv module's `\r\n` line
+    ends make it quote any cell holding a line break, bare `\r` included."""
     response = HttpResponse(content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     writer = csv.writer(response)
-    writer.writerows(rows)
+    writer.writerows([spreadsheet_safe(cell) for cell in row] for row in rows)
     return response
