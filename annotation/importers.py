@@ -5,6 +5,7 @@ so a file with a problem leaves the database exactly as it was.
 """
 from __future__ import annotations
 
+import csv
 import io
 import math
 import re
@@ -23,6 +24,7 @@ from .models import Annotator, Prompt, Study
 
 MAX_REPORTED_PROBLEMS = 20
 PSEUDONYMOUS_ID = re.compile(r"^(\d{1,9}|P\d{1,9})$")
+PROMPT_COLUMN = re.compile(r"^(rating|trial)_(\d+)$")  # on a case-folded name
 
 
 class ImportProblem(ApplicationError):
@@ -84,12 +86,55 @@ def _read_csv(path: Path, problems: Problems) -> pd.DataFrame | None:
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         problems.add(name, f"not a readable CSV file: {exc}")
         return None
-    duplicated = frame.columns[frame.columns.str.contains(r"\.\d+$", regex=True)]
-    for column in duplicated:
-        base = column.rsplit(".", 1)[0]
-        if base in frame.columns:
-            problems.add(name, "duplicate column", column=base)
+    if _duplicate_columns(name, text, problems):
+        return None
     return frame
+
+
+def _shown(column: str) -> str:
+    """A column name for a message: quoted when spaces around it would otherwise be invisible."""
+    return column if column and column == column.strip() else repr(column)
+
+
+def _column_key(column: str) -> tuple[str, str | None]:
+    """What a column name means: case and surrounding spaces aside, and Rating_01 is Rating_1."""
+    key = column.strip().casefold()
+    match = PROMPT_COLUMN.match(key)
+    if match:
+        prompt = str(int(match.group(2)))
+        return f"{match.group(1)}_{prompt}", prompt
+    return key, None
+
+
+def _duplicate_columns(name: str, text: str, problems: Problems) -> bool:
+    """Report every column whose name repeats an earlier one's; True if there was any.
+
+    Read from the header line itself: pandas renames a repeat (`X`, `X.1`) and keeps going, so the
+    study would be built from whichever copy it kept.
+    """
+    try:
+        header = next((row for row in csv.reader(io.StringIO(text)) if row), [])
+    except csv.Error:
+        return False  # pandas read it; a header the csv module cannot is left to the checks below
+    first: dict[str, str] = {}
+    found = False
+    for column in header:
+        key, prompt = _column_key(column)
+        if key not in first:
+            first[key] = column
+            continue
+        found = True
+        earlier = first[key]
+        if column == earlier:
+            problems.add(name, "duplicate column", column=_shown(column))
+        elif prompt is not None:
+            problems.add(
+                name, f"duplicate column: {_shown(earlier)} and {_shown(column)} both name prompt {prompt}",
+                column=_shown(column),
+            )
+        else:
+            problems.add(name, f"duplicate column: same name as {_shown(earlier)}", column=_shown(column))
+    return found
 
 
 def _numbers(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -125,13 +170,15 @@ def _parse_prompts(frame: pd.DataFrame, problems: Problems) -> tuple[pd.DataFram
     ids = frame[rf.PROMPT_ID].str.strip()
     seen: dict[str, int] = {}
     for i, value in enumerate(ids, start=1):
-        if not value.isdigit():
+        if not (value.isascii() and value.isdigit()):
             problems.add(name, f"{value!r} is not a whole number", row=i, column=rf.PROMPT_ID)
-        elif value in seen:
-            problems.add(name, f"duplicate prompt {value} (also row {seen[value]})", row=i, column=rf.PROMPT_ID)
+            continue
+        prompt = str(int(value))  # 01 and 1 are the same prompt, as they are the same Rating_ column
+        if prompt in seen:
+            problems.add(name, f"duplicate prompt {prompt} (also row {seen[prompt]})", row=i, column=rf.PROMPT_ID)
         else:
-            seen[value] = i
-    ids = ids.map(lambda v: str(int(v)) if v.isdigit() else v)
+            seen[prompt] = i
+    ids = ids.map(lambda v: str(int(v)) if v.isascii() and v.isdigit() else v)
     for i, text in enumerate(frame[rf.PROMPT_TEXT], start=1):
         if not text.strip():
             problems.add(name, "empty prompt text", row=i, column=rf.PROMPT_TEXT)

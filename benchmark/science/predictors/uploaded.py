@@ -47,8 +47,27 @@ class PredictionsFileError(ValueError):
         super().__init__("invalid predictions file:\n" + "\n".join(lines))
 
 
+def _column_key(column: str) -> str:
+    return column.strip().casefold()
+
+
+def _duplicate_columns(columns: list[str]) -> list[tuple[int | None, str]]:
+    """Header names that repeat an earlier one (ignoring case and spaces), as row-1 errors."""
+    first: dict[str, int] = {}
+    errors = []
+    for position, column in enumerate(columns, start=1):
+        key = _column_key(column)
+        if key in first:
+            message = (f"duplicate column {column!r} (column {position}; column {first[key]} has the same name, "
+                       "ignoring case and spaces): keep one")
+            errors.append((1, message))
+        else:
+            first[key] = position
+    return errors
+
+
 def _resolve_columns(columns: list[str]) -> tuple[dict[str, str], list[tuple[int | None, str]]]:
-    lowered = {c.strip().lower(): c for c in columns}
+    lowered = {_column_key(c): c for c in columns}
     found, errors = {}, []
     for canonical, names in ALIASES.items():
         matches = [lowered[n] for n in names if n in lowered]
@@ -81,10 +100,18 @@ def read_predictions_csv(
     elif isinstance(path_or_buffer, str) and "\n" not in path_or_buffer and not Path(path_or_buffer).exists():
         raise PredictionsFileError([(None, f"no such file: {path_or_buffer}")])
     try:
-        raw = pd.read_csv(path_or_buffer, dtype=str, keep_default_na=False, skipinitialspace=True)
+        # The header as a row of its own: pandas would rename a repeated name (`prompt`, `prompt.1`)
+        # and read on, and would take a data row one field longer than the header as an index.
+        cells = pd.read_csv(path_or_buffer, dtype=str, keep_default_na=False, skipinitialspace=True, header=None)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise PredictionsFileError([(None, f"not a readable CSV file: {error}")]) from error
-    columns, errors = _resolve_columns(list(raw.columns))
+    header = [str(name) for name in cells.iloc[0]]
+    duplicates = _duplicate_columns(header)
+    if duplicates:
+        raise PredictionsFileError(duplicates)
+    raw = cells.iloc[1:].reset_index(drop=True)
+    raw.columns = header
+    columns, errors = _resolve_columns(header)
     if errors:
         raise PredictionsFileError(errors)
     if raw.empty:
