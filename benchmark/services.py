@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from annotation.exports import export_study
+from annotation.exports import export_study, spreadsheet_csv
 from annotation.models import Study
 from config.errors import ApplicationError
 
@@ -105,8 +105,9 @@ def _run_analysis(job: Job, progress: Callable[[float, str], None]) -> dict:
     out = _artifact_dir(job)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=1, allow_nan=False))
-    pd.DataFrame(report["prompts"]).to_csv(out / "prompts.csv", index=False)
-    pd.DataFrame(report["annotators"]).to_csv(out / "annotators.csv", index=False)
+    # Spreadsheet-facing tables: formula-like text is neutralised (annotation.exports.spreadsheet_csv).
+    (out / "prompts.csv").write_text(spreadsheet_csv(pd.DataFrame(report["prompts"])), encoding="utf-8")
+    (out / "annotators.csv").write_text(spreadsheet_csv(pd.DataFrame(report["annotators"])), encoding="utf-8")
     for name in ("report.json", "prompts.csv", "annotators.csv"):
         _save_artifact(job, out / name)
     return report
@@ -125,9 +126,9 @@ def _run_benchmark(job: Job, progress: Callable[[float, str], None]) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     summary = to_jsonable(summary)  # NaN (e.g. Spearman of constant predictions) becomes null
     (out / "benchmark.json").write_text(json.dumps(summary, indent=1))
-    result.per_split.to_csv(out / "per_split.csv", index=False)
-    result.per_annotator.to_csv(out / "per_annotator.csv", index=False)
-    result.per_prompt.to_csv(out / "per_prompt.csv", index=False)
+    for name, table in (("per_split", result.per_split), ("per_annotator", result.per_annotator),
+                        ("per_prompt", result.per_prompt)):
+        (out / f"{name}.csv").write_text(spreadsheet_csv(table), encoding="utf-8")
     for name in ("benchmark.json", "per_split.csv", "per_annotator.csv", "per_prompt.csv"):
         _save_artifact(job, out / name)
     return summary

@@ -174,3 +174,14 @@ def test_long_csv_fast_writer_matches_the_whole_table_written_at_once(payload_st
     export_study(study=payload_study, fmt="long-csv", out_dir=tmp_path / "crlf")
     columns = _columns((tmp_path / "crlf" / "ratings.csv").read_bytes().decode("utf-8"))
     assert columns["Gender"].count("a\r\n=1+1") == 6 and columns["Age"].count("'-3") == 6
+
+
+def test_job_artifact_tables_neutralise_text_cells(client, researcher, analysed_payload):
+    # The analysis job's own CSV files (downloaded from its card or the API) are spreadsheet-facing too.
+    job = Job.objects.get(study=analysed_payload, kind="analysis")
+    client.force_login(researcher)
+    for name, column, expected in (("prompts.csv", "text", {"'" + p for p in PAYLOADS}),
+                                   ("annotators.csv", "annotator", {"'@SUM(1)"})):
+        response = client.get(reverse("benchmark:artifact_download", args=[job.pk, name]))
+        body = b"".join(response.streaming_content).decode()
+        assert expected <= set(_columns(body)[column]), name
