@@ -1,8 +1,7 @@
 from django.contrib import admin, messages
 from django.db import models
 
-from benchmark.models import Job
-from benchmark.services import job_create
+from jobs.services import job_create
 
 from .exports import FORMATS
 from .models import Annotator, Assignment, Prompt, Rating, Study, SurveyInstrument, SurveyResponse, Upload
@@ -11,7 +10,7 @@ from .models import Annotator, Assignment, Prompt, Rating, Study, SurveyInstrume
 def _export_action(fmt: str):
     def action(modeladmin, request, queryset):
         for study in queryset:
-            job = job_create(kind=Job.Kind.EXPORT, study=study, params={"format": fmt}, user=request.user)
+            job = job_create(kind="export", study=study, params={"format": fmt}, user=request.user)
             modeladmin.message_user(request, f"Export job #{job.pk} ({fmt}) queued for {study.slug}.", messages.SUCCESS)
 
     action.__name__ = f"export_{fmt.replace('-', '_')}"

@@ -3,7 +3,7 @@ from django.shortcuts import get_object_or_404
 from rest_framework import serializers, viewsets
 
 from .models import Prompt, Study
-from .selectors import studies_for_user
+from .access import studies_for_user
 
 
 class StudySerializer(serializers.ModelSerializer):

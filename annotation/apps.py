@@ -17,7 +17,13 @@ class AnnotationConfig(AppConfig):
     def ready(self):
         from django.core import checks
 
+        from jobs import registry
+
+        from . import access
+        from .jobs import EXPORT
         from .services.recruitment import rate_limit_check
 
+        registry.register(EXPORT)
+        registry.access_set(access.studies_for_user)
         post_migrate.connect(_cache_tables_create, sender=self, dispatch_uid="annotation.cache_tables_create")
         checks.register(rate_limit_check)

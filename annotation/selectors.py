@@ -12,15 +12,6 @@ from django.db.models import Q, QuerySet
 
 from .models import Annotator, Assignment, Prompt, Rating, Study
 
-def studies_for_user(user) -> QuerySet[Study]:
-    """Studies a user may see as a researcher: staff see all; others what they own or share."""
-    if not user.is_authenticated:
-        return Study.objects.none()
-    if user.is_staff:
-        return Study.objects.all()
-    return Study.objects.filter(Q(owner=user) | Q(collaborators=user)).distinct()
-
-
 def prompts_frame(*, study: Study) -> pd.DataFrame:
     """One row per prompt, indexed by prompt pk: external_id, text, harm_level, then feature columns."""
     rows = list(

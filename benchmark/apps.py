@@ -4,3 +4,11 @@ from django.apps import AppConfig
 class BenchmarkConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "benchmark"
+
+    def ready(self):
+        from jobs import registry
+
+        from .jobs import ANALYSIS, BENCHMARK
+
+        registry.register(ANALYSIS)
+        registry.register(BENCHMARK)

@@ -8,8 +8,9 @@ from django.db import transaction
 from annotation.models import Study, Upload
 from annotation.services.uploads import upload_create, upload_discard
 from config.errors import ApplicationError
+from jobs.models import Job
+from jobs.services import job_create, job_params_clean
 
-from .models import Job
 from .science.predictors.uploaded import read_predictions_csv
 
 
@@ -41,11 +42,9 @@ def benchmark_job_start(*, study: Study, user, params: dict, predictions_file=No
     The parameters are checked before the file is stored, and a job that cannot be created takes its
     upload with it: a refused request leaves no file behind.
     """
-    from .services import job_create, job_params_clean
-
     params = dict(params)
     if predictions_file is not None:
-        job_params_clean(kind=Job.Kind.BENCHMARK, params={**params, "predictors": [
+        job_params_clean(kind="benchmark", params={**params, "predictors": [
             p for p in params.get("predictors", []) if p != "uploaded"]}, study=study)
     elif not params.get("predictors"):
         raise ApplicationError("choose at least one predictor or upload predictions", extra={"field": "predictors"})
@@ -55,7 +54,7 @@ def benchmark_job_start(*, study: Study, user, params: dict, predictions_file=No
             if predictions_file is not None:
                 upload = predictions_upload_save(study=study, upload=predictions_file, user=user)
                 params["upload"] = upload.pk
-            return job_create(kind=Job.Kind.BENCHMARK, study=study, params=params, user=user)
+            return job_create(kind="benchmark", study=study, params=params, user=user)
     except Exception:
         if upload is not None:
             upload_discard(upload=upload)

@@ -1,10 +1,9 @@
 from django.urls import path
 
-from .views import dashboards, jobs, modelbench
+from .views import dashboards, modelbench
 
 app_name = "benchmark"
 urlpatterns = [
-    path("studies/<slug:slug>/export/", jobs.export_start, name="export_start"),
     path("studies/<slug:slug>/overview/", dashboards.study_overview, name="overview"),
     path("studies/<slug:slug>/overview/<slug:name>.csv", dashboards.study_overview_csv, name="overview_csv"),
     path("studies/<slug:slug>/agreement/", dashboards.agreement_dashboard, name="agreement"),
@@ -16,6 +15,4 @@ urlpatterns = [
     path("studies/<slug:slug>/steering/", modelbench.steering, name="steering"),
     path("studies/<slug:slug>/steering/score/", modelbench.steering_score, name="steering_score"),
     path("studies/<slug:slug>/steering/fit/", modelbench.steering_fit, name="steering_fit"),
-    path("jobs/<int:job_id>/", jobs.job_detail, name="job_detail"),
-    path("jobs/<int:job_id>/files/<str:name>", jobs.artifact_download, name="artifact_download"),
 ]

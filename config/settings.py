@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "axes",
     "csp",
     "drf_spectacular_sidecar",
+    "jobs",
     "annotation",
     "benchmark",
 ]
@@ -224,8 +225,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
-        "JobKindEnum": "benchmark.models.Job.Kind",
         "UploadKindEnum": "annotation.models.Upload.Kind",
+        "JobStatusEnum": "jobs.models.Job.Status",
+        "StudyStatusEnum": "annotation.models.Study.Status",
     },
 }
 

@@ -6,7 +6,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import DefaultRouter
 
 from annotation.api import PromptViewSet, StudyViewSet
-from benchmark.api import JobViewSet, PredictionsUploadView
+from benchmark.api import PredictionsUploadView
+from jobs.api import JobViewSet
 
 router = DefaultRouter()
 router.register("studies", StudyViewSet, basename="study")
@@ -20,6 +21,7 @@ urlpatterns = [
     path("s/", include("annotation.take_urls")),
     path("research/", include("annotation.urls")),
     path("research/", include("benchmark.urls")),
+    path("research/jobs/", include("jobs.urls")),
     path("api/", include(router.urls)),
     path(
         "api/studies/<slug:slug>/prompts/",

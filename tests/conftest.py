@@ -73,3 +73,16 @@ def small_study(db, small_release, researcher):
 @pytest.fixture
 def release_study(db, researcher):
     return pluriharms_import(directory=RELEASE_DIR, slug="pluriharms", owner=researcher)
+
+
+@pytest.fixture
+def replace_job_handler(monkeypatch):
+    """Swap a registered job kind's handler for the length of a test: replace("export", fn)."""
+    import dataclasses
+
+    from jobs import registry
+
+    def replace(kind: str, handler):
+        monkeypatch.setitem(registry._KINDS, kind, dataclasses.replace(registry.kind_get(kind), handler=handler))
+
+    return replace

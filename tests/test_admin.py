@@ -4,20 +4,20 @@ from django.apps import apps
 from django.contrib import admin
 from django.urls import reverse
 
-from benchmark.models import Job
+from jobs.models import Job
 
 pytestmark = pytest.mark.django_db
 
 
 def test_every_model_is_registered():
-    for app in ("annotation", "benchmark"):
+    for app in ("annotation", "jobs"):
         for model in apps.get_app_config(app).get_models():
             assert admin.site.is_registered(model), model
 
 
 def test_changelists_and_add_pages_render(client, staff, small_study):
     client.force_login(staff)
-    for app in ("annotation", "benchmark"):
+    for app in ("annotation", "jobs"):
         for model in apps.get_app_config(app).get_models():
             if not admin.site.is_registered(model):
                 continue
@@ -29,7 +29,7 @@ def test_changelists_and_add_pages_render(client, staff, small_study):
 
 def test_study_export_action_queues_a_job(client, staff, small_study, monkeypatch, django_capture_on_commit_callbacks):
     queued = []
-    monkeypatch.setattr("benchmark.tasks.run_job.delay", lambda job_id: queued.append(job_id))
+    monkeypatch.setattr("jobs.tasks.run_job.delay", lambda job_id: queued.append(job_id))
     client.force_login(staff)
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
@@ -44,9 +44,9 @@ def test_study_export_action_queues_a_job(client, staff, small_study, monkeypatc
 def test_adding_a_job_in_the_admin_validates_and_queues(client, staff, small_study, monkeypatch,
                                                         django_capture_on_commit_callbacks):
     queued = []
-    monkeypatch.setattr("benchmark.tasks.run_job.delay", lambda job_id: queued.append(job_id))
+    monkeypatch.setattr("jobs.tasks.run_job.delay", lambda job_id: queued.append(job_id))
     client.force_login(staff)
-    url = reverse("admin:benchmark_job_add")
+    url = reverse("admin:jobs_job_add")
     inline = {"artifacts-TOTAL_FORMS": "0", "artifacts-INITIAL_FORMS": "0"}
     bad = client.post(url, {"kind": "export", "study": small_study.pk, "params": '{"format": "xlsx"}', **inline})
     assert bad.status_code == 200 and b"unknown export format" in bad.content and Job.objects.count() == 0

@@ -57,7 +57,7 @@ def test_steering_fit_unknown_group_is_shown_escaped(as_researcher, small_study,
 @pytest.mark.parametrize("htmx", [False, True])
 def test_export_unknown_format_is_shown_escaped(as_researcher, small_study, htmx):
     extra = {"HTTP_HX_REQUEST": "true"} if htmx else {}
-    response = as_researcher.post(reverse("benchmark:export_start", args=["small"]), {"format": PAYLOAD}, **extra)
+    response = as_researcher.post(reverse("annotation:export_start", args=["small"]), {"format": PAYLOAD}, **extra)
     body = assert_escaped(response, htmx=htmx)
     assert "unknown export format" in body
 
@@ -77,7 +77,7 @@ def test_analysis_start_error_is_an_escaped_error_page(as_researcher, small_stud
     def refuse(**kwargs):
         raise ApplicationError(f"refused {PAYLOAD}")
 
-    monkeypatch.setattr("benchmark.services.job_create", refuse)
+    monkeypatch.setattr("benchmark.views.dashboards.job_create", refuse)
     assert_escaped(as_researcher.post(reverse("benchmark:analysis_start", args=["small"])))
     assert_escaped(as_researcher.post(reverse("benchmark:analysis_start", args=["small"]), HTTP_HX_REQUEST="true"),
                    htmx=True)

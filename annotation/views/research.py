@@ -2,21 +2,15 @@
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Count
-from django.http import Http404
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
 
 from annotation.exports import FORMATS
 from annotation.models import Study
-from annotation.selectors import studies_for_user, study_counts
-
-
-def get_study_for_user(user, slug: str) -> Study:
-    """The study if the user may see it; 404 otherwise (so ids of others' studies are not revealed)."""
-    study = studies_for_user(user).filter(slug=slug).first()
-    if study is None:
-        raise Http404("No such study")
-    return study
+from annotation.access import get_study_for_user, studies_for_user
+from annotation.selectors import study_counts
+from config.errors import ApplicationError, error_response
+from jobs.services import job_create
 
 
 @require_GET
@@ -38,8 +32,22 @@ def study_detail(request, slug: str):
         "counts": study_counts(study=study),
         "prompts": prompts,
         "formats": FORMATS,
-        "jobs": study.jobs.all()[:10],
+        "jobs": study.jobs.prefetch_related("artifacts")[:10],
     }
     if request.htmx and request.htmx.target == "prompt-table":
         return render(request, "annotation/_prompt_table.html", context)
     return render(request, "annotation/study_detail.html", context)
+
+
+@require_POST
+@login_required
+def export_start(request, slug: str):
+    """Queue a dataset export; the page (htmx) gets the job's card, which polls until the files are ready."""
+    study = get_study_for_user(request.user, slug)
+    try:
+        job = job_create(kind="export", study=study, params={"format": request.POST.get("format", "")}, user=request.user)
+    except ApplicationError as exc:
+        return error_response(request, exc.message, status=exc.status_code)
+    if request.htmx:
+        return render(request, "jobs/_job_card.html", {"job": job})
+    return redirect("jobs:job_detail", job_id=job.pk)

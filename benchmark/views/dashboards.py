@@ -1,4 +1,5 @@
 """Dashboards: live collection, the agreement report, and one prompt."""
+import csv
 import functools
 import io
 import json
@@ -11,14 +12,26 @@ from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from annotation.exports import spreadsheet_csv
-from annotation.views.research import get_study_for_user
-from config.errors import ApplicationError, error_response
+from annotation.access import get_study_for_user
+from annotation.exports import spreadsheet_csv, spreadsheet_safe
 from annotation.selectors import study_overview as study_overview_data
+from config.errors import ApplicationError, error_response
+from jobs.models import Job
+from jobs.services import job_create
 
-from .. import figures, services
-from ..models import Job
-from .jobs import csv_response
+from .. import figures
+from ..selectors import job_in_progress, job_latest_succeeded
+
+
+def csv_response(filename: str, rows) -> HttpResponse:
+    r"""Rows (the first one the header) as a CSV download for a spreadsheet: text cells that start like
+    a formula are neutralised (annotation.exports.spreadsheet_safe); the csv module's `\r\n` line
+    ends make it quote any cell holding a line break, bare `\r` included."""
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    writer = csv.writer(response)
+    writer.writerows([spreadsheet_safe(cell) for cell in row] for row in rows)
+    return response
 
 
 @require_GET
@@ -72,10 +85,7 @@ def feature_label(column: str) -> str:
 
 
 def latest_report(study) -> tuple[Job | None, dict | None]:
-    job = (
-        Job.objects.filter(study=study, kind=Job.Kind.ANALYSIS, status=Job.Status.SUCCEEDED)
-        .order_by("-finished_at", "-id").first()
-    )
+    job = job_latest_succeeded(study=study, kind="analysis")
     return job, (job.result if job else None)
 
 
@@ -111,7 +121,7 @@ def agreement_dashboard(request, slug: str):
     """The harm × agreement plane and reliability, from the latest finished report job."""
     study = get_study_for_user(request.user, slug)
     job, report = latest_report(study)
-    running = Job.objects.filter(study=study, kind=Job.Kind.ANALYSIS, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).first()
+    running = job_in_progress(study=study, kind="analysis")
     quadrants = {}
     if report:
         for row in report["prompts"]:
@@ -130,11 +140,11 @@ def agreement_dashboard(request, slug: str):
 def analysis_start(request, slug: str):
     study = get_study_for_user(request.user, slug)
     try:
-        job = services.job_create(kind=Job.Kind.ANALYSIS, study=study, params={}, user=request.user)
+        job = job_create(kind="analysis", study=study, params={}, user=request.user)
     except ApplicationError as exc:
         return error_response(request, exc.message, status=exc.status_code)
     if request.htmx:
-        return render(request, "benchmark/_job_card.html", {"job": job, "refresh_target": "agreement-panels"})
+        return render(request, "jobs/_job_card.html", {"job": job, "refresh_target": "agreement-panels"})
     return redirect("benchmark:agreement", slug=study.slug)
 
 

@@ -3,12 +3,14 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from annotation.views.research import get_study_for_user
+from annotation.access import get_study_for_user
 from config.errors import ApplicationError, error_response
 
 from .. import figures
 from ..evaluation import PUBLISHED, builtin_predictors, predictor_names
-from ..models import Job
+from jobs.models import Job
+
+from ..selectors import job_in_progress, job_latest_succeeded
 from ..science.harm_benefit import ACTION_CATEGORIES
 from ..steering import group_fit, group_values, score_table, steering_data, study_fit, weights_from_form
 from ..uploads import benchmark_job_start
@@ -42,8 +44,7 @@ def _leaderboard_figure(results: list[dict], published: list[dict]) -> dict:
 
 
 def latest_benchmark(study) -> Job | None:
-    return (Job.objects.filter(study=study, kind=Job.Kind.BENCHMARK, status=Job.Status.SUCCEEDED)
-            .order_by("-finished_at", "-id").first())
+    return job_latest_succeeded(study=study, kind="benchmark")
 
 
 @require_GET
@@ -53,8 +54,7 @@ def leaderboard(request, slug: str):
     study = get_study_for_user(request.user, slug)
     job = latest_benchmark(study)
     results = (job.result or {}).get("results", []) if job else []
-    running = Job.objects.filter(study=study, kind=Job.Kind.BENCHMARK,
-                                 status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).first()
+    running = job_in_progress(study=study, kind="benchmark")
     context = {
         "study": study, "job": job, "results": results, "published": PUBLISHED, "running": running,
         "builtin": builtin_predictors(), "all_predictors": predictor_names(),
@@ -78,7 +78,7 @@ def benchmark_start(request, slug: str):
     except ApplicationError as exc:
         return error_response(request, exc.message, status=exc.status_code)
     if request.htmx:
-        return render(request, "benchmark/_job_card.html", {"job": job})
+        return render(request, "jobs/_job_card.html", {"job": job})
     return redirect("benchmark:leaderboard", slug=study.slug)
 
 

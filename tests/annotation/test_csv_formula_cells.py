@@ -20,8 +20,8 @@ from annotation.exports import export_study
 from annotation.importers import pluriharms_import
 from annotation.models import Annotator, Prompt
 from annotation.selectors import ratings_frame
-from benchmark.models import Job
-from benchmark.services import job_create, job_run
+from jobs.models import Job
+from jobs.services import job_create, job_run
 from tests.conftest import write_small_release
 
 pytestmark = pytest.mark.django_db
@@ -137,7 +137,7 @@ def test_agreement_participants_csv_neutralises_pseudonyms(client, researcher, a
 
 def test_agreement_groups_and_coefficients_csv(client, researcher, small_study):
     Job.objects.create(
-        kind=Job.Kind.ANALYSIS, study=small_study, status=Job.Status.SUCCEEDED, finished_at=timezone.now(),
+        kind="analysis", study=small_study, status=Job.Status.SUCCEEDED, finished_at=timezone.now(),
         result={
             "prompts": [],
             "groups": {"Gender": {"groups": [
@@ -182,6 +182,6 @@ def test_job_artifact_tables_neutralise_text_cells(client, researcher, analysed_
     client.force_login(researcher)
     for name, column, expected in (("prompts.csv", "text", {"'" + p for p in PAYLOADS}),
                                    ("annotators.csv", "annotator", {"'@SUM(1)"})):
-        response = client.get(reverse("benchmark:artifact_download", args=[job.pk, name]))
+        response = client.get(reverse("jobs:artifact_download", args=[job.pk, name]))
         body = b"".join(response.streaming_content).decode()
         assert expected <= set(_columns(body)[column]), name

@@ -7,8 +7,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from benchmark.models import Job
-from benchmark.services import job_create, job_run
+from jobs.models import Job
+from jobs.services import job_create, job_run
 
 pytestmark = pytest.mark.django_db
 
@@ -90,14 +90,14 @@ def test_agreement_dashboard_without_report_offers_recompute(client, researcher,
     client.force_login(researcher)
     page = client.get(reverse("benchmark:agreement", args=["small"])).content.decode()
     assert "No report has been computed" in page and 'id="recompute"' in page
-    monkeypatch.setattr("benchmark.tasks.run_job.delay", lambda job_id: None)
+    monkeypatch.setattr("jobs.tasks.run_job.delay", lambda job_id: None)
     with django_capture_on_commit_callbacks(execute=True):
         card = client.post(reverse("benchmark:analysis_start", args=["small"]), HTTP_HX_REQUEST="true")
     job = Job.objects.get(kind="analysis")
     assert card.status_code == 200 and f'id="job-{job.pk}"' in card.content.decode()
     assert b"<progress" in card.content
     job_run(job_id=job.pk)
-    poll = client.get(reverse("benchmark:job_detail", args=[job.pk]), HTTP_HX_REQUEST="true")
+    poll = client.get(reverse("jobs:job_detail", args=[job.pk]), HTTP_HX_REQUEST="true")
     assert poll["HX-Trigger"] == "analysis-finished"  # the panels refresh themselves without a reload
 
 

@@ -3,8 +3,8 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from benchmark.models import Job
-from benchmark.services import job_run
+from jobs.models import Job
+from jobs.services import job_run
 
 pytestmark = pytest.mark.django_db
 
@@ -48,7 +48,7 @@ def test_outsider_sees_nothing(small_study, outsider):
 
 def test_create_export_job_then_download(api, small_study, monkeypatch, django_capture_on_commit_callbacks):
     queued = []
-    monkeypatch.setattr("benchmark.tasks.run_job.delay", lambda job_id: queued.append(job_id))
+    monkeypatch.setattr("jobs.tasks.run_job.delay", lambda job_id: queued.append(job_id))
     with django_capture_on_commit_callbacks(execute=True):
         response = api.post(
             "/api/jobs/", {"kind": "export", "study": "small", "params": {"format": "parquet"}}, format="json"

@@ -11,9 +11,9 @@ from rest_framework.test import APIClient
 
 from annotation.importers import pluriharms_import
 from annotation.models import Upload
-from benchmark.models import Job
-from benchmark import services
-from benchmark.services import job_run
+from jobs.models import Job
+from jobs import services
+from jobs.services import job_run
 from benchmark.uploads import predictions_upload_save
 
 pytestmark = pytest.mark.django_db
@@ -84,7 +84,7 @@ def test_a_tampered_upload_row_is_not_read_outside_the_uploads_folder(small_stud
 
 def test_an_upload_is_scored_through_its_id(api, client, researcher, small_study, monkeypatch,
                                             django_capture_on_commit_callbacks):
-    monkeypatch.setattr("benchmark.tasks.run_job.delay", lambda job_id: None)
+    monkeypatch.setattr("jobs.tasks.run_job.delay", lambda job_id: None)
     client.force_login(researcher)
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(reverse("benchmark:benchmark_start", args=["small"]), {
@@ -114,12 +114,12 @@ def test_a_refused_request_leaves_no_file_behind(client, researcher, small_study
     assert not uploads.exists() or not any(p.is_file() for p in uploads.rglob("*"))
 
 
-def test_a_job_error_carries_no_file_content_or_traceback(small_study, monkeypatch, canary):
+def test_a_job_error_carries_no_file_content_or_traceback(small_study, replace_job_handler, canary):
     # A failure whose exception quotes a file (as the CSV parser did) shows the user a short message only.
     def leaky(job, progress):
         raise ValueError(f"could not parse: {canary.read_text()}")
 
-    monkeypatch.setitem(services.HANDLERS, "export", leaky)
+    replace_job_handler("export", leaky)
     job = Job.objects.create(kind="export", study=small_study, params={"format": "pluriharms"})
     finished = job_run(job_id=job.pk)
     assert finished.status == Job.Status.FAILED
@@ -128,7 +128,7 @@ def test_a_job_error_carries_no_file_content_or_traceback(small_study, monkeypat
 
 def test_api_clients_upload_predictions_and_name_them_by_id(api, small_study, outsider, django_capture_on_commit_callbacks,
                                                             monkeypatch):
-    monkeypatch.setattr("benchmark.tasks.run_job.delay", lambda job_id: None)
+    monkeypatch.setattr("jobs.tasks.run_job.delay", lambda job_id: None)
     url = "/api/studies/small/uploads/predictions/"
     bad = api.post(url, {"file": SimpleUploadedFile("p.csv", b"prompt,prediction\n1,abc\n")}, format="multipart")
     assert bad.status_code == 400 and "row 2" in bad.json()["message"] and Upload.objects.count() == 0

@@ -2,8 +2,8 @@
 import pandas as pd
 import pytest
 
-from benchmark import services
-from benchmark.models import Job
+from jobs import registry, services
+from jobs.models import Job
 from config.errors import ApplicationError
 
 pytestmark = pytest.mark.django_db
@@ -11,7 +11,7 @@ pytestmark = pytest.mark.django_db
 
 def test_job_is_queued_only_after_commit(small_study, researcher, monkeypatch, django_capture_on_commit_callbacks):
     sent = []
-    monkeypatch.setattr("benchmark.tasks.run_job.delay", lambda job_id: sent.append(job_id))
+    monkeypatch.setattr("jobs.tasks.run_job.delay", lambda job_id: sent.append(job_id))
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         job = services.job_create(kind="export", study=small_study, params={"format": "long-csv"}, user=researcher)
     assert sent == [] and len(callbacks) == 1  # nothing leaves before the commit
@@ -32,25 +32,25 @@ def test_export_job_writes_artifacts_and_result(small_study):
     assert len(frame) == 20 and artifact.size > 0 and artifact.content_type == "text/csv"
 
 
-def test_redelivered_task_does_not_run_twice(small_study, monkeypatch):
+def test_redelivered_task_does_not_run_twice(small_study, replace_job_handler):
     job = Job.objects.create(kind="export", study=small_study, params={"format": "pluriharms"})
     calls = []
-    original = services.HANDLERS["export"]
-    monkeypatch.setitem(services.HANDLERS, "export", lambda j, p: calls.append(j.pk) or original(j, p))
+    original = registry.kind_get("export").handler
+    replace_job_handler("export", lambda j, p: calls.append(j.pk) or original(j, p))
     assert services.job_run(job_id=job.pk).status == Job.Status.SUCCEEDED
     assert services.job_run(job_id=job.pk) is None
     assert calls == [job.pk]
     assert Job.objects.get(pk=job.pk).attempts == 1
 
 
-def test_failing_job_records_a_short_error_without_internals(small_study, monkeypatch, caplog):
+def test_failing_job_records_a_short_error_without_internals(small_study, replace_job_handler, caplog):
     job = Job.objects.create(kind="export", study=small_study, params={"format": "pluriharms"})
 
     def broken(job, progress):
         progress(0.3, "half way")
         raise ValueError("the disk is on fire")
 
-    monkeypatch.setitem(services.HANDLERS, "export", broken)
+    replace_job_handler("export", broken)
     finished = services.job_run(job_id=job.pk)
     assert finished.status == Job.Status.FAILED
     # The user sees a short message; the exception's text and traceback go to the log only.
@@ -60,13 +60,13 @@ def test_failing_job_records_a_short_error_without_internals(small_study, monkey
     assert finished.progress == pytest.approx(0.3) and finished.finished_at is not None
 
 
-def test_a_users_mistake_is_shown_as_its_message(small_study, monkeypatch):
+def test_a_users_mistake_is_shown_as_its_message(small_study, replace_job_handler):
     job = Job.objects.create(kind="export", study=small_study, params={"format": "pluriharms"})
 
     def refuses(job, progress):
         raise ApplicationError("the study has no ratings yet")
 
-    monkeypatch.setitem(services.HANDLERS, "export", refuses)
+    replace_job_handler("export", refuses)
     assert services.job_run(job_id=job.pk).error == "the study has no ratings yet"
 
 
@@ -89,7 +89,7 @@ def test_bad_job_requests_are_refused(small_study, kind, params, message):
 
 
 def test_celery_task_runs_the_service(small_study):
-    from benchmark.tasks import run_job
+    from jobs.tasks import run_job
 
     job = Job.objects.create(kind="export", study=small_study, params={"format": "jsonl"})
     run_job.apply(args=[job.pk])  # in-process, as a worker would call it

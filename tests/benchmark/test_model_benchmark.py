@@ -9,8 +9,8 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from benchmark.models import Job
-from benchmark.services import job_run
+from jobs.models import Job
+from jobs.services import job_run
 
 pytestmark = pytest.mark.django_db
 BASELINES = "uniform_random,global_mean,annotator_mean,annotator_median"
@@ -41,7 +41,7 @@ def test_benchmark_command_refusals(release_study, tmp_path):
 
 
 def test_benchmark_job_through_the_api(release_study, researcher, monkeypatch, django_capture_on_commit_callbacks):
-    monkeypatch.setattr("benchmark.tasks.run_job.delay", lambda job_id: None)
+    monkeypatch.setattr("jobs.tasks.run_job.delay", lambda job_id: None)
     api = APIClient()
     api.force_authenticate(researcher)
     bad = api.post("/api/jobs/", {"kind": "benchmark", "study": "pluriharms", "params": {"predictors": ["oracle"]}},
@@ -79,7 +79,7 @@ def test_leaderboard_shows_ours_beside_published(client, researcher, release_stu
 
 def test_uploading_predictions_scores_them_like_any_model(client, researcher, small_study, monkeypatch,
                                                           django_capture_on_commit_callbacks):
-    monkeypatch.setattr("benchmark.tasks.run_job.delay", lambda job_id: None)
+    monkeypatch.setattr("jobs.tasks.run_job.delay", lambda job_id: None)
     client.force_login(researcher)
     csv = "prompt,prediction\n" + "".join(f"{p},50\n" for p in ["1", "2", "3", "4", "5"])
     with django_capture_on_commit_callbacks(execute=True):

@@ -11,7 +11,7 @@ from django.test import Client
 from playwright.sync_api import expect
 
 from annotation.models import Prompt, Study
-from benchmark.services import job_create, job_run
+from jobs.services import job_create, job_run
 
 pytestmark = pytest.mark.browser
 
@@ -69,7 +69,7 @@ def expect_plots_drawn(page, minimum: int = 1):
 @pytest.fixture
 def analysed_study(small_study, monkeypatch):
     """The imported small release with a finished agreement report (the job run here, not queued)."""
-    monkeypatch.setattr("benchmark.tasks.run_job.delay", lambda job_id: None)
+    monkeypatch.setattr("jobs.tasks.run_job.delay", lambda job_id: None)
     job = job_create(kind="analysis", study=small_study, params={"mixed_effects": False, "n_boot": 50})
     assert job_run(job_id=job.pk).status == "succeeded"
     return small_study

@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 
 from annotation.importers import pluriharms_import
-from benchmark.models import Job
-from benchmark.services import job_create
+from jobs.models import Job
+from jobs.services import job_create
 
 from .conftest import wait_for
 

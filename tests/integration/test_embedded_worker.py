@@ -29,10 +29,10 @@ def test_job_runs_in_separate_worker_without_redis(tmp_path, small_release):
     _manage(env, "import_pluriharms", str(small_release), "--study", "embedded")
     job_id = _manage(
         env, "shell", "-v0", "-c",
-        "from annotation.models import Study; from benchmark.services import job_create; "
+        "from annotation.models import Study; from jobs.services import job_create; "
         "print(job_create(kind='export', study=Study.objects.get(slug='embedded'), params={'format': 'jsonl'}).pk)",
     )
-    status_cmd = f"from benchmark.models import Job; print(Job.objects.get(pk={job_id}).status)"
+    status_cmd = f"from jobs.models import Job; print(Job.objects.get(pk={job_id}).status)"
     assert _manage(env, "shell", "-v0", "-c", status_cmd) == "queued"  # nothing ran inline
     queue = tmp_path / "var" / "celery" / "queue"
     assert any(queue.iterdir()), "the message should wait in the filesystem queue"

@@ -1,21 +1,20 @@
-"""Background jobs: one row per long computation; Celery tasks only load, run one service, save."""
+"""Job rows and their files. The kinds are not fixed here: apps register them (jobs.registry)."""
 from django.conf import settings
 from django.db import models
 
+from .registry import kind_label
+
 
 class Job(models.Model):
-    class Kind(models.TextChoices):
-        EXPORT = "export", "Dataset export"
-        ANALYSIS = "analysis", "Disagreement report"
-        BENCHMARK = "benchmark", "Model benchmark"
-
     class Status(models.TextChoices):
         QUEUED = "queued"
         RUNNING = "running"
         SUCCEEDED = "succeeded"
         FAILED = "failed"
 
-    kind = models.CharField(max_length=32, choices=Kind.choices)
+    # A registered kind's name (jobs.registry); checked by job_create, not by a fixed choice list, so
+    # that an app adds a kind without a migration here.
+    kind = models.CharField(max_length=32)
     study = models.ForeignKey("annotation.Study", null=True, blank=True, on_delete=models.CASCADE, related_name="jobs")
     params = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
@@ -48,6 +47,10 @@ class Job(models.Model):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+    @property
+    def kind_label(self) -> str:
+        return kind_label(self.kind)
 
 
 def artifact_path(instance: "JobArtifact", filename: str) -> str:

@@ -6,11 +6,13 @@ from django.utils.html import format_html, format_html_join
 
 from config.errors import ApplicationError
 
-from . import services
+from . import registry, services
 from .models import Job, JobArtifact
 
 
 class JobAdminForm(forms.ModelForm):
+    kind = forms.ChoiceField(choices=registry.kind_choices)
+
     class Meta:
         model = Job
         fields = ["kind", "study", "params"]
@@ -29,7 +31,7 @@ class JobAdminForm(forms.ModelForm):
 def _download_link(artifact: JobArtifact) -> str:
     if artifact.pk is None:
         return ""
-    url = reverse("benchmark:artifact_download", args=[artifact.job_id, artifact.name])
+    url = reverse("jobs:artifact_download", args=[artifact.job_id, artifact.name])
     return format_html('<a href="{}">{}</a>', url, artifact.name)
 
 
@@ -65,18 +67,26 @@ class JobArtifactAdmin(admin.ModelAdmin):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ["id", "kind", "study", "status", "progress", "created_at", "finished_at", "files"]
+    list_display = ["id", "kind", "study", "status", "percent", "created_at", "finished_at", "files"]
     list_filter = ["kind", "status"]
+    list_select_related = ["study"]
     readonly_fields = ["status", "progress", "message", "result", "error", "created_by", "created_at", "started_at",
                        "finished_at", "attempts"]
     inlines = [JobArtifactInline]
     form = JobAdminForm
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("artifacts")
+
+    @admin.display(description="progress", ordering="progress")
+    def percent(self, job):
+        return f"{job.progress:.0%}"
+
     @admin.display(description="files")
     def files(self, job):
         return format_html_join(
             ", ", '<a href="{}">{}</a>',
-            ((reverse("benchmark:artifact_download", args=[job.pk, a.name]), a.name) for a in job.artifacts.all()),
+            ((reverse("jobs:artifact_download", args=[job.pk, a.name]), a.name) for a in job.artifacts.all()),
         )
 
     def save_model(self, request, obj, form, change):

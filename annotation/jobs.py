@@ -1,0 +1,28 @@
+"""The job kind this app owns: dataset export (registered with the jobs app in AnnotationConfig.ready())."""
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from jobs.models import Job
+from jobs.params import StrictParams
+from jobs.registry import JobKind, Progress
+from jobs.services import artifact_dir, artifact_save
+
+from .exports import FORMATS, export_study
+
+
+class ExportParams(StrictParams):
+    format = serializers.ChoiceField(
+        choices=list(FORMATS), default="pluriharms",
+        error_messages={"invalid_choice": "unknown export format {input!r}; choose one of " + ", ".join(FORMATS)},
+    )
+
+
+def export_run(job: Job, progress: Progress) -> dict:
+    paths = export_study(study=job.study, fmt=job.params["format"], out_dir=artifact_dir(job), progress=progress)
+    for path in paths:
+        artifact_save(job=job, path=path)
+    return {"format": job.params["format"], "files": [p.name for p in paths]}
+
+
+EXPORT = JobKind(name="export", label="Dataset export", params=ExportParams, handler=export_run)

@@ -1,0 +1,99 @@
+"""The job kinds this app owns: the disagreement report and the model benchmark.
+
+Registered with the jobs app in BenchmarkConfig.ready(). Each kind is a parameter schema (unknown keys
+refused; a client names an upload by id, never a file) and a handler that calls one service and writes
+the job's files.
+"""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+from rest_framework import serializers
+
+from annotation.exports import spreadsheet_csv
+from annotation.models import Study, Upload
+from jobs.models import Job
+from jobs.params import StrictBooleanField, StrictParams, seed_field
+from jobs.registry import JobKind, Progress
+from jobs.services import artifact_dir, artifact_save
+
+from .analysis import study_report
+from .evaluation import predictor_names, study_benchmark
+from .science.protocol import CONDITIONS
+from .science.report import to_jsonable
+
+
+class AnalysisParams(StrictParams):
+    mixed_effects = StrictBooleanField(default=True)
+    include_excluded = StrictBooleanField(default=False)
+    n_boot = serializers.IntegerField(min_value=0, max_value=100_000, default=1000)
+    seed = seed_field()
+
+
+class BenchmarkParams(StrictParams):
+    predictors = serializers.ListField(child=serializers.CharField(), default=list, max_length=100)
+    conditions = serializers.ListField(child=serializers.CharField(), required=False, allow_empty=False, max_length=10)
+    splits = serializers.IntegerField(min_value=1, max_value=100, default=10)
+    seed = seed_field()
+    upload = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None,
+                                      help_text="Id of a predictions upload of this study (for the 'uploaded' predictor).")
+
+    def validate_predictors(self, value):
+        unknown = sorted(set(value) - set(predictor_names()))
+        if unknown:
+            raise serializers.ValidationError(f"unknown predictor(s): {', '.join(unknown)}")
+        return value
+
+    def validate_conditions(self, value):
+        if not set(value) <= set(CONDITIONS):
+            raise serializers.ValidationError(f"conditions must be a non-empty list from {', '.join(CONDITIONS)}")
+        return value
+
+    def validate(self, attrs):
+        attrs.setdefault("conditions", list(CONDITIONS))
+        study: Study | None = self.context.get("study")
+        upload = attrs.get("upload")
+        if "uploaded" in attrs["predictors"] and upload is None:
+            raise serializers.ValidationError({"upload": "the 'uploaded' predictor needs an uploaded predictions file"})
+        if upload is not None:
+            if study is None or not Upload.objects.filter(pk=upload, study=study, kind=Upload.Kind.PREDICTIONS).exists():
+                raise serializers.ValidationError({"upload": f"no predictions upload #{upload} in this study"})
+            if "uploaded" not in attrs["predictors"]:
+                attrs["predictors"] = [*attrs["predictors"], "uploaded"]
+        return attrs
+
+
+def analysis_run(job: Job, progress: Progress) -> dict:
+    report = study_report(study=job.study, progress=progress, **job.params)
+    out = artifact_dir(job)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=1, allow_nan=False))
+    # Spreadsheet-facing tables: formula-like text is neutralised (annotation.exports.spreadsheet_csv).
+    (out / "prompts.csv").write_text(spreadsheet_csv(pd.DataFrame(report["prompts"])), encoding="utf-8")
+    (out / "annotators.csv").write_text(spreadsheet_csv(pd.DataFrame(report["annotators"])), encoding="utf-8")
+    for name in ("report.json", "prompts.csv", "annotators.csv"):
+        artifact_save(job=job, path=out / name)
+    return report
+
+
+def benchmark_run(job: Job, progress: Progress) -> dict:
+    p = job.params
+    summary, result = study_benchmark(
+        study=job.study, predictors=p["predictors"] or None, n_splits=p["splits"], seed=p["seed"],
+        conditions=p["conditions"], upload_id=p.get("upload"), progress=progress,
+    )
+    out = artifact_dir(job)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = to_jsonable(summary)  # NaN (e.g. Spearman of constant predictions) becomes null
+    (out / "benchmark.json").write_text(json.dumps(summary, indent=1))
+    for name, table in (("per_split", result.per_split), ("per_annotator", result.per_annotator),
+                        ("per_prompt", result.per_prompt)):
+        (out / f"{name}.csv").write_text(spreadsheet_csv(table), encoding="utf-8")
+    for name in ("benchmark.json", "per_split.csv", "per_annotator.csv", "per_prompt.csv"):
+        artifact_save(job=job, path=out / name)
+    return summary
+
+
+ANALYSIS = JobKind(name="analysis", label="Disagreement report", params=AnalysisParams, handler=analysis_run)
+BENCHMARK = JobKind(name="benchmark", label="Model benchmark", params=BenchmarkParams, handler=benchmark_run)

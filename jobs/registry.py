@@ -1,0 +1,77 @@
+"""What kinds of job exist and who may see a study's jobs: filled in by the apps that use jobs.
+
+An app registers each of its kinds in `AppConfig.ready()`:
+
+    register(JobKind(name="export", label="Dataset export", params=ExportParams, handler=export_run))
+
+`params` is a `jobs.params.StrictParams` serializer (unknown keys are refused); `handler(job, progress)`
+does the work and returns the JSON result, calling `progress(fraction, message)` as it goes. The app
+that owns studies also says who may see them (`access_set`), so that this app never imports it.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from config.errors import ApplicationError
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
+    from .models import Job
+    from .params import StrictParams
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    label: str
+    params: type[StrictParams]
+    handler: Callable[[Job, Progress], dict]
+
+
+_KINDS: dict[str, JobKind] = {}
+_studies_for_user: Callable[[Any], QuerySet] | None = None
+
+
+def register(kind: JobKind) -> JobKind:
+    if kind.name in _KINDS and _KINDS[kind.name] != kind:
+        raise RuntimeError(f"job kind {kind.name!r} is registered twice")
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def kind_get(name: str) -> JobKind:
+    try:
+        return _KINDS[name]
+    except KeyError:
+        raise ApplicationError(f"unknown job kind {name!r}; known: {', '.join(sorted(_KINDS))}",
+                               extra={"field": "kind"}) from None
+
+
+def kind_names() -> list[str]:
+    return sorted(_KINDS)
+
+
+def kind_choices() -> list[tuple[str, str]]:
+    return [(name, _KINDS[name].label) for name in sorted(_KINDS)]
+
+
+def kind_label(name: str) -> str:
+    kind = _KINDS.get(name)
+    return kind.label if kind else name
+
+
+def access_set(studies_for_user: Callable[[Any], QuerySet]) -> None:
+    """Say which studies a user may see (their jobs follow the same rule)."""
+    global _studies_for_user
+    _studies_for_user = studies_for_user
+
+
+def studies_for_user(user) -> QuerySet:
+    if _studies_for_user is None:
+        raise RuntimeError("no study access rule registered (the annotation app registers it in ready())")
+    return _studies_for_user(user)
