@@ -13,6 +13,7 @@ BENCHMARKS = {
     "rating_submit": "bench.rating_submit",
     "analytics": "bench.analytics",
     "prediction": "bench.prediction",
+    "steering": "bench.steering",
 }
 
 

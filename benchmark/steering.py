@@ -1,16 +1,23 @@
 """Steering the SafetyAnalyst model: the study's own fit, hand-set weights, and a group's refit.
 
 The study's prompts carry SafetyAnalyst action-category distributions (the feature-level model of
-benchmark/science/harm_benefit.py). Fits use each prompt's mean rating weighted by its number of
-ratings, which for a squared loss is the same fit as one row per rating, at 1/100 of the cost (a fit
-takes ~20 ms, so pages do it in the request).
+benchmark/science/harm_benefit). Everything a steering page needs is reduced, once per study version,
+to a `SteeringModel`: per prompt its 16 action features and its mean rating and count, overall and
+within every demographic group, and the weights fitted to everyone. It is kept in the cache backend
+under the study's version, so a slider move is one product of a 150 × 16 matrix with the weights, and a
+group fit works on 150 means instead of every rating (for a squared loss, prompt means weighted by
+their counts give the same fit as one row per rating).
 """
 from __future__ import annotations
 
+import hashlib
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from django.core.cache import cache
+from django.db.models import Count, Max
 
 from annotation.models import Study
 from annotation.selectors import prompts_frame
@@ -18,17 +25,60 @@ from config.errors import ApplicationError
 
 from .analysis import study_frame
 from .science import harm_benefit as hb
+from .science.release import DEMOGRAPHIC_COLUMNS
+
+logger = logging.getLogger(__name__)
 
 ACTION_COLUMNS = list(hb.ACTION_FEATURE_COLUMNS)
+CACHE_SECONDS = 7 * 24 * 3600
+MIN_GROUP_PROMPTS = 5
 
 
 @dataclass
-class SteeringData:
-    prompts: pd.DataFrame  # index external_id: text, action columns
-    ratings: pd.DataFrame  # long: prompt, rating, demographics
+class GroupMeans:
+    means: np.ndarray  # per prompt (the model's order); NaN where the group rated it never
+    counts: np.ndarray
 
 
-def steering_data(*, study: Study) -> SteeringData:
+@dataclass
+class SteeringModel:
+    prompt_ids: list[str]
+    texts: list[str]
+    X: np.ndarray  # n_prompts x 16 action features
+    overall: GroupMeans
+    groups: dict[str, dict[str, GroupMeans]]  # column -> value (stripped) -> means
+    baseline: hb.FeatureWeights  # fitted to everyone's ratings
+
+    def group_values(self) -> dict[str, list[str]]:
+        """Demographic columns and their values, for the "fit to this group" menu."""
+        return {column: sorted(values) for column, values in self.groups.items()}
+
+
+def study_version(*, study: Study) -> str:
+    """Changes whenever the study's prompts, annotators or ratings change; cheap (no scan of ratings).
+
+    Every answer moves its annotator's `last_seen_at`; imports and exclusions change the counts or the
+    statuses; prompt edits touch the study's `updated_at` or the prompt count.
+    """
+    annotators = study.annotators.aggregate(n=Count("id"), seen=Max("last_seen_at"), done=Max("completed_at"),
+                                            status=Max("status"))
+    n_prompts = study.prompts.count()
+    return "|".join(str(v) for v in (study.updated_at.isoformat(), n_prompts, *annotators.values()))
+
+
+def _prompt_means(ratings: pd.DataFrame, order: pd.Index) -> GroupMeans:
+    grouped = ratings.groupby("prompt", sort=False)["rating"].agg(["mean", "size"]).reindex(order)
+    return GroupMeans(grouped["mean"].to_numpy(dtype=float), grouped["size"].fillna(0).to_numpy(dtype=float))
+
+
+def _fit(model_X: np.ndarray, means: GroupMeans, start: hb.FeatureWeights | None) -> hb.SteeringResult:
+    rated = means.counts > 0
+    return hb.steer(start, trees_or_features=model_X[rated], ratings=means.means[rated],
+                    sample_weight=means.counts[rated])
+
+
+def steering_model_build(*, study: Study) -> SteeringModel:
+    """Read the study's prompts and ratings and reduce them (the slow part: it reads every rating)."""
     prompts = prompts_frame(study=study).set_index("external_id")
     missing = [c for c in ACTION_COLUMNS if c not in prompts.columns]
     if missing or prompts[ACTION_COLUMNS].isna().any().any():
@@ -36,52 +86,54 @@ def steering_data(*, study: Study) -> SteeringData:
             "This study's prompts carry no SafetyAnalyst action-category features (action_* columns), "
             "so the model cannot score them.", status_code=409,
         )
-    ratings = study_frame(study=study)
-    return SteeringData(prompts=prompts, ratings=ratings[ratings["rating"].notna()])
+    frame = study_frame(study=study)
+    ratings = frame[frame["rating"].notna()]
+    order = prompts.index
+    X = prompts[ACTION_COLUMNS].to_numpy(dtype=float)
+    overall = _prompt_means(ratings, order)
+    if (overall.counts > 0).sum() < MIN_GROUP_PROMPTS:
+        raise ApplicationError(f"Steering needs ratings of at least {MIN_GROUP_PROMPTS} prompts.", status_code=409)
+    groups: dict[str, dict[str, GroupMeans]] = {}
+    for column in DEMOGRAPHIC_COLUMNS:
+        if column not in ratings:
+            continue
+        values = ratings[column].astype("string").str.strip()
+        groups[column] = {str(value): _prompt_means(ratings[values == value], order)
+                          for value in values.dropna().unique()}
+    baseline = _fit(X, overall, None).weights
+    return SteeringModel([str(p) for p in order], prompts["text"].astype(str).tolist(), X, overall, groups, baseline)
 
 
-def _means(ratings: pd.DataFrame, prompts: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    grouped = ratings.groupby("prompt")["rating"].agg(["mean", "size"])
-    grouped = grouped[grouped.index.isin(prompts.index)]
-    return prompts.loc[grouped.index, ACTION_COLUMNS], grouped["mean"].to_numpy(), grouped["size"].to_numpy()
+def steering_model(*, study: Study) -> SteeringModel:
+    """The study's steering model, from the cache when the study has not changed since it was built."""
+    version = hashlib.sha256(study_version(study=study).encode()).hexdigest()[:32]
+    key = f"steering:v1:{study.pk}:{version}"
+    model = cache.get(key)
+    if model is None:
+        model = steering_model_build(study=study)
+        cache.set(key, model, CACHE_SECONDS)
+    return model
 
 
-def study_fit(data: SteeringData) -> hb.FeatureWeights:
-    """The weights fitted to everyone's ratings of the study: the baseline that steering moves from."""
-    X, means, counts = _means(data.ratings, data.prompts)
-    return hb.steer(None, trees_or_features=X, ratings=means, sample_weight=counts).weights
-
-
-def group_values(data: SteeringData) -> dict[str, list[str]]:
-    """Demographic columns and their values (stripped), for the "fit to this group" menu."""
-    out = {}
-    for column in ("Race_Ethnicity", "Gender", "Sexual_Orientation", "Age", "Political_Affiliation", "Education",
-                   "Religion_Importance", "Social_Media_Frequency", "Toxicity_Experience", "Income"):
-        if column in data.ratings:
-            out[column] = sorted({str(v).strip() for v in data.ratings[column].dropna().unique()})
-    return out
-
-
-def group_fit(data: SteeringData, *, start: hb.FeatureWeights, column: str, value: str) -> hb.SteeringResult:
-    if column not in data.ratings or value not in group_values(data).get(column, []):
+def group_fit(model: SteeringModel, *, column: str, value: str) -> hb.SteeringResult:
+    """Refit the weights, from the study-wide fit, to one demographic group's ratings."""
+    means = model.groups.get(column, {}).get(value)
+    if means is None:
         raise ApplicationError(f"no annotators with {column} = {value!r} in this study", status_code=400)
-    members = data.ratings[data.ratings[column].astype(str).str.strip() == value]
-    X, means, counts = _means(members, data.prompts)
-    if len(means) < 5:
-        raise ApplicationError("this group has rated too few prompts to fit (at least 5 needed)", status_code=400)
-    return hb.steer(start, trees_or_features=X, ratings=means, sample_weight=counts)
+    if (means.counts > 0).sum() < MIN_GROUP_PROMPTS:
+        raise ApplicationError(f"this group has rated too few prompts to fit (at least {MIN_GROUP_PROMPTS} needed)",
+                               status_code=400)
+    return _fit(model.X, means, model.baseline)
 
 
-def score_table(data: SteeringData, *, weights: hb.FeatureWeights, baseline: hb.FeatureWeights) -> pd.DataFrame:
-    """Per prompt: H and P(harmful) under `weights` and `baseline`, whether it changed side, mean rating."""
-    X = data.prompts[ACTION_COLUMNS]
-    new = hb.FeatureLevelSafetyAnalyst(weights).decision_function(X)
-    old = hb.FeatureLevelSafetyAnalyst(baseline).decision_function(X)
-    mean_rating = data.ratings.groupby("prompt")["rating"].mean().reindex(data.prompts.index)
+def score_table(model: SteeringModel, *, weights: hb.FeatureWeights) -> pd.DataFrame:
+    """Per prompt: H and P(harmful) under `weights` and the baseline, whether it changed side, mean rating."""
+    new = hb.FeatureLevelSafetyAnalyst(weights).decision_function(model.X)
+    old = hb.FeatureLevelSafetyAnalyst(model.baseline).decision_function(model.X)
     table = pd.DataFrame({
-        "prompt": data.prompts.index, "text": data.prompts["text"].to_numpy(),
+        "prompt": model.prompt_ids, "text": model.texts,
         "H": new, "p_harmful": 1 / (1 + np.exp(-new)), "baseline_H": old,
-        "harmful": new > 0, "changed": (new > 0) != (old > 0), "mean_rating": mean_rating.to_numpy(),
+        "harmful": new > 0, "changed": (new > 0) != (old > 0), "mean_rating": model.overall.means,
     })
     return table.sort_values(["changed", "H"], ascending=[False, False]).reset_index(drop=True)
 
@@ -97,7 +149,7 @@ def weights_from_form(data, base: hb.FeatureWeights) -> hb.FeatureWeights:
             value = float(raw)
         except ValueError:
             raise ApplicationError(f"weight {i + 1} must be a number from 0 to 1") from None
-        if not 0 <= value <= 1:
+        if not np.isfinite(value) or not 0 <= value <= 1:
             raise ApplicationError(f"weight {i + 1} must be a number from 0 to 1")
         action[i] = value
     return hb.FeatureWeights(action, base.effect, base.scale, base.offset)

@@ -1,6 +1,9 @@
 """The model benchmark: the leaderboard, starting runs (with uploaded predictions), and steering."""
 from django.contrib.auth.decorators import login_required
+from urllib.parse import quote
+
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation.access import get_study_for_user
@@ -12,7 +15,7 @@ from jobs.models import Job
 
 from ..selectors import job_in_progress, job_latest_succeeded
 from ..science.harm_benefit import ACTION_CATEGORIES
-from ..steering import group_fit, group_values, score_table, steering_data, study_fit, weights_from_form
+from ..steering import group_fit, score_table, steering_model, weights_from_form
 from ..uploads import benchmark_job_start
 
 
@@ -82,21 +85,37 @@ def benchmark_start(request, slug: str):
     return redirect("benchmark:leaderboard", slug=study.slug)
 
 
-def _steering_context(study, data, weights, baseline, *, group=None, fitted=None):
+def _short(text: str, limit: int = 70) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
-    table = score_table(data, weights=weights, baseline=baseline)
 
+def _steering_rows(study, table) -> list[dict]:
+    """The results table's rows with their text already formatted: the table is re-rendered on every
+    slider move, and formatting 150 × 5 cells in template filters costs more than the scoring itself."""
+    marker = "PROMPT-ID"
+    base = reverse("benchmark:prompt_detail", args=[study.slug, marker])
+    return [
+        {"prompt": prompt, "url": base.replace(marker, quote(prompt, safe="")), "text": text, "short": _short(text),
+         "H": f"{h:.2f}", "p_harmful": f"{p:.2f}", "mean_rating": "" if mean != mean else f"{mean:.1f}",
+         "harmful": harmful, "changed": changed}
+        for prompt, text, h, p, mean, harmful, changed in zip(
+            table["prompt"], table["text"], table["H"], table["p_harmful"], table["mean_rating"],
+            table["harmful"], table["changed"])
+    ]
+
+
+def _steering_context(study, model, weights, *, group=None, fitted=None):
+    table = score_table(model, weights=weights)
     return {
         "study": study, "weights": list(zip(range(len(ACTION_CATEGORIES)), ACTION_CATEGORIES, weights.action)),
-        "rows": table.to_dict("records"), "n_changed": int(table["changed"].sum()),
+        "rows": _steering_rows(study, table), "n_changed": int(table["changed"].sum()),
         "n_harmful": int(table["harmful"].sum()), "group": group, "fitted": fitted,
     }
 
 
-def _steering_data_or_error(request, study):
-
+def _steering_model_or_error(request, study):
     try:
-        return steering_data(study=study), None
+        return steering_model(study=study), None
     except ApplicationError as exc:
         if request.htmx:
             return None, error_response(request, exc.message, status=exc.status_code)
@@ -107,53 +126,47 @@ def _steering_data_or_error(request, study):
 @require_GET
 @login_required
 def steering(request, slug: str):
-
     study = get_study_for_user(request.user, slug)
-    data, error = _steering_data_or_error(request, study)
+    model, error = _steering_model_or_error(request, study)
     if error:
         return error
-    baseline = study_fit(data)
-    context = _steering_context(study, data, baseline, baseline)
-    context["groups"] = group_values(data)
+    context = _steering_context(study, model, model.baseline)
+    context["groups"] = model.group_values()
     return render(request, "benchmark/steering.html", context)
 
 
 @require_POST
 @login_required
 def steering_score(request, slug: str):
-    """Re-score every prompt with the slider weights (htmx, on each slider change)."""
-
+    """Re-score every prompt with the slider weights (htmx, on each slider change): a cached model, one product."""
     study = get_study_for_user(request.user, slug)
-    data, error = _steering_data_or_error(request, study)
+    model, error = _steering_model_or_error(request, study)
     if error:
         return error
-    baseline = study_fit(data)
     try:
-        weights = weights_from_form(request.POST, baseline)
+        weights = weights_from_form(request.POST, model.baseline)
     except ApplicationError as exc:
         return error_response(request, exc.message, status=exc.status_code)
-    return render(request, "benchmark/_steering_results.html", _steering_context(study, data, weights, baseline))
+    return render(request, "benchmark/_steering_results.html", _steering_context(study, model, weights))
 
 
 @require_POST
 @login_required
 def steering_fit(request, slug: str):
     """Fit the weights to one demographic group's ratings; show which prompts change side."""
-
     study = get_study_for_user(request.user, slug)
-    data, error = _steering_data_or_error(request, study)
+    model, error = _steering_model_or_error(request, study)
     if error:
         return error
     column, value = request.POST.get("column", ""), request.POST.get("value", "")
     if ":" in value and not column:
         column, value = value.split(":", 1)
-    baseline = study_fit(data)
     try:
-        result = group_fit(data, start=baseline, column=column, value=value)
+        result = group_fit(model, column=column, value=value)
     except ApplicationError as exc:
         return error_response(request, exc.message, status=exc.status_code)
-    context = _steering_context(study, data, result.weights, baseline, group=f"{column} = {value}", fitted=True)
-    context["groups"] = group_values(data)
+    context = _steering_context(study, model, result.weights, group=f"{column} = {value}", fitted=True)
+    context["groups"] = model.group_values()
     context["group_key"] = f"{column}:{value}"
     template = "benchmark/_steering_panel.html" if request.htmx else "benchmark/steering.html"
     return render(request, template, context)
