@@ -32,7 +32,7 @@ def study_detail(request, slug: str):
         "counts": study_counts(study=study),
         "prompts": prompts,
         "formats": FORMATS,
-        "jobs": study.jobs.prefetch_related("artifacts")[:10],
+        "jobs": study.jobs.defer("result").prefetch_related("artifacts")[:10],
     }
     if request.htmx and request.htmx.target == "prompt-table":
         return render(request, "annotation/_prompt_table.html", context)
