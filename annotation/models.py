@@ -140,6 +140,14 @@ class Annotator(models.Model):
     platform_study_hash = models.CharField(max_length=64, blank=True)
     platform_session_hash = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
+    class Exclusion(models.TextChoices):
+        NONE = "", "Not excluded"
+        ATTENTION = "attention", "Failed attention checks"
+        RESEARCHER = "researcher", "Excluded by a researcher"
+
+    # Why an excluded annotator was excluded, as a code that flows decide on (the failed-checks code is
+    # shown for "attention"); `exclusion_reason` is the human-readable detail.
+    exclusion = models.CharField(max_length=16, choices=Exclusion.choices, blank=True, default="")
     exclusion_reason = models.CharField(max_length=200, blank=True)
     order_seed = models.BigIntegerField(default=0)
     demographics = models.JSONField(default=dict, blank=True)

@@ -118,6 +118,7 @@ def rating_submit(
     counts = annotator.assignments.aggregate(total=Count("id"), done=Count("rating"))
     if excluded:
         annotator.status = Annotator.Status.EXCLUDED
+        annotator.exclusion = Annotator.Exclusion.ATTENTION
         annotator.exclusion_reason = f"failed {failures} attention check{'s' if failures != 1 else ''}"
         annotator.assignments.filter(rating__isnull=True).delete()  # free the slots for others
     elif counts["done"] >= counts["total"]:
@@ -125,7 +126,7 @@ def rating_submit(
         annotator.status = Annotator.Status.COMPLETED
         annotator.completed_at = now
     annotator.last_seen_at = now
-    annotator.save(update_fields=["status", "exclusion_reason", "completed_at", "last_seen_at"])
+    annotator.save(update_fields=["status", "exclusion", "exclusion_reason", "completed_at", "last_seen_at"])
 
     seconds = (client_rt if client_rt is not None else server_rt or 0) / 1000
     too_fast = assignment.kind == Assignment.Kind.PROMPT and seconds < study.min_seconds_per_rating

@@ -286,5 +286,6 @@ def stopped(request, study: Study, annotator: Annotator):
     step, _ = recruitment.annotator_next_step(annotator=annotator)
     if step not in ("declined", "excluded", "returned"):
         return redirect(_step_url(study, annotator))
-    code = study.failed_checks_code if step == "excluded" and "attention" in annotator.exclusion_reason else ""
+    failed_checks = step == "excluded" and annotator.exclusion == Annotator.Exclusion.ATTENTION
+    code = study.failed_checks_code if failed_checks else ""
     return render(request, "annotation/take/stopped.html", {"study": study, "step": step, "code": code})

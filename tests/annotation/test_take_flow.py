@@ -355,11 +355,24 @@ def test_two_failures_exclude_with_failed_check_code(client, checked_study):
         response = submit(client, checked_study, check, unsure="1", rating="")
     assert response["HX-Redirect"] == reverse("take:stopped", args=["harm"])
     annotator.refresh_from_db()
-    assert annotator.status == "excluded" and annotator.exclusion_reason == "failed 2 attention checks"
+    assert annotator.status == "excluded" and annotator.exclusion == Annotator.Exclusion.ATTENTION
+    assert annotator.exclusion_reason == "failed 2 attention checks"
     assert not annotator.assignments.filter(rating__isnull=True).exists()  # slots freed
     page = client.get(reverse("take:stopped", args=["harm"])).content.decode()
     assert 'id="failed-code">FAILCHK<' in page
     assert type(client)().get(link(checked_study))["Location"] == reverse("take:stopped", args=["harm"])
+
+
+def test_the_stopped_page_decides_on_the_exclusion_code_not_its_wording(client, checked_study):
+    # A researcher's exclusion whose note mentions attention is not a failed-checks exclusion, and an
+    # attention exclusion whose note says something else still is.
+    annotator = start_rating(client, checked_study)
+    stopped = reverse("take:stopped", args=["harm"])
+    Annotator.objects.filter(pk=annotator.pk).update(
+        status="excluded", exclusion=Annotator.Exclusion.RESEARCHER, exclusion_reason="paid no attention to the task")
+    assert "FAILCHK" not in client.get(stopped).content.decode()
+    Annotator.objects.filter(pk=annotator.pk).update(exclusion=Annotator.Exclusion.ATTENTION, exclusion_reason="")
+    assert 'id="failed-code">FAILCHK<' in client.get(stopped).content.decode()
 
 
 # --- partial designs and reservations ---------------------------------------------------------
