@@ -11,7 +11,7 @@ DEMO_PASSWORD ?= pluriharms-demo
 # A local run: throwaway keys are allowed (a deployment sets SECRET_KEY and RECRUITMENT_HASH_KEY).
 export PLURIHARMS_DEV ?= 1
 
-.PHONY: install demo test bench browser-deps check-roundtrip clean
+.PHONY: install demo test lint bench browser-deps check-roundtrip clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,7 +44,13 @@ demo: install
 	  echo "  Worker log: var/worker.log"; echo ""; \
 	  DEBUG=1 $(PY) manage.py runserver $(HOST):$(PORT)
 
-test: install browser-deps
+# Style and structure first (seconds), then the suite.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+test: install browser-deps lint
 	$(PY) -m pytest -q
 
 # From outside the suite: import the vendored release into a scratch database, export it again in
