@@ -21,9 +21,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from django.utils import timezone
 
+from benchmark.science.release import (
+    ANNOTATIONS_FILE,
+    DEMOGRAPHIC_COLUMNS,
+    FACTOR_COLUMNS,
+    HARM_LEVEL,
+    PARTICIPANT_ID,
+    PROMPT_ID,
+    PROMPT_TEXT,
+    PROMPTS_FILE,
+    rating_column,
+    trial_column,
+)
 from config.errors import ApplicationError
 
-from . import release_format as rf
 from .models import Study
 from .selectors import (
     RatingsParts,
@@ -114,11 +125,11 @@ def _export_pluriharms(study: Study, out: Path, progress: Progress) -> list[Path
 
     feature_cols = [c for c in prompts.columns if c not in ("external_id", "text", "harm_level")]
     prompt_out = pd.DataFrame(
-        {rf.PROMPT_ID: prompts["external_id"].to_numpy(), rf.PROMPT_TEXT: prompts["text"].to_numpy(),
-         rf.HARM_LEVEL: prompts["harm_level"].to_numpy()}
+        {PROMPT_ID: prompts["external_id"].to_numpy(), PROMPT_TEXT: prompts["text"].to_numpy(),
+         HARM_LEVEL: prompts["harm_level"].to_numpy()}
     )
     prompt_out = pd.concat([prompt_out, prompts[feature_cols].reset_index(drop=True)], axis=1)
-    prompt_path = out / rf.PROMPTS_FILE
+    prompt_path = out / PROMPTS_FILE
     prompt_out.to_csv(prompt_path, index=False)
 
     a_index = pd.Index(people.index)
@@ -133,19 +144,19 @@ def _export_pluriharms(study: Study, out: Path, progress: Progress) -> list[Path
 
     ids = prompts["external_id"].tolist()
     columns: dict[str, object] = {
-        rf.PARTICIPANT_ID: [s or p for s, p in zip(people["source_id"], people["pseudonym"])]
+        PARTICIPANT_ID: [s or p for s, p in zip(people["source_id"], people["pseudonym"])]
     }
-    for column in rf.DEMOGRAPHIC_COLUMNS:
+    for column in DEMOGRAPHIC_COLUMNS:
         columns[column] = people[column].to_numpy() if column in people else None
     decimal = set(study.meta.get("decimal_rating_columns", []))
     for j, pid in enumerate(ids):
-        columns[f"Rating_{pid}"] = _release_column(ratings[:, j], decimal=pid in decimal)
-    for column in rf.FACTOR_COLUMNS:
+        columns[rating_column(pid)] = _release_column(ratings[:, j], decimal=pid in decimal)
+    for column in FACTOR_COLUMNS:
         columns[column] = people[column].to_numpy() if column in people else np.nan
     for j, pid in enumerate(ids):
-        columns[f"Trial_{pid}"] = _release_column(trials[:, j])
+        columns[trial_column(pid)] = _release_column(trials[:, j])
     annotations = pd.DataFrame(columns)
-    annotation_path = out / rf.ANNOTATIONS_FILE
+    annotation_path = out / ANNOTATIONS_FILE
     annotations.to_csv(annotation_path, index=False)
     return [prompt_path, annotation_path]
 

@@ -27,9 +27,9 @@ def _step(kind: str, n_annotators: int) -> None:
     """Run in the child process: build the frame, time the step, print one JSON line."""
     sys.path.insert(0, str(REPO))
     from bench.analytics_data import synthetic_long
-    from benchmark.science.release import load_release_long
+    from benchmark.science.release import release_read
 
-    frame = load_release_long(RELEASE) if n_annotators == 0 else synthetic_long(n_annotators, seed=1)
+    frame = release_read(RELEASE).long() if n_annotators == 0 else synthetic_long(n_annotators, seed=1)
     start = time.perf_counter()
     if kind == "descriptive":
         from benchmark.science.report import descriptive_report

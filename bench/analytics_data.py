@@ -1,7 +1,7 @@
 """Synthetic studies for the analytics benchmarks: the release's 150 prompts rated by many simulated people.
 
 `synthetic_long(n_annotators, seed)` returns the long ratings frame in the shape of
-`benchmark.science.release.load_release_long` (and of `annotation.selectors.ratings_frame`):
+`benchmark.science.release.Release.long` (and of `annotation.selectors.ratings_frame`):
 `annotator`, `prompt`, `rating` (integer 0–100, NaN when Unsure), `unsure`, `trial`, the ten
 demographic columns (strings drawn from the release's answers with their frequencies), `Factor_1..3`,
 `harm_level` and the 62 prompt features of the release.
@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-RELEASE = Path(__file__).resolve().parent.parent / "benchmark" / "datasets" / "pluriharms"
+from benchmark.science.release import DEMOGRAPHIC_COLUMNS, FACTOR_COLUMNS, RELEASE_DIR, release_read
+
+RELEASE = RELEASE_DIR
 UNSURE_RATE = 0.02
 
 
@@ -29,16 +31,19 @@ def _z(values: np.ndarray) -> np.ndarray:
 def synthetic_long(n_annotators: int, seed: int = 0, *, release_dir: Path | str = RELEASE) -> pd.DataFrame:
     """A study of `n_annotators` simulated people × the release's 150 prompts, seeded (1.5M rows at 10,000)."""
     rng = np.random.default_rng(seed)
-    prompts = pd.read_csv(Path(release_dir) / "prompts.csv").sort_values("Question_Index", kind="stable")
-    people = pd.read_csv(Path(release_dir) / "annotations.csv", dtype=str, keep_default_na=False, na_values=[""])
-    features = [c for c in prompts.columns if c.startswith(("action_", "effect_", "value_topic_"))]
-    demographics = ["Race_Ethnicity", "Gender", "Sexual_Orientation", "Age", "Political_Affiliation", "Education",
-                    "Religion_Importance", "Social_Media_Frequency", "Toxicity_Experience", "Income"]
+    release = release_read(release_dir)
+    order = np.argsort(release.prompts["external_id"].astype(int).to_numpy(), kind="stable")
+    prompts = release.prompts.iloc[order]  # by Question_Index
+    people = release.demographics.replace("", np.nan)  # an empty answer is missing
+    for k, column in enumerate(FACTOR_COLUMNS):
+        people[column] = release.factors[:, k]
+    features = list(release.feature_columns)
+    demographics = list(DEMOGRAPHIC_COLUMNS)
     n_p = len(prompts)
     n_a = int(n_annotators)
 
     # Prompts: harm level carries most of the signal, a few features add to it, the rest is noise.
-    harm = prompts["Harm_Level"].to_numpy(dtype=float)
+    harm = prompts["harm_level"].to_numpy(dtype=float)
     feat = prompts[features].to_numpy(dtype=float)
     feat_z = np.apply_along_axis(_z, 0, feat)
     weights = np.zeros(len(features))
@@ -76,7 +81,7 @@ def synthetic_long(n_annotators: int, seed: int = 0, *, release_dir: Path | str 
     row_a = np.repeat(np.arange(n_a), n_p)
     row_p = np.tile(np.arange(n_p), n_a)
     ids = np.array([f"S{i + 1:06d}" for i in range(n_a)], dtype=object)
-    qids = prompts["Question_Index"].astype(int).astype(str).to_numpy(dtype=object)
+    qids = prompts["external_id"].to_numpy(dtype=object)
     columns: dict[str, object] = {
         "annotator": pd.array(ids[row_a], dtype="str"),
         "prompt": pd.array(qids[row_p], dtype="str"),

@@ -171,32 +171,31 @@ def make_synthetic(directory: Path, n_annotators: int, seed: int = SEED) -> int:
     """Write a release-format study of `n_annotators` x the release's prompts; returns the rating count."""
     import pandas as pd
 
-    from annotation import release_format as rf
+    from benchmark.science import release as rf
 
     rng = np.random.default_rng(seed)
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(RELEASE_DIR / rf.PROMPTS_FILE, directory / rf.PROMPTS_FILE)
-    release = pd.read_csv(RELEASE_DIR / rf.ANNOTATIONS_FILE, dtype=str, keep_default_na=False)
-    prompt_ids = pd.read_csv(RELEASE_DIR / rf.PROMPTS_FILE, usecols=[rf.PROMPT_ID])[rf.PROMPT_ID].astype(str).tolist()
+    release = rf.release_read(RELEASE_DIR)
+    prompt_ids = release.prompts["external_id"].tolist()
     n_prompts = len(prompt_ids)
 
     columns: dict[str, object] = {rf.PARTICIPANT_ID: np.arange(n_annotators)}
     for column in rf.DEMOGRAPHIC_COLUMNS:  # sampled with the release's own frequencies
-        observed = release[column].to_numpy(dtype=object)
+        observed = release.demographics[column].to_numpy(dtype=object)
         columns[column] = observed[rng.integers(0, len(observed), n_annotators)]
     ratings = rng.integers(0, 101, size=(n_annotators, n_prompts)).astype(float)
     ratings[rng.random((n_annotators, n_prompts)) < UNSURE_SHARE] = np.nan  # empty cell = Unsure
     for j, pid in enumerate(prompt_ids):
-        columns[f"Rating_{pid}"] = ratings[:, j]
+        columns[rf.rating_column(pid)] = ratings[:, j]
     factors = rng.normal(0.0, 1.5, size=(n_annotators, len(rf.FACTOR_COLUMNS)))
     for j, column in enumerate(rf.FACTOR_COLUMNS):
         columns[column] = factors[:, j]
     trials = np.argsort(rng.random((n_annotators, n_prompts)), axis=1)  # a permutation per row
     for j, pid in enumerate(prompt_ids):
-        columns[f"Trial_{pid}"] = trials[:, j]
-    frame = pd.DataFrame(columns)
-    frame = frame[[c for c in release.columns if c in frame.columns]]
-    frame.to_csv(directory / rf.ANNOTATIONS_FILE, index=False)
+        columns[rf.trial_column(pid)] = trials[:, j]
+    # The release's column order: id, demographics, ratings, factors, trial positions.
+    pd.DataFrame(columns).to_csv(directory / rf.ANNOTATIONS_FILE, index=False)
     return n_annotators * n_prompts
 
 
@@ -271,7 +270,7 @@ def run(quick: bool = False) -> bool:
     django_setup(url)
     from django.core.management import call_command
 
-    from annotation import release_format as rf
+    from benchmark.science import release as rf
 
     call_command("migrate", verbosity=0)
     if not owned:

@@ -44,9 +44,10 @@ def run(quick: bool = False) -> bool:
         sys.path.insert(0, str(REPO))
     start = time.perf_counter()
     from benchmark.science.predictors import builtin_names
-    from benchmark.science.protocol import release_long, run_benchmark
+    from benchmark.science.protocol import run_benchmark
+    from benchmark.science.release import RELEASE_DIR, release_read
 
-    df = release_long()
+    df = release_read(RELEASE_DIR).long(include_text=True)
     names = builtin_names()
     n_splits = QUICK_SPLITS if quick else N_SPLITS
     last = [0.0]

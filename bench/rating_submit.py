@@ -16,7 +16,6 @@ import time
 import numpy as np
 
 from bench.common import (
-    REPO,
     database_url,
     django_setup,
     machine_info,
@@ -30,15 +29,16 @@ P95_TARGET_MS = 25.0
 
 
 def _setup_study():
-    from annotation.importers import prompts_create, release_read
+    from annotation.importers import prompts_create
     from annotation.models import Study
+    from benchmark.science.release import RELEASE_DIR, release_read
 
     Study.objects.filter(slug="bench-rate").delete()
     study = Study.objects.create(
         slug="bench-rate", title="Rating benchmark", status=Study.Status.RECRUITING, attention_checks=2,
         instruments=[], completion_code="BENCH",
     )
-    release = release_read(REPO / "benchmark" / "datasets" / "pluriharms")
+    release = release_read(RELEASE_DIR)
     prompts_create(study=study, prompts=release.prompts, feature_columns=release.feature_columns)
     return study
 

@@ -4,8 +4,10 @@ Data: one long DataFrame, a row per annotator × prompt —
   `annotator` (str), `prompt` (str), `rating` (0–100; NaN = Unsure), `unsure` (bool), `trial`
   (display order), `text`, `harm_level`, the 62 prompt features (`action_*`, `effect_*`,
   `value_topic_*`) and the annotator's traits (demographics as strings, `Factor_1..3`).
-`release_long()` builds it from the release files.  Unsure rows are kept in the frame and left out of
-every fit and every score; scores live on 0–1 (`score = rating / 100`).
+`benchmark.science.release.release_read(directory).long(include_text=True)` builds it from the
+release files (annotators "P0001" … in file row order, as the imported study names them).  Unsure
+rows are kept in the frame and left out of every fit and every score; scores live on 0–1
+(`score = rating / 100`).
 
 Splits: each seeded split draws `test_fraction` (1/3) of the prompts as *test* prompts (50 of 150) and
 leaves the rest as *alignment* prompts (100 of 150), whose ratings a method may learn from.
@@ -44,7 +46,6 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
@@ -52,14 +53,7 @@ import pandas as pd
 from scipy import stats
 
 from benchmark.science.predictors.base import AGGREGATE, CONDITIONS, Predictor, get_predictor
-from benchmark.science.predictors.common import (
-    DEMOGRAPHICS,
-    feature_columns,
-    prompt_table,
-    trait_columns,
-)
-
-RELEASE_DIR = Path(__file__).resolve().parent.parent / "datasets" / "pluriharms"
+from benchmark.science.predictors.common import feature_columns, prompt_table, trait_columns
 
 __all__ = [
     "AGGREGATE",
@@ -69,10 +63,8 @@ __all__ = [
     "Task",
     "condition_tasks",
     "feature_columns",
-    "long_from_release",
     "make_splits",
     "rated",
-    "release_long",
     "run_benchmark",
     "score_predictions",
     "trait_columns",
@@ -80,57 +72,7 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------------------------------
-# The long frame
-
-
-def long_from_release(prompts: pd.DataFrame, annotations: pd.DataFrame) -> pd.DataFrame:
-    """The long frame from the release's `prompts.csv` and `annotations.csv` (as read by pandas)."""
-    prompt_ids = prompts["Question_Index"].astype(str).str.strip()
-    features = feature_columns(prompts)
-    prompt_part = pd.DataFrame({
-        "prompt": prompt_ids.to_numpy(),
-        "text": prompts["Question_Content"].astype(str).to_numpy(),
-        "harm_level": pd.to_numeric(prompts["Harm_Level"], errors="coerce").to_numpy(),
-    })
-    for column in features:
-        prompt_part[column] = pd.to_numeric(prompts[column], errors="coerce").to_numpy()
-
-    annotators = annotations["Participant_ID"].astype(str).str.strip().to_numpy()
-    ratings = annotations[[f"Rating_{p}" for p in prompt_ids]].apply(pd.to_numeric, errors="coerce")
-    trial_columns = [f"Trial_{p}" for p in prompt_ids]
-    if all(c in annotations.columns for c in trial_columns):
-        trials = annotations[trial_columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-    else:
-        trials = np.full(ratings.shape, np.nan)
-    n_a, n_p = ratings.shape
-    long = pd.DataFrame({
-        "annotator": np.repeat(annotators, n_p),
-        "prompt": np.tile(prompt_ids.to_numpy(), n_a),
-        "rating": ratings.to_numpy(dtype=float).ravel(),
-        "trial": trials.ravel(),
-    })
-    long["unsure"] = long["rating"].isna()
-    long = long[["annotator", "prompt", "rating", "unsure", "trial"]]
-    long = long.merge(prompt_part, on="prompt", how="left", sort=False)
-    trait_cols = [c for c in DEMOGRAPHICS if c in annotations.columns]
-    trait_cols += [c for c in annotations.columns if c.startswith("Factor_")]
-    traits = annotations[trait_cols].copy()
-    for column in trait_cols:
-        if column.startswith("Factor_"):
-            traits[column] = pd.to_numeric(traits[column], errors="coerce")
-        else:
-            traits[column] = traits[column].astype(str)
-    traits.insert(0, "annotator", annotators)
-    long = long.merge(traits, on="annotator", how="left", sort=False)
-    return long.reset_index(drop=True)
-
-
-def release_long(directory: str | Path | None = None) -> pd.DataFrame:
-    """Read a release directory (default: the bundled PluriHarms release) into the long frame."""
-    directory = Path(directory) if directory is not None else RELEASE_DIR
-    prompts = pd.read_csv(directory / "prompts.csv")
-    annotations = pd.read_csv(directory / "annotations.csv")
-    return long_from_release(prompts, annotations)
+# The long frame (read from a release by `benchmark.science.release`, or from a study by the app)
 
 
 def rated(df: pd.DataFrame) -> pd.DataFrame:

@@ -16,7 +16,8 @@ from benchmark.science.predictors.common import (
     weighted_median,
 )
 from benchmark.science.predictors.uploaded import PredictionsFileError, UploadedPredictions, read_predictions_csv
-from benchmark.science.protocol import RELEASE_DIR, condition_tasks, make_splits, rated, run_benchmark
+from benchmark.science.protocol import condition_tasks, make_splits, rated, run_benchmark
+from benchmark.science.release import RELEASE_DIR
 
 WORDS = ["weather", "bomb", "recipe", "poison", "poem", "hack", "garden", "steal", "music", "threat", "math", "scam"]
 

@@ -10,15 +10,13 @@ from scipy import stats
 
 from benchmark.science.predictors.base import AGGREGATE, Predictor
 from benchmark.science.protocol import (
-    RELEASE_DIR,
     condition_tasks,
-    long_from_release,
     make_splits,
     rated,
-    release_long,
     run_benchmark,
     score_predictions,
 )
+from benchmark.science.release import DEMOGRAPHIC_COLUMNS, RELEASE_DIR, release_read
 
 SUMMARY_KEYS = {"predictor", "condition", "mae", "ci_low", "ci_high", "spearman", "wasserstein", "seconds"}
 
@@ -64,32 +62,37 @@ def spy():
 # The long frame
 
 
-def test_long_from_release_shapes_a_tiny_release():
-    prompts = pd.DataFrame({
+def test_the_release_reader_shapes_a_tiny_release(tmp_path):
+    pd.DataFrame({
         "Question_Index": [1, 2], "Question_Content": ["first", "second"], "Harm_Level": [0.2, 0.8],
         "action_A": [0.5, 0.1], "effect_B": [0.3, 0.9], "value_topic_0": [0.0, 1.0],
-    })
-    annotations = pd.DataFrame({
-        "Participant_ID": [7, 8], "Gender": ["Man", "Woman"], "Age": ["18-24 years old", "65+ years old"],
-        "Rating_1": [10, np.nan], "Rating_2": [90, 40], "Trial_1": [1, 0], "Trial_2": [0, 1],
-        "Factor_1": [0.5, -0.5],
-    })
-    long = long_from_release(prompts, annotations)
+    }).to_csv(tmp_path / "prompts.csv", index=False)
+    demographics = {c: ["x", "y"] for c in DEMOGRAPHIC_COLUMNS} | {"Gender": ["Man", "Woman"]}
+    pd.DataFrame({
+        "Participant_ID": [7, 8], **demographics,
+        "Rating_1": [10, np.nan], "Rating_2": [90, 40],
+        "Factor_1": [0.5, -0.5], "Factor_2": [0.0, 0.0], "Factor_3": [0.0, 0.0],
+        "Trial_1": [1, 0], "Trial_2": [0, 1],
+    }).to_csv(tmp_path / "annotations.csv", index=False)
+    long = release_read(tmp_path).long(include_text=True)
     assert len(long) == 4
-    assert list(long.columns[:7]) == ["annotator", "prompt", "rating", "unsure", "trial", "text", "harm_level"]
-    assert {"action_A", "effect_B", "value_topic_0", "Gender", "Age", "Factor_1"} <= set(long.columns)
-    row = long[(long.annotator == "8") & (long.prompt == "1")].iloc[0]
+    assert list(long.columns[:6]) == ["annotator", "prompt", "text", "rating", "unsure", "trial"]
+    assert {"action_A", "effect_B", "value_topic_0", "Gender", "Age", "Factor_1", "harm_level"} <= set(long.columns)
+    # Participants 7 and 8 are the file's first and second rows: P0001 and P0002.
+    row = long[(long.annotator == "P0002") & (long.prompt == "1")].iloc[0]
     assert row.unsure and np.isnan(row.rating) and row.trial == 0 and row.text == "first" and row.Gender == "Woman"
-    row = long[(long.annotator == "7") & (long.prompt == "2")].iloc[0]
+    row = long[(long.annotator == "P0001") & (long.prompt == "2")].iloc[0]
     assert row.rating == 90 and not row.unsure and row.harm_level == 0.8 and row.Factor_1 == 0.5
 
 
-def test_release_long_reads_the_bundled_release():
-    long = release_long(RELEASE_DIR)
+def test_the_bundled_release_as_the_protocol_reads_it():
+    long = release_read(RELEASE_DIR).long(include_text=True)
     assert len(long) == 15000 and long.prompt.nunique() == 150 and long.annotator.nunique() == 100
+    assert long.annotator.iloc[0] == "P0001" and long.annotator.iloc[-1] == "P0100"
     raw = pd.read_csv(RELEASE_DIR / "annotations.csv")
     assert long.unsure.sum() == raw.filter(like="Rating_").isna().to_numpy().sum()
-    assert long.text.notna().all() and len([c for c in long.columns if c.startswith(("action_", "effect_", "value_topic_"))]) == 62
+    assert long.text.notna().all()
+    assert len([c for c in long.columns if c.startswith(("action_", "effect_", "value_topic_"))]) == 62
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,15 +1,21 @@
-"""The release read straight into the long frame, and the reference figures computed from it."""
+"""The one reader of the release format: validation, the long frame, and the reference figures."""
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from benchmark.science import agreement
-from benchmark.science.release import DEMOGRAPHIC_COLUMNS, load_release_long
-
-from .conftest import RELEASE_DIR
+from benchmark.science.release import (
+    DEMOGRAPHIC_COLUMNS,
+    RELEASE_DIR,
+    Release,
+    ReleaseFormatError,
+    annotator_id,
+    release_read,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,8 +65,52 @@ def test_reference_figures(release_long):
 
 
 def test_include_text():
-    df = load_release_long(RELEASE_DIR, include_text=True)
+    df = release_read(RELEASE_DIR).long(include_text=True)
     assert df.columns[2] == "text" and df["text"].str.len().min() > 10
+
+
+def test_the_release_as_read():
+    release = release_read(RELEASE_DIR)
+    assert isinstance(release, Release)
+    assert release.ratings.shape == release.trials.shape == (100, 150)
+    assert release.participants[:3] == ["0", "1", "2"]
+    # Annotator ids are the file's row order, whatever Participant_ID says: the importer's pseudonyms.
+    assert release.annotators[:3] == ["P0001", "P0002", "P0003"] and annotator_id(99) == "P0100"
+    assert len(release.feature_columns) == 62 and release.trials.dtype == np.int64
+    assert int(np.isnan(release.ratings).sum()) == 275
+
+
+def test_rows_follow_the_file_and_prompts_their_number(tmp_path):
+    prompts = pd.read_csv(RELEASE_DIR / "prompts.csv", dtype=str, keep_default_na=False)
+    annotations = pd.read_csv(RELEASE_DIR / "annotations.csv", dtype=str, keep_default_na=False)
+    prompts.iloc[::-1].to_csv(tmp_path / "prompts.csv", index=False)  # prompt 150 first
+    annotations.iloc[::-1].to_csv(tmp_path / "annotations.csv", index=False)  # participant 99 first
+    long = release_read(tmp_path).long()
+    assert long["prompt"].iloc[:3].tolist() == ["1", "2", "3"]
+    # P0001 is now the file's first row: participant 99, whose ratings are the release's last row's.
+    first = long[long["annotator"] == "P0001"]
+    last_row = annotations.iloc[-1][[f"Rating_{q}" for q in range(1, 151)]]
+    expected = pd.to_numeric(last_row.replace("", np.nan)).to_numpy(float)
+    np.testing.assert_array_equal(first["rating"].to_numpy(), expected)
+
+
+def test_a_bad_release_raises_every_problem_at_once(tmp_path):
+    prompts = pd.read_csv(RELEASE_DIR / "prompts.csv", dtype=str, keep_default_na=False)
+    annotations = pd.read_csv(RELEASE_DIR / "annotations.csv", dtype=str, keep_default_na=False)
+    prompts.to_csv(tmp_path / "prompts.csv", index=False)
+    annotations.loc[1, "Rating_3"] = "lots"
+    annotations.loc[4, "Trial_7"] = "-1"
+    annotations.to_csv(tmp_path / "annotations.csv", index=False)
+    with pytest.raises(ReleaseFormatError) as error:
+        release_read(tmp_path)
+    assert isinstance(error.value, ValueError)
+    assert error.value.problems == [
+        "annotations.csv, row 2, column Rating_3: rating 'lots' is not a number (participant 1)",
+        "annotations.csv, row 5, column Trial_7: trial position '-1' is not a whole number ≥ 0",
+    ]
+    assert str(error.value) == "\n".join(error.value.problems)
+    with pytest.raises(ReleaseFormatError, match="not a directory"):
+        release_read(tmp_path / "missing")
 
 
 def test_science_modules_do_not_import_django():

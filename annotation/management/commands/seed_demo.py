@@ -6,8 +6,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from annotation import surveys
-from annotation.importers import prompts_create, release_read
+from annotation.importers import prompts_create
 from annotation.models import Study
+from benchmark.science.release import release_read
 
 RELEASE_DIR = Path(settings.BASE_DIR) / "benchmark" / "datasets" / "pluriharms"
 

@@ -15,14 +15,10 @@ import pandas as pd
 
 from benchmark.science.predictors.base import AGGREGATE
 
-from benchmark.science.release import DEMOGRAPHIC_COLUMNS as DEMOGRAPHICS, FEATURE_PREFIXES  # noqa: E402
+from benchmark.science.release import DEMOGRAPHIC_COLUMNS as DEMOGRAPHICS, feature_columns  # noqa: E402
+
 # Columns of the long frame that are neither prompt features nor annotator traits.
 CORE_COLUMNS = ("annotator", "prompt", "rating", "unsure", "trial", "text", "harm_level", "score")
-
-
-def feature_columns(frame: pd.DataFrame) -> list[str]:
-    """The prompt feature columns (`action_*`, `effect_*`, `value_topic_*`) in frame order."""
-    return [c for c in frame.columns if c.startswith(FEATURE_PREFIXES)]
 
 
 def trait_columns(frame: pd.DataFrame) -> list[str]:
