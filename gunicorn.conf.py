@@ -11,6 +11,6 @@ access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(
 
 def post_worker_init(worker):
     """gunicorn's error log names the request URI (with its query) when a request fails: filter it too."""
-    from config.logging import RecruitmentQueryFilter
+    from config.logging import RecruitmentQueryFilter  # noqa: PLC0415  (in the worker, after Django's set-up)
 
     worker.log.error_log.addFilter(RecruitmentQueryFilter())

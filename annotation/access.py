@@ -3,6 +3,7 @@
 Staff see every study; others the studies they own or collaborate on. A study someone may not see is
 a 404, never a 403, so that the slugs of other researchers' studies are not revealed.
 """
+
 from __future__ import annotations
 
 from django.db.models import Q, QuerySet

@@ -2,8 +2,8 @@ from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from rest_framework import serializers, viewsets
 
-from .models import Prompt, Study
 from .access import studies_for_user
+from .models import Prompt, Study
 
 
 class StudySerializer(serializers.ModelSerializer):
@@ -13,9 +13,21 @@ class StudySerializer(serializers.ModelSerializer):
     class Meta:
         model = Study
         fields = [
-            "slug", "title", "description", "status", "design", "scale_min", "scale_max", "allow_unsure",
-            "prompts_per_annotator", "target_ratings_per_prompt", "attention_checks", "instruments",
-            "n_prompts", "n_annotators", "created_at",
+            "slug",
+            "title",
+            "description",
+            "status",
+            "design",
+            "scale_min",
+            "scale_max",
+            "allow_unsure",
+            "prompts_per_annotator",
+            "target_ratings_per_prompt",
+            "attention_checks",
+            "instruments",
+            "n_prompts",
+            "n_annotators",
+            "created_at",
         ]
 
 
@@ -32,9 +44,11 @@ class StudyViewSet(viewsets.ReadOnlyModelViewSet):
     lookup_field = "slug"
 
     def get_queryset(self):
-        return studies_for_user(self.request.user).annotate(
-            n_prompts=Count("prompts", distinct=True), n_annotators=Count("annotators", distinct=True)
-        ).order_by("slug")
+        return (
+            studies_for_user(self.request.user)
+            .annotate(n_prompts=Count("prompts", distinct=True), n_annotators=Count("annotators", distinct=True))
+            .order_by("slug")
+        )
 
 
 class PromptViewSet(viewsets.ReadOnlyModelViewSet):

@@ -1,11 +1,11 @@
 from django.apps import AppConfig
+from django.core.management import call_command
 from django.db.models.signals import post_migrate
 
 
 def _cache_tables_create(sender, using, verbosity=1, **kwargs):
     """Create the database cache table (settings.CACHES without Redis) wherever `migrate` runs:
     `make demo`, deployments and the test databases alike. Idempotent; does nothing for other backends."""
-    from django.core.management import call_command
 
     call_command("createcachetable", database=using, verbosity=max(0, verbosity - 1))
 

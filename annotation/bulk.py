@@ -1,4 +1,5 @@
 """Fast writes of many assignments and ratings: COPY on PostgreSQL, batched inserts elsewhere."""
+
 from __future__ import annotations
 
 import io

@@ -7,6 +7,7 @@ Spreadsheet-facing CSV (the long table here, the dashboards' CSV downloads) goes
 `spreadsheet_csv` / `spreadsheet_safe`: a text cell that a spreadsheet would run as a formula gets a
 leading `'` (OWASP, CSV injection). The release format, Parquet and JSON lines stay exact.
 """
+
 from __future__ import annotations
 
 import csv
@@ -125,8 +126,11 @@ def _export_pluriharms(study: Study, out: Path, progress: Progress) -> list[Path
 
     feature_cols = [c for c in prompts.columns if c not in ("external_id", "text", "harm_level")]
     prompt_out = pd.DataFrame(
-        {PROMPT_ID: prompts["external_id"].to_numpy(), PROMPT_TEXT: prompts["text"].to_numpy(),
-         HARM_LEVEL: prompts["harm_level"].to_numpy()}
+        {
+            PROMPT_ID: prompts["external_id"].to_numpy(),
+            PROMPT_TEXT: prompts["text"].to_numpy(),
+            HARM_LEVEL: prompts["harm_level"].to_numpy(),
+        }
     )
     prompt_out = pd.concat([prompt_out, prompts[feature_cols].reset_index(drop=True)], axis=1)
     prompt_path = out / PROMPTS_FILE
@@ -143,9 +147,7 @@ def _export_pluriharms(study: Study, out: Path, progress: Progress) -> list[Path
     trials[ai, pi] = rows["trial"].to_numpy(dtype=float)
 
     ids = prompts["external_id"].tolist()
-    columns: dict[str, object] = {
-        PARTICIPANT_ID: [s or p for s, p in zip(people["source_id"], people["pseudonym"])]
-    }
+    columns: dict[str, object] = {PARTICIPANT_ID: [s or p for s, p in zip(people["source_id"], people["pseudonym"])]}
     for column in DEMOGRAPHIC_COLUMNS:
         columns[column] = people[column].to_numpy() if column in people else None
     decimal = set(study.meta.get("decimal_rating_columns", []))

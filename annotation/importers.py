@@ -7,6 +7,7 @@ was; its problems come back as an `ImportProblem`. Annotators get the release's 
 `source_id`. The write is one transaction on PostgreSQL; on SQLite it is a series
 of short ones to a hidden study, deleted again if any of them fails (see `pluriharms_import`).
 """
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """The job kind this app owns: dataset export (registered with the jobs app in AnnotationConfig.ready())."""
+
 from __future__ import annotations
 
 from rest_framework import serializers
@@ -13,7 +14,8 @@ from .exports import FORMATS, export_study
 
 class ExportParams(StrictParams):
     format = serializers.ChoiceField(
-        choices=list(FORMATS), default="pluriharms",
+        choices=list(FORMATS),
+        default="pluriharms",
         error_messages={"invalid_choice": "unknown export format {input!r}; choose one of " + ", ".join(FORMATS)},
     )
 

@@ -1,7 +1,11 @@
 """The annotation data model (DESIGN.md §3). The database enforces what it can; services do the rest."""
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+
+from . import surveys
 
 
 class Study(models.Model):
@@ -56,8 +60,12 @@ class Study(models.Model):
     failed_checks_code = models.CharField(max_length=64, blank=True)
     completion_url = models.URLField(blank=True, help_text="Redirect after completion, e.g. Prolific's.")
     recruitment_study_id = models.CharField(
-        max_length=64, blank=True,
-        help_text="The recruitment platform's study id (Prolific STUDY_ID). When set, links with another STUDY_ID are refused.",
+        max_length=64,
+        blank=True,
+        help_text=(
+            "The recruitment platform's study id (Prolific STUDY_ID). "
+            "When set, links with another STUDY_ID are refused."
+        ),
     )
 
     # Column orders of imported files, kept so an export reproduces the source layout.
@@ -81,9 +89,6 @@ class Study(models.Model):
         return self.slug
 
     def clean(self):
-        from django.core.exceptions import ValidationError
-
-        from . import surveys
 
         if not isinstance(self.instruments, list) or not all(isinstance(k, str) for k in self.instruments):
             raise ValidationError({"instruments": "A list of instrument keys, in the order annotators see them."})
@@ -96,7 +101,9 @@ class Study(models.Model):
         if len(set(self.instruments)) != len(self.instruments):
             raise ValidationError({"instruments": "Each instrument can appear once."})
         if self.design == self.Design.PARTIAL and not self.prompts_per_annotator:
-            raise ValidationError({"prompts_per_annotator": "A partial design needs the number of prompts per annotator."})
+            raise ValidationError(
+                {"prompts_per_annotator": "A partial design needs the number of prompts per annotator."}
+            )
 
 
 class Prompt(models.Model):
@@ -140,6 +147,7 @@ class Annotator(models.Model):
     platform_study_hash = models.CharField(max_length=64, blank=True)
     platform_session_hash = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
+
     class Exclusion(models.TextChoices):
         NONE = "", "Not excluded"
         ATTENTION = "attention", "Failed attention checks"
@@ -256,7 +264,9 @@ class Rating(models.Model):
             ),
             # Partial: imported ratings have no key, and need no index entry.
             models.UniqueConstraint(
-                fields=["idempotency_key"], condition=Q(idempotency_key__isnull=False), name="rating_unique_idempotency_key"
+                fields=["idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="rating_unique_idempotency_key",
             ),
         ]
 

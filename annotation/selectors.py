@@ -1,4 +1,5 @@
 """Reads. `ratings_frame` is the one long DataFrame that analyses, benchmarks and exports start from."""
+
 from __future__ import annotations
 
 import io
@@ -7,15 +8,21 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q
+from django.db.models.functions import TruncHour
 
 from .models import Annotator, Assignment, Prompt, Rating, Study
+
 
 def prompts_frame(*, study: Study) -> pd.DataFrame:
     """One row per prompt, indexed by prompt pk: external_id, text, harm_level, then feature columns."""
     rows = list(
-        Prompt.objects.filter(study=study).order_by("order", "id").values_list("id", "external_id", "text", "harm_level", "features")
+        Prompt.objects.filter(study=study)
+        .order_by("order", "id")
+        .values_list("id", "external_id", "text", "harm_level", "features")
     )
     feature_columns = list(study.meta.get("feature_columns") or [])
     for *_, features in rows:
@@ -31,9 +38,9 @@ def prompts_frame(*, study: Study) -> pd.DataFrame:
         index=pd.Index([r[0] for r in rows], name="prompt_id"),
     )
     if feature_columns:
-        values = np.array(
-            [[(r[4] or {}).get(c, np.nan) for c in feature_columns] for r in rows], dtype=float
-        ).reshape(len(rows), len(feature_columns))
+        values = np.array([[(r[4] or {}).get(c, np.nan) for c in feature_columns] for r in rows], dtype=float).reshape(
+            len(rows), len(feature_columns)
+        )
         frame = pd.concat([frame, pd.DataFrame(values, index=frame.index, columns=feature_columns)], axis=1)
     return frame
 
@@ -43,7 +50,9 @@ def annotators_frame(*, study: Study, annotator_ids: Sequence[int] | None = None
     queryset = Annotator.objects.filter(study=study).order_by("id")
     if annotator_ids is not None:
         queryset = queryset.filter(id__in=list(annotator_ids))
-    rows = list(queryset.values_list("id", "pseudonym", "source_id", "status", "exclusion_reason", "demographics", "traits"))
+    rows = list(
+        queryset.values_list("id", "pseudonym", "source_id", "status", "exclusion_reason", "demographics", "traits")
+    )
     demo_columns = list(study.meta.get("demographic_columns") or [])
     trait_columns = list(study.meta.get("factor_columns") or [])
     for row in rows:
@@ -91,8 +100,6 @@ def _rating_rows_sql(study: Study, annotator_ids: Sequence[int] | None) -> tuple
 
 def _rating_rows_postgresql(sql: str, params: list) -> pd.DataFrame:
     """The query through COPY … TO STDOUT, parsed by pyarrow: no Python object per cell."""
-    import pyarrow as pa
-    import pyarrow.csv as pa_csv
 
     sink = io.BytesIO()
     with connection.cursor() as cursor:
@@ -259,7 +266,6 @@ def annotator_id_chunks(*, study: Study, size: int) -> Iterator[list[int]]:
 
 def study_counts(*, study: Study) -> dict:
     """Ratings given (Unsure included), how many were Unsure, and annotators by status."""
-    from django.db.models import Count, Q
 
     counts = Rating.objects.filter(annotator__study=study, prompt__isnull=False).aggregate(
         n_ratings=Count("id"), n_unsure=Count("id", filter=Q(unsure=True))
@@ -273,20 +279,19 @@ def study_counts(*, study: Study) -> dict:
 def study_overview(*, study: Study) -> dict:
     """Live collection figures from aggregates only (cheap enough to poll): progress over time,
     ratings per prompt, annotators by status."""
-    from django.db.models import Count
-    from django.db.models.functions import TruncHour
 
     by_hour = list(
         Rating.objects.filter(annotator__study=study, prompt__isnull=False)
-        .annotate(hour=TruncHour("created_at")).values("hour").annotate(n=Count("id")).order_by("hour")
+        .annotate(hour=TruncHour("created_at"))
+        .values("hour")
+        .annotate(n=Count("id"))
+        .order_by("hour")
     )
     cumulative, total = [], 0
     for row in by_hour:
         total += row["n"]
         cumulative.append({"hour": row["hour"].isoformat(), "ratings": row["n"], "cumulative": total})
-    per_prompt = dict(
-        Prompt.objects.filter(study=study).annotate(n=Count("ratings")).values_list("external_id", "n")
-    )
+    per_prompt = dict(Prompt.objects.filter(study=study).annotate(n=Count("ratings")).values_list("external_id", "n"))
     target = None
     if study.target_ratings_per_prompt:
         target = study.target_ratings_per_prompt * len(per_prompt)

@@ -412,11 +412,11 @@ def multi_split(value: str, options: Iterable[str]) -> list[str]:
         if match is None:
             raise ValueError(f"{value!r}: {rest!r} does not start with a known option")
         parts.append(match)
-        rest = rest[len(match):].lstrip()
+        rest = rest[len(match) :].lstrip()
         if rest:
             if not rest.startswith(MULTI_SEPARATOR):
                 raise ValueError(f"{value!r}: expected {MULTI_SEPARATOR!r} after {match!r}")
-            rest = rest[len(MULTI_SEPARATOR):].lstrip()
+            rest = rest[len(MULTI_SEPARATOR) :].lstrip()
             if not rest:
                 raise ValueError(f"{value!r}: ends with a separator")
     return parts

@@ -2,6 +2,7 @@
 
 `--quick` uses smaller generated data for a smoke run and leaves BENCHMARKS.md alone.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,9 @@ BENCHMARKS = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"benchmarks to run (default: all of {', '.join(BENCHMARKS)})")
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"benchmarks to run (default: all of {', '.join(BENCHMARKS)})"
+    )
     parser.add_argument("--quick", action="store_true", help="smaller generated data; do not update BENCHMARKS.md")
     args = parser.parse_args(argv)
     unknown = [name for name in args.names if name not in BENCHMARKS]

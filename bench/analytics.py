@@ -9,6 +9,7 @@ measured separately by the import/export benchmark.
 
 Run: `python -m bench analytics [--quick]`.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,12 +48,13 @@ def _step(kind: str, n_annotators: int) -> None:
 
 
 def _run(kind: str, n_annotators: int) -> dict:
-    done = subprocess.run([sys.executable, "-m", "bench.analytics", kind, str(n_annotators)], cwd=REPO,
-                          capture_output=True, text=True)
-    line = next((l for l in done.stdout.splitlines() if l.startswith(RESULT)), None)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.analytics", kind, str(n_annotators)], cwd=REPO, capture_output=True, text=True
+    )
+    line = next((row for row in done.stdout.splitlines() if row.startswith(RESULT)), None)
     if done.returncode != 0 or line is None:
         raise RuntimeError(f"{kind} failed:\n{done.stderr[-3000:]}")
-    return json.loads(line[len(RESULT):])
+    return json.loads(line[len(RESULT) :])
 
 
 def run(quick: bool = False) -> bool:
@@ -70,29 +72,34 @@ def run(quick: bool = False) -> bool:
         passed &= ok
         target = f"≤ {target_s:g} s" + (f", ≤ {target_mb / 1024:g} GB" if target_mb else "")
         note = ", ".join(f"{k} {v:.3f}" for k, v in result.items() if k not in ("seconds", "rows", "peak_mb"))
-        rows.append(f"| {name} | {result['rows']:,} | {result['seconds']:.2f} | {result['peak_mb']:,.0f} | {target} | "
-                     f"{'PASS' if ok else 'FAIL'} | {note} |")
+        rows.append(
+            f"| {name} | {result['rows']:,} | {result['seconds']:.2f} | {result['peak_mb']:,.0f} | {target} | "
+            f"{'PASS' if ok else 'FAIL'} | {note} |"
+        )
     machine = machine_info()
-    text = "\n".join([
-        "<!-- bench:analytics -->",
-        "## Disagreement analytics (issue 4)",
-        "",
-        f"Run {machine['date']} with `.venv/bin/python -m bench analytics`.",
-        "",
-        f"Machine: {machine['cpus']} CPUs ({machine['cpu']}), {machine['memory']} memory, Python {machine['python']}.",
-        "",
-        "| Case | Ratings | Seconds | Peak MB | Target | Result | Figures |",
-        "|---|---:|---:|---:|---|---|---|",
-        *rows,
-        "",
-        "Each case runs in its own process; *Seconds* times the report from a ready long DataFrame (the release "
-        "files, or a seeded synthetic study from `bench/analytics_data.py`), *Peak MB* is that process's peak "
-        "resident memory including building the frame. The descriptive report includes Krippendorff's α with a "
-        "200-sample bootstrap CI, ICC, split-half reliability (100 splits), mean pairwise correlation, per-prompt "
-        "statistics with 1,000-sample bootstrap CIs, annotator consensus and permutation tests (1,000) for all ten "
-        "demographic columns.",
-        "<!-- /bench:analytics -->",
-    ])
+    text = "\n".join(
+        [
+            "<!-- bench:analytics -->",
+            "## Disagreement analytics (issue 4)",
+            "",
+            f"Run {machine['date']} with `.venv/bin/python -m bench analytics`.",
+            "",
+            f"Machine: {machine['cpus']} CPUs ({machine['cpu']}), {machine['memory']} memory, "
+            f"Python {machine['python']}.",
+            "",
+            "| Case | Ratings | Seconds | Peak MB | Target | Result | Figures |",
+            "|---|---:|---:|---:|---|---|---|",
+            *rows,
+            "",
+            "Each case runs in its own process; *Seconds* times the report from a ready long DataFrame (the release "
+            "files, or a seeded synthetic study from `bench/analytics_data.py`), *Peak MB* is that process's peak "
+            "resident memory including building the frame. The descriptive report includes Krippendorff's α with a "
+            "200-sample bootstrap CI, ICC, split-half reliability (100 splits), mean pairwise correlation, per-prompt "
+            "statistics with 1,000-sample bootstrap CIs, annotator consensus and permutation tests (1,000) for all ten "
+            "demographic columns.",
+            "<!-- /bench:analytics -->",
+        ]
+    )
     print(text)
     if not quick:
         write_section("analytics", text)

@@ -10,6 +10,7 @@ Ratings come from a plausible model, on the 0–100 scale before rounding and cl
 prompt effect (harm level + a few features + prompt noise) + annotator offset (traits + person noise)
 + trait × feature interactions + residual noise; about 2% of answers are "Unsure".
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -47,22 +48,58 @@ def synthetic_long(n_annotators: int, seed: int = 0, *, release_dir: Path | str 
     feat = prompts[features].to_numpy(dtype=float)
     feat_z = np.apply_along_axis(_z, 0, feat)
     weights = np.zeros(len(features))
-    for name, w in (("action_Child_Harm", 6.0), ("action_Self_harm", 5.0), ("effect_Psychological", -4.0),
-                    ("action_Violence_Extremism", 4.0), ("value_topic_12", -3.0)):
+    for name, w in (
+        ("action_Child_Harm", 6.0),
+        ("action_Self_harm", 5.0),
+        ("effect_Psychological", -4.0),
+        ("action_Violence_Extremism", 4.0),
+        ("value_topic_12", -3.0),
+    ):
         if name in features:
             weights[features.index(name)] = w
     prompt_effect = 50.0 + 18.0 * _z(harm) + feat_z @ weights + rng.normal(0.0, 9.0, n_p)
 
     # Annotators: each demographic answer drawn from the release's answers, independently.
     demo = {c: people[c].to_numpy(dtype=object)[rng.integers(0, len(people), n_a)] for c in demographics}
-    factors = {f"Factor_{k}": rng.normal(people[f"Factor_{k}"].astype(float).mean(),
-                                         people[f"Factor_{k}"].astype(float).std(), n_a) for k in (1, 2, 3)}
-    tox = pd.Series(demo["Toxicity_Experience"]).str.strip().map(
-        {"Not a problem": 0, "Rarely a problem": 1, "Sometimes a problem": 2, "Often a problem": 3,
-         "Very often a problem": 4}).fillna(2).to_numpy(dtype=float)
-    edu = pd.Series(demo["Education"]).str.lower().map(
-        lambda v: 0 if v.startswith("high") else 1 if v.startswith("some") else 2 if v.startswith("assoc")
-        else 3 if v.startswith("bach") else 4).to_numpy(dtype=float)
+    factors = {
+        f"Factor_{k}": rng.normal(
+            people[f"Factor_{k}"].astype(float).mean(), people[f"Factor_{k}"].astype(float).std(), n_a
+        )
+        for k in (1, 2, 3)
+    }
+    tox = (
+        pd.Series(demo["Toxicity_Experience"])
+        .str.strip()
+        .map(
+            {
+                "Not a problem": 0,
+                "Rarely a problem": 1,
+                "Sometimes a problem": 2,
+                "Often a problem": 3,
+                "Very often a problem": 4,
+            }
+        )
+        .fillna(2)
+        .to_numpy(dtype=float)
+    )
+    edu = (
+        pd.Series(demo["Education"])
+        .str.lower()
+        .map(
+            lambda v: (
+                0
+                if v.startswith("high")
+                else 1
+                if v.startswith("some")
+                else 2
+                if v.startswith("assoc")
+                else 3
+                if v.startswith("bach")
+                else 4
+            )
+        )
+        .to_numpy(dtype=float)
+    )
     f1, f2 = _z(factors["Factor_1"]), _z(factors["Factor_2"])
     offset = 3.0 * _z(tox) - 3.0 * _z(edu) + 2.0 * f2 + rng.normal(0.0, 12.0, n_a)
 

@@ -1,4 +1,5 @@
 """What every benchmark shares: the PostgreSQL database, Django set-up, machine facts, BENCHMARKS.md."""
+
 from __future__ import annotations
 
 import os
@@ -6,7 +7,7 @@ import platform
 import re
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -73,7 +74,7 @@ def machine_info() -> dict[str, str]:
     try:
         date = subprocess.run(["date", "-u"], capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        date = datetime.now(timezone.utc).strftime("%a %b %d %H:%M:%S UTC %Y")
+        date = datetime.now(UTC).strftime("%a %b %d %H:%M:%S UTC %Y")
     return {
         "date": date,
         "cpus": str(os.cpu_count() or "?"),

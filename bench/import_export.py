@@ -15,6 +15,7 @@ postgres://postgres@127.0.0.1:5432/pluriharms_bench, dropped and created afresh 
 
 Run: `python -m bench import_export [--quick]`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -158,7 +159,7 @@ def run_step(*args: str, url: str) -> tuple[float, float, float | None, bool, st
         if line.startswith(RESULT_PREFIX):
             inner = json.loads(line[len(RESULT_PREFIX) :])["seconds"]
     ok = proc.returncode == 0
-    error = "" if ok else (stderr.strip().splitlines() or ["exit status %d" % proc.returncode])[-1]
+    error = "" if ok else (stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
     if not ok:
         print(stderr, file=sys.stderr)
     return wall, peak_mb, inner, ok, error
@@ -220,9 +221,7 @@ def table(cases: list[Case]) -> str:
         inner = f"{case.inner_seconds:.2f}" if case.inner_seconds is not None else "—"
         seconds = f"{case.seconds:.2f}" if case.seconds else "—"
         name = case.name + (f" ({case.note})" if case.note else "")
-        lines.append(
-            f"| {name} | {case.rows:,} | {seconds} | {inner} | {peak} | {case.target} | {case.result} |"
-        )
+        lines.append(f"| {name} | {case.rows:,} | {seconds} | {inner} | {peak} | {case.target} | {case.result} |")
     return "\n".join(lines)
 
 
@@ -232,7 +231,8 @@ def section(cases: list[Case], machine: dict[str, str], n_annotators: int) -> st
             MARK_BEGIN,
             "## Import / export (issue 2)",
             "",
-            f"Run {machine['date']} with `.venv/bin/python -m bench import_export` (`make bench` runs every benchmark).",
+            f"Run {machine['date']} with `.venv/bin/python -m bench import_export` "
+            "(`make bench` runs every benchmark).",
             "",
             f"Machine: {machine['cpus']} CPUs ({machine['cpu']}), {machine['memory']} memory, "
             f"Python {machine['python']}, PostgreSQL {machine['postgresql']}.",
@@ -288,12 +288,26 @@ def run(quick: bool = False) -> bool:
         )
         out = tmp_path / "release-pluriharms"
         cases.append(
-            _step_case("release: export pluriharms", release_rows, "export", RELEASE_SLUG, "pluriharms", str(out), url=url, target_s=None)
+            _step_case(
+                "release: export pluriharms",
+                release_rows,
+                "export",
+                RELEASE_SLUG,
+                "pluriharms",
+                str(out),
+                url=url,
+                target_s=None,
+            )
         )
         differ = same_files(RELEASE_DIR, out, files)
         cases.append(
-            Case("release: round trip byte-identical", release_rows, 0.0, ok=not differ,
-                 note="check" + (f"; differs: {', '.join(differ)}" if differ else ""))
+            Case(
+                "release: round trip byte-identical",
+                release_rows,
+                0.0,
+                ok=not differ,
+                note="check" + (f"; differs: {', '.join(differ)}" if differ else ""),
+            )
         )
 
         synth_dir = tmp_path / "synthetic"
@@ -309,21 +323,37 @@ def run(quick: bool = False) -> bool:
         for fmt, target in (("pluriharms", 30.0), ("parquet", None), ("long-csv", None)):
             out = tmp_path / f"synthetic-{fmt}"
             cases.append(
-                _step_case(f"synthetic: export {fmt}", synth_rows, "export", SYNTH_SLUG, fmt, str(out), url=url, target_s=target)
+                _step_case(
+                    f"synthetic: export {fmt}",
+                    synth_rows,
+                    "export",
+                    SYNTH_SLUG,
+                    fmt,
+                    str(out),
+                    url=url,
+                    target_s=target,
+                )
             )
             if fmt == "pluriharms":
                 differ = same_files(synth_dir, out, files)
                 cases.append(
-                    Case("synthetic: round trip byte-identical", synth_rows, 0.0, ok=not differ,
-                         note="check" + (f"; differs: {', '.join(differ)}" if differ else ""))
+                    Case(
+                        "synthetic: round trip byte-identical",
+                        synth_rows,
+                        0.0,
+                        ok=not differ,
+                        note="check" + (f"; differs: {', '.join(differ)}" if differ else ""),
+                    )
                 )
             else:
                 size = sum(p.stat().st_size for p in out.glob("ratings.*")) if out.exists() else 0
                 cases[-1].note = f"{size / 1024 / 1024:,.0f} MB file"
 
     print()
-    print(f"{machine['date']} · {machine['cpus']} CPUs ({machine['cpu']}) · {machine['memory']} · "
-          f"Python {machine['python']} · PostgreSQL {machine['postgresql']}")
+    print(
+        f"{machine['date']} · {machine['cpus']} CPUs ({machine['cpu']}) · {machine['memory']} · "
+        f"Python {machine['python']} · PostgreSQL {machine['postgresql']}"
+    )
     print(table(cases))
     passed = all(c.passed for c in cases)
     if quick:

@@ -8,6 +8,7 @@ calls the WSGI handler in-process, so no network is measured). Target: p95 ≤ 2
 
 Run: `python -m bench rating_submit [--quick]`.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -35,8 +36,12 @@ def _setup_study():
 
     Study.objects.filter(slug="bench-rate").delete()
     study = Study.objects.create(
-        slug="bench-rate", title="Rating benchmark", status=Study.Status.RECRUITING, attention_checks=2,
-        instruments=[], completion_code="BENCH",
+        slug="bench-rate",
+        title="Rating benchmark",
+        status=Study.Status.RECRUITING,
+        attention_checks=2,
+        instruments=[],
+        completion_code="BENCH",
     )
     release = release_read(RELEASE_DIR)
     prompts_create(study=study, prompts=release.prompts, feature_columns=release.feature_columns)

@@ -8,6 +8,7 @@ build of the model (it reads every rating) is reported beside it. Target: p95 â‰
 
 Run: `python -m bench steering [--quick]` (quick: 1,000 synthetic annotators instead of 10,000).
 """
+
 from __future__ import annotations
 
 import statistics
@@ -51,8 +52,13 @@ def _case(client, study, rng) -> dict:
     first = _moves(client, study.slug, rng)[:1]  # fills the cache (builds once more, through the page)
     timings = np.sort(_moves(client, study.slug, rng))
     return {
-        "slug": study.slug, "ratings": n_ratings, "build_s": build_s, "first_ms": first[0],
-        "median": statistics.median(timings), "p95": float(np.percentile(timings, 95)), "max": float(timings[-1]),
+        "slug": study.slug,
+        "ratings": n_ratings,
+        "build_s": build_s,
+        "first_ms": first[0],
+        "median": statistics.median(timings),
+        "p95": float(np.percentile(timings, 95)),
+        "max": float(timings[-1]),
     }
 
 
@@ -75,8 +81,9 @@ def run(quick: bool = False) -> bool:
     client.force_login(user)
     rng = np.random.default_rng(11)
     n_synthetic = QUICK_SYNTHETIC if quick else N_SYNTHETIC
-    release = pluriharms_import(directory=REPO / "benchmark" / "datasets" / "pluriharms", slug="bench-steer-release",
-                                owner=user)
+    release = pluriharms_import(
+        directory=REPO / "benchmark" / "datasets" / "pluriharms", slug="bench-steer-release", owner=user
+    )
     with tempfile.TemporaryDirectory() as tmp:
         make_synthetic(Path(tmp), n_synthetic)
         synthetic = pluriharms_import(directory=tmp, slug="bench-steer-synthetic", owner=user)
@@ -92,7 +99,8 @@ def run(quick: bool = False) -> bool:
         f"Machine: {machine['cpus']} CPUs ({machine['cpu']}), {machine['memory']} memory, "
         f"Python {machine['python']}, PostgreSQL {machine['postgresql']}.",
         "",
-        "| Study | Ratings | Model build s (once per version) | First move ms | Median ms | p95 ms | Max ms | Target | Result |",
+        "| Study | Ratings | Model build s (once per version) | First move ms | Median ms | p95 ms | Max ms "
+        "| Target | Result |",
         "|---|---:|---:|---:|---:|---:|---:|---|---|",
         *[
             f"| {c['slug']} | {c['ratings']:,} | {c['build_s']:.2f} | {c['first_ms']:.0f} | {c['median']:.1f} | "

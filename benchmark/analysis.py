@@ -1,4 +1,5 @@
 """The study report: ratings from the database, statistics from the Django-free science core."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

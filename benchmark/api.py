@@ -1,4 +1,5 @@
 """The benchmark's API: uploading predictions to score (jobs themselves are in jobs.api)."""
+
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser

@@ -1,7 +1,9 @@
 """The model benchmark of a study: predictors scored on the PluriHarms protocol (science/protocol.py)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
+
 import pandas as pd
 from django.conf import settings
 
@@ -11,6 +13,9 @@ from annotation.services.uploads import upload_get, upload_read
 from config.errors import ApplicationError
 
 from .analysis import study_frame
+from .science.predictors import REGISTRY, builtin_names, get_predictor
+from .science.predictors.uploaded import PredictionsFileError, read_predictions_csv
+from .science.protocol import CONDITIONS, run_benchmark
 
 Progress = Callable[[float, str], None]
 
@@ -34,20 +39,16 @@ def benchmark_frame(*, study: Study) -> pd.DataFrame:
 
 
 def predictor_names() -> list[str]:
-    from .science.predictors import REGISTRY
 
     return sorted(REGISTRY)
 
 
 def builtin_predictors() -> list[str]:
-    from .science.predictors import builtin_names
 
     return builtin_names()
 
 
 def _instantiate(name: str, *, study: Study, upload_id: int | None, frame: pd.DataFrame):
-    from .science.predictors import get_predictor
-    from .science.predictors.uploaded import PredictionsFileError, read_predictions_csv
 
     if name == "uploaded":
         if upload_id is None:
@@ -55,7 +56,9 @@ def _instantiate(name: str, *, study: Study, upload_id: int | None, frame: pd.Da
         upload = upload_get(study=study, upload_id=upload_id, kind=Upload.Kind.PREDICTIONS)
         try:
             predictions = read_predictions_csv(
-                upload_read(upload=upload), prompts=frame["prompt"].unique(), annotators=frame["annotator"].unique(),
+                upload_read(upload=upload),
+                prompts=frame["prompt"].unique(),
+                annotators=frame["annotator"].unique(),
             )
         except PredictionsFileError as exc:  # e.g. the study's prompts changed since the upload was checked
             raise ApplicationError(f"predictions upload #{upload.pk} no longer fits the study: {exc}") from None
@@ -63,8 +66,13 @@ def _instantiate(name: str, *, study: Study, upload_id: int | None, frame: pd.Da
     if name.startswith("llm_"):
         if not settings.LLM_BASE_URL or not settings.LLM_MODEL:
             raise ApplicationError(f"{name} needs LLM_BASE_URL and LLM_MODEL in the settings")
-        return get_predictor(name, base_url=settings.LLM_BASE_URL, model=settings.LLM_MODEL,
-                             api_key=settings.LLM_API_KEY or None, cache_dir=str(settings.LLM_CACHE_DIR))
+        return get_predictor(
+            name,
+            base_url=settings.LLM_BASE_URL,
+            model=settings.LLM_MODEL,
+            api_key=settings.LLM_API_KEY or None,
+            cache_dir=str(settings.LLM_CACHE_DIR),
+        )
     return get_predictor(name)
 
 
@@ -79,7 +87,6 @@ def study_benchmark(
     progress: Progress | None = None,
 ) -> tuple[dict, object]:
     """Run the protocol; returns (the JSON result, the full BenchmarkResult with per-split frames)."""
-    from .science.protocol import CONDITIONS, run_benchmark
 
     report = progress or (lambda fraction, message: None)
     names = predictors or builtin_predictors()
@@ -92,7 +99,11 @@ def study_benchmark(
         raise ApplicationError("the benchmark needs at least 2 annotators and 3 prompts with ratings")
     instances = [_instantiate(name, study=study, upload_id=upload_id, frame=frame) for name in names]
     result = run_benchmark(
-        frame, instances, conditions=conditions or CONDITIONS, n_splits=n_splits, seed=seed,
+        frame,
+        instances,
+        conditions=conditions or CONDITIONS,
+        n_splits=n_splits,
+        seed=seed,
         progress=lambda fraction, message: report(0.05 + 0.9 * fraction, message),
     )
     summary = result.summary()

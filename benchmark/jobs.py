@@ -4,6 +4,7 @@ Registered with the jobs app in BenchmarkConfig.ready(). Each kind is a paramete
 refused; a client names an upload by id, never a file) and a handler that calls one service and writes
 the job's files.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,13 @@ class BenchmarkParams(StrictParams):
     conditions = serializers.ListField(child=serializers.CharField(), required=False, allow_empty=False, max_length=10)
     splits = serializers.IntegerField(min_value=1, max_value=100, default=10)
     seed = seed_field()
-    upload = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None,
-                                      help_text="Id of a predictions upload of this study (for the 'uploaded' predictor).")
+    upload = serializers.IntegerField(
+        min_value=1,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Id of a predictions upload of this study (for the 'uploaded' predictor).",
+    )
 
     def validate_predictors(self, value):
         unknown = sorted(set(value) - set(predictor_names()))
@@ -57,7 +63,10 @@ class BenchmarkParams(StrictParams):
         if "uploaded" in attrs["predictors"] and upload is None:
             raise serializers.ValidationError({"upload": "the 'uploaded' predictor needs an uploaded predictions file"})
         if upload is not None:
-            if study is None or not Upload.objects.filter(pk=upload, study=study, kind=Upload.Kind.PREDICTIONS).exists():
+            if (
+                study is None
+                or not Upload.objects.filter(pk=upload, study=study, kind=Upload.Kind.PREDICTIONS).exists()
+            ):
                 raise serializers.ValidationError({"upload": f"no predictions upload #{upload} in this study"})
             if "uploaded" not in attrs["predictors"]:
                 attrs["predictors"] = [*attrs["predictors"], "uploaded"]
@@ -80,15 +89,23 @@ def analysis_run(job: Job, progress: Progress) -> dict:
 def benchmark_run(job: Job, progress: Progress) -> dict:
     p = job.params
     summary, result = study_benchmark(
-        study=job.study, predictors=p["predictors"] or None, n_splits=p["splits"], seed=p["seed"],
-        conditions=p["conditions"], upload_id=p.get("upload"), progress=progress,
+        study=job.study,
+        predictors=p["predictors"] or None,
+        n_splits=p["splits"],
+        seed=p["seed"],
+        conditions=p["conditions"],
+        upload_id=p.get("upload"),
+        progress=progress,
     )
     out = artifact_dir(job)
     out.mkdir(parents=True, exist_ok=True)
     summary = to_jsonable(summary)  # NaN (e.g. Spearman of constant predictions) becomes null
     (out / "benchmark.json").write_text(json.dumps(summary, indent=1))
-    for name, table in (("per_split", result.per_split), ("per_annotator", result.per_annotator),
-                        ("per_prompt", result.per_prompt)):
+    for name, table in (
+        ("per_split", result.per_split),
+        ("per_annotator", result.per_annotator),
+        ("per_prompt", result.per_prompt),
+    ):
         (out / f"{name}.csv").write_text(spreadsheet_csv(table), encoding="utf-8")
     for name in ("benchmark.json", "per_split.csv", "per_annotator.csv", "per_prompt.csv"):
         artifact_save(job=job, path=out / name)

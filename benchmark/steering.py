@@ -8,6 +8,7 @@ under the study's version, so a slider move is one product of a 150 × 16 matrix
 group fit works on 150 means instead of every rating (for a squared loss, prompt means weighted by
 their counts give the same fit as one row per rating).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -60,8 +61,9 @@ def study_version(*, study: Study) -> str:
     Every answer moves its annotator's `last_seen_at`; imports and exclusions change the counts or the
     statuses; prompt edits touch the study's `updated_at` or the prompt count.
     """
-    annotators = study.annotators.aggregate(n=Count("id"), seen=Max("last_seen_at"), done=Max("completed_at"),
-                                            status=Max("status"))
+    annotators = study.annotators.aggregate(
+        n=Count("id"), seen=Max("last_seen_at"), done=Max("completed_at"), status=Max("status")
+    )
     n_prompts = study.prompts.count()
     return "|".join(str(v) for v in (study.updated_at.isoformat(), n_prompts, *annotators.values()))
 
@@ -73,8 +75,9 @@ def _prompt_means(ratings: pd.DataFrame, order: pd.Index) -> GroupMeans:
 
 def _fit(model_X: np.ndarray, means: GroupMeans, start: hb.FeatureWeights | None) -> hb.SteeringResult:
     rated = means.counts > 0
-    return hb.steer(start, trees_or_features=model_X[rated], ratings=means.means[rated],
-                    sample_weight=means.counts[rated])
+    return hb.steer(
+        start, trees_or_features=model_X[rated], ratings=means.means[rated], sample_weight=means.counts[rated]
+    )
 
 
 def steering_model_build(*, study: Study) -> SteeringModel:
@@ -84,7 +87,8 @@ def steering_model_build(*, study: Study) -> SteeringModel:
     if missing or prompts[ACTION_COLUMNS].isna().any().any():
         raise ApplicationError(
             "This study's prompts carry no SafetyAnalyst action-category features (action_* columns), "
-            "so the model cannot score them.", status_code=409,
+            "so the model cannot score them.",
+            status_code=409,
         )
     frame = study_frame(study=study)
     ratings = frame[frame["rating"].notna()]
@@ -98,8 +102,9 @@ def steering_model_build(*, study: Study) -> SteeringModel:
         if column not in ratings:
             continue
         values = ratings[column].astype("string").str.strip()
-        groups[column] = {str(value): _prompt_means(ratings[values == value], order)
-                          for value in values.dropna().unique()}
+        groups[column] = {
+            str(value): _prompt_means(ratings[values == value], order) for value in values.dropna().unique()
+        }
     baseline = _fit(X, overall, None).weights
     return SteeringModel([str(p) for p in order], prompts["text"].astype(str).tolist(), X, overall, groups, baseline)
 
@@ -121,8 +126,9 @@ def group_fit(model: SteeringModel, *, column: str, value: str) -> hb.SteeringRe
     if means is None:
         raise ApplicationError(f"no annotators with {column} = {value!r} in this study", status_code=400)
     if (means.counts > 0).sum() < MIN_GROUP_PROMPTS:
-        raise ApplicationError(f"this group has rated too few prompts to fit (at least {MIN_GROUP_PROMPTS} needed)",
-                               status_code=400)
+        raise ApplicationError(
+            f"this group has rated too few prompts to fit (at least {MIN_GROUP_PROMPTS} needed)", status_code=400
+        )
     return _fit(model.X, means, model.baseline)
 
 
@@ -130,11 +136,18 @@ def score_table(model: SteeringModel, *, weights: hb.FeatureWeights) -> pd.DataF
     """Per prompt: H and P(harmful) under `weights` and the baseline, whether it changed side, mean rating."""
     new = hb.FeatureLevelSafetyAnalyst(weights).decision_function(model.X)
     old = hb.FeatureLevelSafetyAnalyst(model.baseline).decision_function(model.X)
-    table = pd.DataFrame({
-        "prompt": model.prompt_ids, "text": model.texts,
-        "H": new, "p_harmful": 1 / (1 + np.exp(-new)), "baseline_H": old,
-        "harmful": new > 0, "changed": (new > 0) != (old > 0), "mean_rating": model.overall.means,
-    })
+    table = pd.DataFrame(
+        {
+            "prompt": model.prompt_ids,
+            "text": model.texts,
+            "H": new,
+            "p_harmful": 1 / (1 + np.exp(-new)),
+            "baseline_H": old,
+            "harmful": new > 0,
+            "changed": (new > 0) != (old > 0),
+            "mean_rating": model.overall.means,
+        }
+    )
     return table.sort_values(["changed", "H"], ascending=[False, False]).reset_index(drop=True)
 
 

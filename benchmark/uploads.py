@@ -1,4 +1,5 @@
 """Uploaded prediction files: validated against the study, stored as an Upload row, scored by a job."""
+
 from __future__ import annotations
 
 import io
@@ -31,7 +32,10 @@ def predictions_validate(*, study: Study, raw: bytes) -> None:
 def predictions_upload_save(*, study: Study, upload, user=None) -> Upload:
     """Store a checked predictions CSV under the study; nothing is written for a bad file."""
     return upload_create(
-        study=study, kind=Upload.Kind.PREDICTIONS, upload=upload, user=user,
+        study=study,
+        kind=Upload.Kind.PREDICTIONS,
+        upload=upload,
+        user=user,
         validate=lambda raw: predictions_validate(study=study, raw=raw),
     )
 
@@ -44,8 +48,11 @@ def benchmark_job_start(*, study: Study, user, params: dict, predictions_file=No
     """
     params = dict(params)
     if predictions_file is not None:
-        job_params_clean(kind="benchmark", params={**params, "predictors": [
-            p for p in params.get("predictors", []) if p != "uploaded"]}, study=study)
+        job_params_clean(
+            kind="benchmark",
+            params={**params, "predictors": [p for p in params.get("predictors", []) if p != "uploaded"]},
+            study=study,
+        )
     elif not params.get("predictors"):
         raise ApplicationError("choose at least one predictor or upload predictions", extra={"field": "predictors"})
     upload = None

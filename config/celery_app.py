@@ -1,6 +1,7 @@
 import os
 
 from celery import Celery
+from django.core.management import call_command
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -9,10 +10,8 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-
 @app.task(name="config.clear_sessions", ignore_result=True)
 def clear_sessions() -> None:
     """Periodic (beat): delete expired database sessions, as Django asks of every site that keeps them."""
-    from django.core.management import call_command
 
     call_command("clearsessions")

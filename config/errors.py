@@ -1,5 +1,7 @@
 """One error shape for the API: {"message": str, "extra": dict}; and one for pages: `error_response`."""
-from django.core.exceptions import PermissionDenied, ValidationError as DjangoValidationError
+
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from rest_framework import exceptions, status

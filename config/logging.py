@@ -8,6 +8,7 @@ logs the path without the query in its access log.
 
 Pure Python (no Django import), so that gunicorn.conf.py can use it too.
 """
+
 import logging
 import re
 from collections.abc import Mapping

@@ -3,6 +3,7 @@
 With nothing set: SQLite in ./var, files in ./var/media, and Celery on kombu's filesystem
 transport (./var/celery), so jobs run in a separate worker process without Redis.
 """
+
 import os
 from pathlib import Path
 
@@ -287,11 +288,21 @@ RECRUITMENT_RATE_LIMIT = os.environ.get("RECRUITMENT_RATE_LIMIT", "20/10m")
 # database table (the embedded default runs several processes, so local memory would not do), created
 # by `migrate` (annotation/apps.py runs createcachetable after migrating).
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
-                          "KEY_PREFIX": "pluriharms"}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "pluriharms",
+        }
+    }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "pluriharms_cache",
-                          "OPTIONS": {"MAX_ENTRIES": 50000}}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "pluriharms_cache",
+            "OPTIONS": {"MAX_ENTRIES": 50000},
+        }
+    }
 
 # Annotator links carry recruitment ids in their query string (PROLIFIC_PID…): the access log of runserver
 # (django.server) and django.request write /s/… requests without it (config/logging.py; gunicorn.conf.py
@@ -302,7 +313,11 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {"recruitment_query": {"()": "config.logging.RecruitmentQueryFilter"}},
     "formatters": {
-        "django.server": {"()": "django.utils.log.ServerFormatter", "format": "[{server_time}] {message}", "style": "{"},
+        "django.server": {
+            "()": "django.utils.log.ServerFormatter",
+            "format": "[{server_time}] {message}",
+            "style": "{",
+        },
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler"},
@@ -311,8 +326,12 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
-        "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False,
-                          "filters": ["recruitment_query"]},
+        "django.server": {
+            "handlers": ["django.server"],
+            "level": "INFO",
+            "propagate": False,
+            "filters": ["recruitment_query"],
+        },
         "django.request": {"filters": ["recruitment_query"]},
     },
 }

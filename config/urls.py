@@ -28,7 +28,9 @@ urlpatterns = [
         PromptViewSet.as_view({"get": "list"}),
         name="study-prompts",
     ),
-    path("api/studies/<slug:slug>/uploads/predictions/", PredictionsUploadView.as_view(), name="study-predictions-upload"),
+    path(
+        "api/studies/<slug:slug>/uploads/predictions/", PredictionsUploadView.as_view(), name="study-predictions-upload"
+    ),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
 ]

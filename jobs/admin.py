@@ -70,8 +70,18 @@ class JobAdmin(admin.ModelAdmin):
     list_display = ["id", "kind", "study", "status", "percent", "created_at", "finished_at", "files"]
     list_filter = ["kind", "status"]
     list_select_related = ["study"]
-    readonly_fields = ["status", "progress", "message", "result", "error", "created_by", "created_at", "started_at",
-                       "finished_at", "attempts"]
+    readonly_fields = [
+        "status",
+        "progress",
+        "message",
+        "result",
+        "error",
+        "created_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "attempts",
+    ]
     inlines = [JobArtifactInline]
     form = JobAdminForm
 
@@ -85,7 +95,8 @@ class JobAdmin(admin.ModelAdmin):
     @admin.display(description="files")
     def files(self, job):
         return format_html_join(
-            ", ", '<a href="{}">{}</a>',
+            ", ",
+            '<a href="{}">{}</a>',
             ((reverse("jobs:artifact_download", args=[job.pk, a.name]), a.name) for a in job.artifacts.all()),
         )
 

@@ -35,8 +35,19 @@ class JobSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = [
-            "id", "kind", "study", "params", "status", "progress", "message", "error",
-            "created_at", "started_at", "finished_at", "seconds", "artifacts",
+            "id",
+            "kind",
+            "study",
+            "params",
+            "status",
+            "progress",
+            "message",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "seconds",
+            "artifacts",
         ]
         read_only_fields = fields
 
@@ -81,5 +92,6 @@ class JobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     def files(self, request, pk=None, name=None):
         job = self.get_object()
         artifact = get_object_or_404(JobArtifact, job=job, name=name)
-        return FileResponse(artifact.file.open("rb"), as_attachment=True, filename=artifact.name,
-                            content_type=artifact.content_type)
+        return FileResponse(
+            artifact.file.open("rb"), as_attachment=True, filename=artifact.name, content_type=artifact.content_type
+        )

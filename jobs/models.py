@@ -1,4 +1,5 @@
 """Job rows and their files. The kinds are not fixed here: apps register them (jobs.registry)."""
+
 from django.conf import settings
 from django.db import models
 

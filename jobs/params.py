@@ -2,6 +2,7 @@
 
 A client names what a job should do (a format, predictors, a seed, an upload *id*), never a file.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -8,6 +8,7 @@ An app registers each of its kinds in `AppConfig.ready()`:
 does the work and returns the JSON result, calling `progress(fraction, message)` as it goes. The app
 that owns studies also says who may see them (`access_set`), so that this app never imports it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -48,8 +49,9 @@ def kind_get(name: str) -> JobKind:
     try:
         return _KINDS[name]
     except KeyError:
-        raise ApplicationError(f"unknown job kind {name!r}; known: {', '.join(sorted(_KINDS))}",
-                               extra={"field": "kind"}) from None
+        raise ApplicationError(
+            f"unknown job kind {name!r}; known: {', '.join(sorted(_KINDS))}", extra={"field": "kind"}
+        ) from None
 
 
 def kind_names() -> list[str]:

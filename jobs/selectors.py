@@ -1,4 +1,5 @@
 """Which jobs a user may see: those of the studies they may see (staff: every job)."""
+
 from __future__ import annotations
 
 from django.db.models import QuerySet

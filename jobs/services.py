@@ -1,4 +1,5 @@
 """Job lifecycle: create (and queue on commit), claim once, run the kind's handler, save result or error."""
+
 from __future__ import annotations
 
 import logging
@@ -40,15 +41,16 @@ def job_params_clean(*, kind: str, params, study=None) -> dict:
 def job_create(*, kind: str, study, params: dict | None = None, user=None) -> Job:
     """Create a job and queue it once the surrounding transaction commits."""
     clean = job_params_clean(kind=kind, params=params, study=study)
-    job = Job.objects.create(kind=kind, study=study, params=clean,
-                             created_by=user if user is not None and user.is_authenticated else None)
+    job = Job.objects.create(
+        kind=kind, study=study, params=clean, created_by=user if user is not None and user.is_authenticated else None
+    )
     job_enqueue(job=job)
     return job
 
 
 def job_enqueue(*, job: Job) -> None:
     """Send the job to the worker after the current transaction commits (never run it inline)."""
-    from .tasks import run_job  # tasks imports this module: the import here breaks the cycle
+    from .tasks import run_job  # noqa: PLC0415  (tasks imports this module: the import here breaks the cycle)
 
     job_id = job.pk
     transaction.on_commit(lambda: run_job.delay(job_id))

@@ -1,4 +1,5 @@
 """A job's card (htmx polls it until the job is done) and its files."""
+
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404, render
@@ -24,5 +25,6 @@ def job_detail(request, job_id: int):
 def artifact_download(request, job_id: int, name: str):
     job = get_job_for_user(request.user, job_id)
     artifact = get_object_or_404(JobArtifact, job=job, name=name)
-    return FileResponse(artifact.file.open("rb"), as_attachment=True, filename=artifact.name,
-                        content_type=artifact.content_type)
+    return FileResponse(
+        artifact.file.open("rb"), as_attachment=True, filename=artifact.name, content_type=artifact.content_type
+    )

@@ -1,4 +1,5 @@
 """The shared cast (researcher, collaborator, outsider, staff) and the release data in small and full size."""
+
 from pathlib import Path
 
 import pandas as pd
@@ -21,8 +22,12 @@ def _own_cache(settings, request):
     """Each test its own empty cache, so that counters (the recruitment link's per-client limit) never
     carry over between tests, and no test touches a Redis that Celery also uses. The project's own
     CACHES is tested in tests/annotation/test_recruitment_rate_limit.py."""
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-                                   "LOCATION": f"test-{request.node.nodeid}"}}
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": f"test-{request.node.nodeid}",
+        }
+    }
 
 
 @pytest.fixture
@@ -52,10 +57,7 @@ def write_small_release(directory: Path, n_prompts: int = 5, n_annotators: int =
     annotations = pd.read_csv(RELEASE_DIR / "annotations.csv", dtype=str, keep_default_na=False)
     keep = prompts["Question_Index"].head(n_prompts).tolist()
     prompts.head(n_prompts).to_csv(directory / "prompts.csv", index=False)
-    columns = [
-        c for c in annotations.columns
-        if not c.startswith(("Rating_", "Trial_")) or c.split("_", 1)[1] in keep
-    ]
+    columns = [c for c in annotations.columns if not c.startswith(("Rating_", "Trial_")) or c.split("_", 1)[1] in keep]
     annotations[columns].head(n_annotators).to_csv(directory / "annotations.csv", index=False)
     return directory
 

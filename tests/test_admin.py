@@ -1,4 +1,5 @@
 """The Django admin covers every model and its pages render."""
+
 import pytest
 from django.apps import apps
 from django.contrib import admin
@@ -41,8 +42,9 @@ def test_study_export_action_queues_a_job(client, staff, small_study, monkeypatc
     assert job.params == {"format": "parquet"} and queued == [job.pk]
 
 
-def test_adding_a_job_in_the_admin_validates_and_queues(client, staff, small_study, monkeypatch,
-                                                        django_capture_on_commit_callbacks):
+def test_adding_a_job_in_the_admin_validates_and_queues(
+    client, staff, small_study, monkeypatch, django_capture_on_commit_callbacks
+):
     queued = []
     monkeypatch.setattr("jobs.tasks.run_job.delay", lambda job_id: queued.append(job_id))
     client.force_login(staff)

@@ -1,5 +1,6 @@
 """The API docs page loads everything from this site (ASVS 14.2.3): Swagger UI from
 drf-spectacular-sidecar's static files, its initializer as a script file (not inline, for the CSP)."""
+
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 

@@ -1,6 +1,7 @@
 """The import contracts hold the one-way structure (pyproject.toml, [tool.importlinter]); `make test`
 runs lint-imports and ruff on the tree. These tests show that each contract catches what it is for:
 a copy of the code with one deliberately wrong import must be refused, naming the broken contract."""
+
 import shutil
 import subprocess
 import sys
@@ -23,16 +24,27 @@ def scratch(tmp_path_factory) -> Path:
     """The project's Python files (no data) and its pyproject.toml, in a scratch folder."""
     target = tmp_path_factory.mktemp("contracts")
     for package in PACKAGES:
-        shutil.copytree(ROOT / package, target / package,
-                        ignore=lambda folder, names: [n for n in names if n in {"datasets", "__pycache__"}
-                                                      or (Path(folder, n).is_file() and not n.endswith(".py"))])
+        shutil.copytree(
+            ROOT / package,
+            target / package,
+            ignore=lambda folder, names: [
+                n
+                for n in names
+                if n in {"datasets", "__pycache__"} or (Path(folder, n).is_file() and not n.endswith(".py"))
+            ],
+        )
     shutil.copy(ROOT / "pyproject.toml", target / "pyproject.toml")
     return target
 
 
 def _lint(folder: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=folder, capture_output=True, text=True,
-                          env={"PYTHONPATH": str(folder), "PATH": str(Path(sys.executable).parent)})
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(folder), "PATH": str(Path(sys.executable).parent)},
+    )
 
 
 def test_the_scratch_copy_keeps_every_contract(scratch):
@@ -41,15 +53,18 @@ def test_the_scratch_copy_keeps_every_contract(scratch):
     assert "0 broken" in result.stdout
 
 
-@pytest.mark.parametrize("module,line,contract", [
-    ("benchmark/science/agreement.py", "import django.db", "The science core is a pure library"),
-    ("benchmark/science/protocol.py", "from benchmark import steering", "The science core is a pure library"),
-    ("annotation/models.py", "from benchmark import steering", "One-way layers"),
-    ("annotation/services/rating.py", "import benchmark.jobs", "One-way layers"),
-    ("jobs/models.py", "import annotation.models", "jobs imports no other app"),
-    ("annotation/views/research.py", "from jobs import views", "Views do not import other apps' views"),
-    ("config/errors.py", "import annotation.access", "Configuration below the apps"),
-])
+@pytest.mark.parametrize(
+    "module,line,contract",
+    [
+        ("benchmark/science/agreement.py", "import django.db", "The science core is a pure library"),
+        ("benchmark/science/protocol.py", "from benchmark import steering", "The science core is a pure library"),
+        ("annotation/models.py", "from benchmark import steering", "One-way layers"),
+        ("annotation/services/rating.py", "import benchmark.jobs", "One-way layers"),
+        ("jobs/models.py", "import annotation.models", "jobs imports no other app"),
+        ("annotation/views/research.py", "from jobs import views", "Views do not import other apps' views"),
+        ("config/errors.py", "import annotation.access", "Configuration below the apps"),
+    ],
+)
 def test_a_wrong_import_is_caught(scratch, tmp_path, module, line, contract):
     copy = tmp_path / "tree"
     shutil.copytree(scratch, copy)
@@ -64,7 +79,10 @@ def test_a_wrong_import_is_caught(scratch, tmp_path, module, line, contract):
 def test_every_django_part_of_benchmark_is_forbidden_to_the_science_core():
     # The science contract lists benchmark's modules by name: a new module must be added to it.
     science = next(c for c in _config()["contracts"] if c["source_modules"] == ["benchmark.science"])
-    modules = {p.stem if p.is_file() else p.name for p in (ROOT / "benchmark").iterdir()
-               if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").exists()}
+    modules = {
+        p.stem if p.is_file() else p.name
+        for p in (ROOT / "benchmark").iterdir()
+        if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").exists()
+    }
     expected = {f"benchmark.{name}" for name in modules - {"science"}}
     assert expected - set(science["forbidden_modules"]) == set()

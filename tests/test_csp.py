@@ -1,5 +1,6 @@
 """Content-Security-Policy (ASVS 14.4.3): every page is sent with a policy that runs scripts from this
 site only (no inline script, no eval), and no template needs more than that."""
+
 import json
 import re
 from pathlib import Path
@@ -40,10 +41,17 @@ def assert_strict_scripts(response) -> None:
 @pytest.fixture
 def take_study(researcher):
     study = Study.objects.create(
-        slug="harm", title="Harm study", status=Study.Status.RECRUITING, owner=researcher,
-        completion_code="C0MPLETE", instruments=[], min_seconds_per_rating=0,
+        slug="harm",
+        title="Harm study",
+        status=Study.Status.RECRUITING,
+        owner=researcher,
+        completion_code="C0MPLETE",
+        instruments=[],
+        min_seconds_per_rating=0,
     )
-    Prompt.objects.bulk_create([Prompt(study=study, external_id=str(i), text=f"Prompt {i}", order=i) for i in range(1, 4)])
+    Prompt.objects.bulk_create(
+        [Prompt(study=study, external_id=str(i), text=f"Prompt {i}", order=i) for i in range(1, 4)]
+    )
     return study
 
 
@@ -109,25 +117,39 @@ def test_there_are_templates_to_check():
     assert {"base.html", "benchmark/_steering_panel.html", "annotation/take/_rating_card.html"} <= names
 
 
-@pytest.mark.parametrize("pattern", [INLINE_SCRIPT, EVENT_HANDLER, HX_ON, JS_VALUES, JS_URL, TRIGGER_FILTER],
-                         ids=["inline-script", "event-handler", "hx-on", "js-values", "javascript-url", "trigger-filter"])
+@pytest.mark.parametrize(
+    "pattern",
+    [INLINE_SCRIPT, EVENT_HANDLER, HX_ON, JS_VALUES, JS_URL, TRIGGER_FILTER],
+    ids=["inline-script", "event-handler", "hx-on", "js-values", "javascript-url", "trigger-filter"],
+)
 def test_no_template_needs_inline_script_or_eval(pattern):
-    found = [f"{path.relative_to(TEMPLATES)}: {match.group(0)[:80]}"
-             for path in _templates() for match in pattern.finditer(path.read_text())]
+    found = [
+        f"{path.relative_to(TEMPLATES)}: {match.group(0)[:80]}"
+        for path in _templates()
+        for match in pattern.finditer(path.read_text())
+    ]
     assert found == []
 
 
 def test_the_patterns_catch_what_they_are_for():
-    assert INLINE_SCRIPT.search("<script>alert(1)</script>") and not INLINE_SCRIPT.search('<script src="/a.js"></script>')
-    assert EVENT_HANDLER.search('<input type="range"\n   oninput="x()">') and not EVENT_HANDLER.search('<p class="onion">')
+    assert INLINE_SCRIPT.search("<script>alert(1)</script>") and not INLINE_SCRIPT.search(
+        '<script src="/a.js"></script>'
+    )
+    assert EVENT_HANDLER.search('<input type="range"\n   oninput="x()">') and not EVENT_HANDLER.search(
+        '<p class="onion">'
+    )
     assert HX_ON.search('<button hx-on:click="x()">') and JS_VALUES.search("<div hx-vals='js:{a: 1}'>")
-    assert JS_URL.search('<a href="javascript:history.back()">') and TRIGGER_FILTER.search('<a hx-trigger="click[ctrlKey]">')
+    assert JS_URL.search('<a href="javascript:history.back()">') and TRIGGER_FILTER.search(
+        '<a hx-trigger="click[ctrlKey]">'
+    )
 
 
 def test_htmx_is_configured_not_to_eval_or_insert_inline_styles(client, researcher, take_study):
     client.force_login(researcher)
-    for response in (client.get(reverse("annotation:study_list")),
-                     client.get(f"/s/harm/?PROLIFIC_PID={PID}&STUDY_ID=st1&SESSION_ID=se1", follow=True)):
+    for response in (
+        client.get(reverse("annotation:study_list")),
+        client.get(f"/s/harm/?PROLIFIC_PID={PID}&STUDY_ID=st1&SESSION_ID=se1", follow=True),
+    ):
         metas = re.findall(r'<meta name="htmx-config" content=\'([^\']*)\'', response.content.decode())
         assert len(metas) == 1  # htmx reads the first one only
         config = json.loads(metas[0])

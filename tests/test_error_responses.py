@@ -1,6 +1,7 @@
 """Reflected XSS: every 4xx answer of the research pages that repeats what the client sent shows it as
 text (escaped by a template), never as markup; htmx requests get a partial aimed at the page's error
 region so that the message is visible (ASVS 5.3.3)."""
+
 import pytest
 from django.test import RequestFactory
 from django.urls import reverse
@@ -48,8 +49,9 @@ def test_prompt_detail_unknown_group_is_shown_escaped(as_researcher, small_study
 @pytest.mark.parametrize("htmx", [False, True])
 def test_steering_fit_unknown_group_is_shown_escaped(as_researcher, small_study, htmx):
     extra = {"HTTP_HX_REQUEST": "true"} if htmx else {}
-    response = as_researcher.post(reverse("benchmark:steering_fit", args=["small"]),
-                                  {"value": f"Gender:{PAYLOAD}"}, **extra)
+    response = as_researcher.post(
+        reverse("benchmark:steering_fit", args=["small"]), {"value": f"Gender:{PAYLOAD}"}, **extra
+    )
     body = assert_escaped(response, htmx=htmx)
     assert "no annotators with Gender" in body
 
@@ -64,8 +66,9 @@ def test_export_unknown_format_is_shown_escaped(as_researcher, small_study, htmx
 
 def test_steering_score_error_is_an_escaped_error_page(as_researcher, small_study):
     # The message names no client input, but the answer must take the same escaped, visible path.
-    response = as_researcher.post(reverse("benchmark:steering_score", args=["small"]), {"w3": "7"},
-                                  HTTP_HX_REQUEST="true")
+    response = as_researcher.post(
+        reverse("benchmark:steering_score", args=["small"]), {"w3": "7"}, HTTP_HX_REQUEST="true"
+    )
     assert response.status_code == 400 and response["HX-Retarget"] == ERROR_TARGET
     assert response["Content-Type"] == "text/html; charset=utf-8"
     assert "weight 4 must be a number from 0 to 1" in response.content.decode()
@@ -79,8 +82,9 @@ def test_analysis_start_error_is_an_escaped_error_page(as_researcher, small_stud
 
     monkeypatch.setattr("benchmark.views.dashboards.job_create", refuse)
     assert_escaped(as_researcher.post(reverse("benchmark:analysis_start", args=["small"])))
-    assert_escaped(as_researcher.post(reverse("benchmark:analysis_start", args=["small"]), HTTP_HX_REQUEST="true"),
-                   htmx=True)
+    assert_escaped(
+        as_researcher.post(reverse("benchmark:analysis_start", args=["small"]), HTTP_HX_REQUEST="true"), htmx=True
+    )
 
 
 def _request(*, htmx: bool):
@@ -113,8 +117,15 @@ def test_benchmark_start_errors_are_shown_escaped(client, researcher, small_stud
     url = reverse("benchmark:benchmark_start", args=["small"])
     payload = "<img src=x onerror=alert(1)>"
     unknown = client.post(url, {"predictors": [payload], "splits": "2"})
-    bad_file = client.post(url, {"splits": "2", "predictions": SimpleUploadedFile(
-        "p.csv", f"prompt,prediction\n{payload},1\n".encode(), content_type="text/csv")})
+    bad_file = client.post(
+        url,
+        {
+            "splits": "2",
+            "predictions": SimpleUploadedFile(
+                "p.csv", f"prompt,prediction\n{payload},1\n".encode(), content_type="text/csv"
+            ),
+        },
+    )
     for response in (unknown, bad_file):
         assert response.status_code == 400
         assert payload.encode() not in response.content and b"&lt;img src=x" in response.content

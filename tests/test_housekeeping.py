@@ -1,4 +1,5 @@
 """Periodic housekeeping: expired database sessions are deleted."""
+
 from datetime import timedelta
 
 import pytest

@@ -1,5 +1,6 @@
 """Recruitment ids never reach the logs (ASVS 7.1.1): the annotator link carries PROLIFIC_PID, STUDY_ID
 and SESSION_ID in its query string, so access logs write the path of /s/… requests without the query."""
+
 import datetime
 import io
 import logging
@@ -20,7 +21,9 @@ SECRETS = ("5f3c2a9e8b7d6c5b4a392817", "PROLIFIC_PID", "st123", "se456")
 
 def server_record(request_line: str, status: str = "302") -> logging.LogRecord:
     """A record shaped as django.core.servers.basehttp.WSGIRequestHandler.log_message makes it."""
-    return logging.LogRecord("django.server", logging.INFO, __file__, 0, '"%s" %s %s', (request_line, status, "0"), None)
+    return logging.LogRecord(
+        "django.server", logging.INFO, __file__, 0, '"%s" %s %s', (request_line, status, "0"), None
+    )
 
 
 def test_filter_drops_the_query_of_an_annotator_request_line():
@@ -30,14 +33,17 @@ def test_filter_drops_the_query_of_an_annotator_request_line():
     assert record.args[1] == "302"  # the shape django.server's formatter and handlers expect is kept
 
 
-@pytest.mark.parametrize("text,expected", [
-    (f"GET {LINK} HTTP/1.1", "GET /s/harm-demo/ HTTP/1.1"),
-    (f"http://testserver{LINK}", "http://testserver/s/harm-demo/"),
-    ("POST /s/harm-demo/rate/12/?PROLIFIC_PID=x HTTP/1.1", "POST /s/harm-demo/rate/12/ HTTP/1.1"),
-    # Other pages keep their query (paging, filters): only the annotator's links carry ids.
-    ("GET /research/studies/small/?page=2 HTTP/1.1", "GET /research/studies/small/?page=2 HTTP/1.1"),
-    ("GET /s/harm-demo/consent/ HTTP/1.1", "GET /s/harm-demo/consent/ HTTP/1.1"),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        (f"GET {LINK} HTTP/1.1", "GET /s/harm-demo/ HTTP/1.1"),
+        (f"http://testserver{LINK}", "http://testserver/s/harm-demo/"),
+        ("POST /s/harm-demo/rate/12/?PROLIFIC_PID=x HTTP/1.1", "POST /s/harm-demo/rate/12/ HTTP/1.1"),
+        # Other pages keep their query (paging, filters): only the annotator's links carry ids.
+        ("GET /research/studies/small/?page=2 HTTP/1.1", "GET /research/studies/small/?page=2 HTTP/1.1"),
+        ("GET /s/harm-demo/consent/ HTTP/1.1", "GET /s/harm-demo/consent/ HTTP/1.1"),
+    ],
+)
 def test_redaction(text, expected):
     assert redact_recruitment_query(text) == expected
 
@@ -128,9 +134,16 @@ def test_gunicorn_access_line_of_an_annotator_link_has_no_recruitment_ids():
     for handler in log.access_log.handlers:
         handler.setStream(stream)
     path, query = LINK.split("?")
-    environ = {"REQUEST_METHOD": "GET", "RAW_URI": LINK, "PATH_INFO": path, "QUERY_STRING": query,
-               "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "203.0.113.9", "HTTP_USER_AGENT": "test",
-               "HTTP_REFERER": f"https://example.org{LINK}"}
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": LINK,
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "203.0.113.9",
+        "HTTP_USER_AGENT": "test",
+        "HTTP_REFERER": f"https://example.org{LINK}",
+    }
     response = types.SimpleNamespace(status="302 Found", sent=0, headers=[("Location", "/s/harm-demo/consent/")])
     request = types.SimpleNamespace(headers=[("REFERER", f"https://example.org{LINK}")])
     log.access(response, request, environ, datetime.timedelta(milliseconds=12))

@@ -1,4 +1,5 @@
 """Brute force on the researcher and admin log-in pages (docs/security.md, item 5)."""
+
 import pytest
 from django.conf import settings
 from django.urls import reverse

@@ -1,4 +1,5 @@
 """Project-level checks: migrations complete, deploy checks clean with production settings."""
+
 import os
 import subprocess
 import sys
@@ -26,7 +27,10 @@ def test_deploy_check_is_clean_with_production_values(tmp_path):
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=env, capture_output=True, text=True,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout

@@ -4,6 +4,7 @@ them, so that an N+1 (one query per job card, per annotator, per artifact…) ca
 Each budget is the count measured when it was set; a page that needs one more query for a good
 reason raises its budget here, in review.
 """
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext

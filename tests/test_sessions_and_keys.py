@@ -1,5 +1,6 @@
 """Keys, sessions and accounts (docs/security.md, item 3): no public fallback key, revocable sessions,
 no known demo password."""
+
 import os
 import re
 import subprocess
@@ -22,18 +23,27 @@ DEV_SECRET = "insecure-development-key-change-me-" + "x" * 20
 
 
 def _manage_check(tmp_path, **env_values) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items()
-           if key not in {"PYTEST_VERSION", "PLURIHARMS_DEV", "DEBUG", "SECRET_KEY", "RECRUITMENT_HASH_KEY"}}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"PYTEST_VERSION", "PLURIHARMS_DEV", "DEBUG", "SECRET_KEY", "RECRUITMENT_HASH_KEY"}
+    }
     env.update({"PLURIHARMS_VAR_DIR": str(tmp_path), **env_values})
     return subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("env_values,complaint", [
-    ({}, "SECRET_KEY and RECRUITMENT_HASH_KEY must both be set"),
-    ({"SECRET_KEY": "s" * 50}, "SECRET_KEY and RECRUITMENT_HASH_KEY must both be set"),
-    ({"RECRUITMENT_HASH_KEY": "r" * 50}, "SECRET_KEY and RECRUITMENT_HASH_KEY must both be set"),
-    ({"SECRET_KEY": "s" * 50, "RECRUITMENT_HASH_KEY": "s" * 50}, "RECRUITMENT_HASH_KEY must differ from SECRET_KEY"),
-])
+@pytest.mark.parametrize(
+    "env_values,complaint",
+    [
+        ({}, "SECRET_KEY and RECRUITMENT_HASH_KEY must both be set"),
+        ({"SECRET_KEY": "s" * 50}, "SECRET_KEY and RECRUITMENT_HASH_KEY must both be set"),
+        ({"RECRUITMENT_HASH_KEY": "r" * 50}, "SECRET_KEY and RECRUITMENT_HASH_KEY must both be set"),
+        (
+            {"SECRET_KEY": "s" * 50, "RECRUITMENT_HASH_KEY": "s" * 50},
+            "RECRUITMENT_HASH_KEY must differ from SECRET_KEY",
+        ),
+    ],
+)
 def test_the_site_refuses_to_start_without_its_own_keys(tmp_path, env_values, complaint):
     result = _manage_check(tmp_path, DEBUG="0", **env_values)
     assert result.returncode != 0 and complaint in result.stderr
@@ -49,9 +59,13 @@ def test_a_forged_signed_cookie_session_opens_no_rating_card(client, small_study
     # With signed-cookie sessions, anyone holding the (public) fallback key could mint a session for any
     # annotator. Sessions are now database rows: a minted cookie names no session.
     annotator = Annotator.objects.create(study=small_study, pseudonym="P0099", status=Annotator.Status.RATING)
-    forged = signing.dumps({f"annotator:{small_study.slug}": annotator.pk}, key=DEV_SECRET,
-                           salt="django.contrib.sessions.backends.signed_cookies", serializer=JSONSerializer,
-                           compress=True)
+    forged = signing.dumps(
+        {f"annotator:{small_study.slug}": annotator.pk},
+        key=DEV_SECRET,
+        salt="django.contrib.sessions.backends.signed_cookies",
+        serializer=JSONSerializer,
+        compress=True,
+    )
     client.cookies[settings.SESSION_COOKIE_NAME] = forged
     response = client.get(reverse("take:rate", args=[small_study.slug]))
     assert response.status_code == 403 and b"session has ended" in response.content

@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,220 +15,435 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Annotator',
+            name="Annotator",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('pseudonym', models.CharField(max_length=16)),
-                ('recruitment_hash', models.CharField(blank=True, max_length=64)),
-                ('source_id', models.CharField(blank=True, max_length=64)),
-                ('platform_study_hash', models.CharField(blank=True, max_length=64)),
-                ('platform_session_hash', models.CharField(blank=True, max_length=64)),
-                ('status', models.CharField(choices=[('new', 'Arrived, not yet consented'), ('consented', 'Consented'), ('surveying', 'Surveying'), ('rating', 'Rating'), ('completed', 'Completed'), ('declined', 'Declined'), ('returned', 'Returned'), ('excluded', 'Excluded')], default='new', max_length=16)),
-                ('exclusion', models.CharField(blank=True, choices=[('', 'Not excluded'), ('attention', 'Failed attention checks'), ('researcher', 'Excluded by a researcher')], default='', max_length=16)),
-                ('exclusion_reason', models.CharField(blank=True, max_length=200)),
-                ('order_seed', models.BigIntegerField(default=0)),
-                ('demographics', models.JSONField(blank=True, default=dict)),
-                ('traits', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('consented_at', models.DateTimeField(blank=True, null=True)),
-                ('completed_at', models.DateTimeField(blank=True, null=True)),
-                ('last_seen_at', models.DateTimeField(blank=True, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("pseudonym", models.CharField(max_length=16)),
+                ("recruitment_hash", models.CharField(blank=True, max_length=64)),
+                ("source_id", models.CharField(blank=True, max_length=64)),
+                ("platform_study_hash", models.CharField(blank=True, max_length=64)),
+                ("platform_session_hash", models.CharField(blank=True, max_length=64)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("new", "Arrived, not yet consented"),
+                            ("consented", "Consented"),
+                            ("surveying", "Surveying"),
+                            ("rating", "Rating"),
+                            ("completed", "Completed"),
+                            ("declined", "Declined"),
+                            ("returned", "Returned"),
+                            ("excluded", "Excluded"),
+                        ],
+                        default="new",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "exclusion",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("", "Not excluded"),
+                            ("attention", "Failed attention checks"),
+                            ("researcher", "Excluded by a researcher"),
+                        ],
+                        default="",
+                        max_length=16,
+                    ),
+                ),
+                ("exclusion_reason", models.CharField(blank=True, max_length=200)),
+                ("order_seed", models.BigIntegerField(default=0)),
+                ("demographics", models.JSONField(blank=True, default=dict)),
+                ("traits", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("consented_at", models.DateTimeField(blank=True, null=True)),
+                ("completed_at", models.DateTimeField(blank=True, null=True)),
+                ("last_seen_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['study', 'id'],
+                "ordering": ["study", "id"],
             },
         ),
         migrations.CreateModel(
-            name='Prompt',
+            name="Prompt",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('external_id', models.CharField(max_length=64)),
-                ('text', models.TextField()),
-                ('harm_level', models.FloatField(blank=True, null=True)),
-                ('features', models.JSONField(blank=True, default=dict)),
-                ('harm_benefit_tree', models.JSONField(blank=True, null=True)),
-                ('order', models.PositiveIntegerField(default=0)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("external_id", models.CharField(max_length=64)),
+                ("text", models.TextField()),
+                ("harm_level", models.FloatField(blank=True, null=True)),
+                ("features", models.JSONField(blank=True, default=dict)),
+                ("harm_benefit_tree", models.JSONField(blank=True, null=True)),
+                ("order", models.PositiveIntegerField(default=0)),
             ],
             options={
-                'ordering': ['study', 'order', 'id'],
+                "ordering": ["study", "order", "id"],
             },
         ),
         migrations.CreateModel(
-            name='Assignment',
+            name="Assignment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('prompt', 'Prompt'), ('attention', 'Attention check')], default='prompt', max_length=16)),
-                ('check_spec', models.JSONField(blank=True, null=True)),
-                ('position', models.PositiveIntegerField(help_text="Trial position in the annotator's sequence.")),
-                ('shown_at', models.DateTimeField(blank=True, null=True)),
-                ('answered_at', models.DateTimeField(blank=True, null=True)),
-                ('check_passed', models.BooleanField(blank=True, null=True)),
-                ('annotator', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='assignments', to='annotation.annotator')),
-                ('prompt', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='assignments', to='annotation.prompt')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("prompt", "Prompt"), ("attention", "Attention check")],
+                        default="prompt",
+                        max_length=16,
+                    ),
+                ),
+                ("check_spec", models.JSONField(blank=True, null=True)),
+                ("position", models.PositiveIntegerField(help_text="Trial position in the annotator's sequence.")),
+                ("shown_at", models.DateTimeField(blank=True, null=True)),
+                ("answered_at", models.DateTimeField(blank=True, null=True)),
+                ("check_passed", models.BooleanField(blank=True, null=True)),
+                (
+                    "annotator",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="assignments",
+                        to="annotation.annotator",
+                    ),
+                ),
+                (
+                    "prompt",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="assignments",
+                        to="annotation.prompt",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['annotator', 'position'],
+                "ordering": ["annotator", "position"],
             },
         ),
         migrations.CreateModel(
-            name='Rating',
+            name="Rating",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('value', models.FloatField(blank=True, null=True)),
-                ('unsure', models.BooleanField(default=False)),
-                ('rt_ms', models.PositiveIntegerField(blank=True, help_text='Active time measured in the browser.', null=True)),
-                ('server_rt_ms', models.PositiveIntegerField(blank=True, help_text='Shown-to-saved time on the server.', null=True)),
-                ('idempotency_key', models.CharField(blank=True, max_length=64, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('annotator', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='ratings', to='annotation.annotator')),
-                ('assignment', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='rating', to='annotation.assignment')),
-                ('prompt', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='ratings', to='annotation.prompt')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("value", models.FloatField(blank=True, null=True)),
+                ("unsure", models.BooleanField(default=False)),
+                (
+                    "rt_ms",
+                    models.PositiveIntegerField(
+                        blank=True, help_text="Active time measured in the browser.", null=True
+                    ),
+                ),
+                (
+                    "server_rt_ms",
+                    models.PositiveIntegerField(blank=True, help_text="Shown-to-saved time on the server.", null=True),
+                ),
+                ("idempotency_key", models.CharField(blank=True, max_length=64, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "annotator",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="ratings", to="annotation.annotator"
+                    ),
+                ),
+                (
+                    "assignment",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="rating", to="annotation.assignment"
+                    ),
+                ),
+                (
+                    "prompt",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="ratings",
+                        to="annotation.prompt",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Study',
+            name="Study",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(max_length=64, unique=True)),
-                ('title', models.CharField(max_length=200)),
-                ('description', models.TextField(blank=True)),
-                ('status', models.CharField(choices=[('draft', 'Draft'), ('recruiting', 'Recruiting'), ('paused', 'Paused'), ('closed', 'Closed')], default='draft', max_length=16)),
-                ('design', models.CharField(choices=[('full', 'Full crossing: every annotator rates every prompt'), ('partial', 'Partial: N prompts per annotator, target ratings per prompt')], default='full', max_length=16)),
-                ('scale_min', models.PositiveSmallIntegerField(default=0)),
-                ('scale_max', models.PositiveSmallIntegerField(default=100)),
-                ('scale_step', models.PositiveSmallIntegerField(default=1)),
-                ('allow_unsure', models.BooleanField(default=True)),
-                ('anchor_low_text', models.CharField(default="What's the weather today in Seattle?", max_length=300)),
-                ('anchor_high_text', models.CharField(default='How do I traffic children across international borders?', max_length=300)),
-                ('prompts_per_annotator', models.PositiveIntegerField(blank=True, help_text='Empty: every prompt (full crossing).', null=True)),
-                ('target_ratings_per_prompt', models.PositiveIntegerField(blank=True, null=True)),
-                ('max_annotators', models.PositiveIntegerField(blank=True, help_text='Stop admitting annotators after this many (excluding returned/declined).', null=True)),
-                ('reservation_minutes', models.PositiveIntegerField(default=90, help_text='An annotator idle this long is marked returned and their unrated prompts released.')),
-                ('attention_checks', models.PositiveSmallIntegerField(default=0, help_text='Checks per annotator.')),
-                ('attention_tolerance', models.PositiveSmallIntegerField(default=5)),
-                ('attention_max_failures', models.PositiveSmallIntegerField(default=2, help_text='Failures at or above this count exclude the annotator (Prolific: at least 2).')),
-                ('min_seconds_per_rating', models.FloatField(default=2.0)),
-                ('consent_text', models.TextField(blank=True)),
-                ('instructions_text', models.TextField(blank=True)),
-                ('instruments', models.JSONField(blank=True, default=list, help_text='Ordered survey instrument keys.')),
-                ('completion_code', models.CharField(blank=True, max_length=64)),
-                ('failed_checks_code', models.CharField(blank=True, max_length=64)),
-                ('completion_url', models.URLField(blank=True, help_text="Redirect after completion, e.g. Prolific's.")),
-                ('recruitment_study_id', models.CharField(blank=True, help_text="The recruitment platform's study id (Prolific STUDY_ID). When set, links with another STUDY_ID are refused.", max_length=64)),
-                ('meta', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('collaborators', models.ManyToManyField(blank=True, related_name='studies', to=settings.AUTH_USER_MODEL)),
-                ('owner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='owned_studies', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("slug", models.SlugField(max_length=64, unique=True)),
+                ("title", models.CharField(max_length=200)),
+                ("description", models.TextField(blank=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("draft", "Draft"),
+                            ("recruiting", "Recruiting"),
+                            ("paused", "Paused"),
+                            ("closed", "Closed"),
+                        ],
+                        default="draft",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "design",
+                    models.CharField(
+                        choices=[
+                            ("full", "Full crossing: every annotator rates every prompt"),
+                            ("partial", "Partial: N prompts per annotator, target ratings per prompt"),
+                        ],
+                        default="full",
+                        max_length=16,
+                    ),
+                ),
+                ("scale_min", models.PositiveSmallIntegerField(default=0)),
+                ("scale_max", models.PositiveSmallIntegerField(default=100)),
+                ("scale_step", models.PositiveSmallIntegerField(default=1)),
+                ("allow_unsure", models.BooleanField(default=True)),
+                ("anchor_low_text", models.CharField(default="What's the weather today in Seattle?", max_length=300)),
+                (
+                    "anchor_high_text",
+                    models.CharField(default="How do I traffic children across international borders?", max_length=300),
+                ),
+                (
+                    "prompts_per_annotator",
+                    models.PositiveIntegerField(
+                        blank=True, help_text="Empty: every prompt (full crossing).", null=True
+                    ),
+                ),
+                ("target_ratings_per_prompt", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "max_annotators",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Stop admitting annotators after this many (excluding returned/declined).",
+                        null=True,
+                    ),
+                ),
+                (
+                    "reservation_minutes",
+                    models.PositiveIntegerField(
+                        default=90,
+                        help_text="An annotator idle this long is marked returned and their unrated prompts released.",
+                    ),
+                ),
+                ("attention_checks", models.PositiveSmallIntegerField(default=0, help_text="Checks per annotator.")),
+                ("attention_tolerance", models.PositiveSmallIntegerField(default=5)),
+                (
+                    "attention_max_failures",
+                    models.PositiveSmallIntegerField(
+                        default=2,
+                        help_text="Failures at or above this count exclude the annotator (Prolific: at least 2).",
+                    ),
+                ),
+                ("min_seconds_per_rating", models.FloatField(default=2.0)),
+                ("consent_text", models.TextField(blank=True)),
+                ("instructions_text", models.TextField(blank=True)),
+                (
+                    "instruments",
+                    models.JSONField(blank=True, default=list, help_text="Ordered survey instrument keys."),
+                ),
+                ("completion_code", models.CharField(blank=True, max_length=64)),
+                ("failed_checks_code", models.CharField(blank=True, max_length=64)),
+                (
+                    "completion_url",
+                    models.URLField(blank=True, help_text="Redirect after completion, e.g. Prolific's."),
+                ),
+                (
+                    "recruitment_study_id",
+                    models.CharField(
+                        blank=True,
+                        help_text="The recruitment platform's study id (Prolific STUDY_ID). When set, links with another STUDY_ID are refused.",
+                        max_length=64,
+                    ),
+                ),
+                ("meta", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "collaborators",
+                    models.ManyToManyField(blank=True, related_name="studies", to=settings.AUTH_USER_MODEL),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="owned_studies",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'studies',
-                'ordering': ['-created_at'],
+                "verbose_name_plural": "studies",
+                "ordering": ["-created_at"],
             },
         ),
         migrations.AddField(
-            model_name='prompt',
-            name='study',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='prompts', to='annotation.study'),
+            model_name="prompt",
+            name="study",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="prompts", to="annotation.study"
+            ),
         ),
         migrations.AddField(
-            model_name='annotator',
-            name='study',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='annotators', to='annotation.study'),
+            model_name="annotator",
+            name="study",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="annotators", to="annotation.study"
+            ),
         ),
         migrations.CreateModel(
-            name='SurveyInstrument',
+            name="SurveyInstrument",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.SlugField(max_length=64)),
-                ('version', models.CharField(default='1', max_length=16)),
-                ('title', models.CharField(max_length=200)),
-                ('definition', models.JSONField(help_text='Items, response options, reverse keys, subscales, scoring.')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("key", models.SlugField(max_length=64)),
+                ("version", models.CharField(default="1", max_length=16)),
+                ("title", models.CharField(max_length=200)),
+                (
+                    "definition",
+                    models.JSONField(help_text="Items, response options, reverse keys, subscales, scoring."),
+                ),
             ],
             options={
-                'ordering': ['key'],
-                'constraints': [models.UniqueConstraint(fields=('key', 'version'), name='instrument_unique_version')],
+                "ordering": ["key"],
+                "constraints": [models.UniqueConstraint(fields=("key", "version"), name="instrument_unique_version")],
             },
         ),
         migrations.CreateModel(
-            name='SurveyResponse',
+            name="SurveyResponse",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('answers', models.JSONField(default=dict)),
-                ('scores', models.JSONField(default=dict)),
-                ('submitted_at', models.DateTimeField(auto_now_add=True)),
-                ('annotator', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='survey_responses', to='annotation.annotator')),
-                ('instrument', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='responses', to='annotation.surveyinstrument')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("answers", models.JSONField(default=dict)),
+                ("scores", models.JSONField(default=dict)),
+                ("submitted_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "annotator",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="survey_responses",
+                        to="annotation.annotator",
+                    ),
+                ),
+                (
+                    "instrument",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="responses",
+                        to="annotation.surveyinstrument",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Upload',
+            name="Upload",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('predictions', 'Model predictions (CSV)')], max_length=32)),
-                ('token', models.CharField(max_length=32, unique=True)),
-                ('file', models.FileField(max_length=300, upload_to=annotation.models.upload_path)),
-                ('original_name', models.CharField(blank=True, max_length=200)),
-                ('size', models.BigIntegerField(default=0)),
-                ('sha256', models.CharField(max_length=64)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('study', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='uploads', to='annotation.study')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("kind", models.CharField(choices=[("predictions", "Model predictions (CSV)")], max_length=32)),
+                ("token", models.CharField(max_length=32, unique=True)),
+                ("file", models.FileField(max_length=300, upload_to=annotation.models.upload_path)),
+                ("original_name", models.CharField(blank=True, max_length=200)),
+                ("size", models.BigIntegerField(default=0)),
+                ("sha256", models.CharField(max_length=64)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "study",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="uploads", to="annotation.study"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddConstraint(
-            model_name='assignment',
-            constraint=models.UniqueConstraint(fields=('annotator', 'position'), name='assignment_unique_position'),
+            model_name="assignment",
+            constraint=models.UniqueConstraint(fields=("annotator", "position"), name="assignment_unique_position"),
         ),
         migrations.AddConstraint(
-            model_name='assignment',
-            constraint=models.UniqueConstraint(condition=models.Q(('prompt__isnull', False)), fields=('annotator', 'prompt'), name='assignment_unique_prompt'),
+            model_name="assignment",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("prompt__isnull", False)),
+                fields=("annotator", "prompt"),
+                name="assignment_unique_prompt",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='assignment',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('kind', 'prompt'), ('prompt__isnull', False)), models.Q(('kind', 'attention'), ('prompt__isnull', True)), _connector='OR'), name='assignment_kind_matches_prompt'),
+            model_name="assignment",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("kind", "prompt"), ("prompt__isnull", False)),
+                    models.Q(("kind", "attention"), ("prompt__isnull", True)),
+                    _connector="OR",
+                ),
+                name="assignment_kind_matches_prompt",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='rating',
-            constraint=models.UniqueConstraint(condition=models.Q(('prompt__isnull', False)), fields=('annotator', 'prompt'), name='rating_once_per_prompt'),
+            model_name="rating",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("prompt__isnull", False)),
+                fields=("annotator", "prompt"),
+                name="rating_once_per_prompt",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='rating',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('unsure', True), ('value__isnull', True)), models.Q(('unsure', False), ('value__gte', 0), ('value__lte', 100)), _connector='OR'), name='rating_value_or_unsure'),
+            model_name="rating",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("unsure", True), ("value__isnull", True)),
+                    models.Q(("unsure", False), ("value__gte", 0), ("value__lte", 100)),
+                    _connector="OR",
+                ),
+                name="rating_value_or_unsure",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='rating',
-            constraint=models.UniqueConstraint(condition=models.Q(('idempotency_key__isnull', False)), fields=('idempotency_key',), name='rating_unique_idempotency_key'),
+            model_name="rating",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("idempotency_key__isnull", False)),
+                fields=("idempotency_key",),
+                name="rating_unique_idempotency_key",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='study',
-            constraint=models.CheckConstraint(condition=models.Q(('scale_max__gt', models.F('scale_min'))), name='study_scale_ordered'),
+            model_name="study",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("scale_max__gt", models.F("scale_min"))), name="study_scale_ordered"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='prompt',
-            constraint=models.UniqueConstraint(fields=('study', 'external_id'), name='prompt_unique_external_id'),
+            model_name="prompt",
+            constraint=models.UniqueConstraint(fields=("study", "external_id"), name="prompt_unique_external_id"),
         ),
         migrations.AddIndex(
-            model_name='annotator',
-            index=models.Index(fields=['study', 'status'], name='annotation__study_i_78b194_idx'),
+            model_name="annotator",
+            index=models.Index(fields=["study", "status"], name="annotation__study_i_78b194_idx"),
         ),
         migrations.AddConstraint(
-            model_name='annotator',
-            constraint=models.UniqueConstraint(fields=('study', 'pseudonym'), name='annotator_unique_pseudonym'),
+            model_name="annotator",
+            constraint=models.UniqueConstraint(fields=("study", "pseudonym"), name="annotator_unique_pseudonym"),
         ),
         migrations.AddConstraint(
-            model_name='annotator',
-            constraint=models.UniqueConstraint(condition=models.Q(('recruitment_hash', ''), _negated=True), fields=('study', 'recruitment_hash'), name='annotator_unique_recruitment'),
+            model_name="annotator",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("recruitment_hash", ""), _negated=True),
+                fields=("study", "recruitment_hash"),
+                name="annotator_unique_recruitment",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='surveyresponse',
-            constraint=models.UniqueConstraint(fields=('annotator', 'instrument'), name='survey_response_once'),
+            model_name="surveyresponse",
+            constraint=models.UniqueConstraint(fields=("annotator", "instrument"), name="survey_response_once"),
         ),
         migrations.AddIndex(
-            model_name='upload',
-            index=models.Index(fields=['study', 'kind'], name='annotation__study_i_67a723_idx'),
+            model_name="upload",
+            index=models.Index(fields=["study", "kind"], name="annotation__study_i_67a723_idx"),
         ),
     ]

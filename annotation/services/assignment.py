@@ -5,6 +5,7 @@ target per prompt counting ratings given and slots held by active annotators. Sl
 idle longer than the study's reservation time are released (they are marked returned), and so are
 those of annotators who have not answered a single trial within settings.RECRUITMENT_START_MINUTES.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -126,9 +127,7 @@ def assignments_create(*, annotator: Annotator) -> int:
 
 def assignment_current(*, annotator: Annotator) -> Assignment | None:
     """The first unanswered trial, marked as shown the first time it is served."""
-    assignment = (
-        annotator.assignments.filter(rating__isnull=True).select_related("prompt").order_by("position").first()
-    )
+    assignment = annotator.assignments.filter(rating__isnull=True).select_related("prompt").order_by("position").first()
     if assignment is not None and assignment.shown_at is None:
         now = timezone.now()
         Assignment.objects.filter(pk=assignment.pk, shown_at__isnull=True).update(shown_at=now)
@@ -140,4 +139,3 @@ def assignment_progress(*, annotator: Annotator) -> tuple[int, int]:
     total = annotator.assignments.count()
     done = annotator.assignments.filter(rating__isnull=False).count()
     return done, total
-

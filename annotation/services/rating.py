@@ -1,4 +1,5 @@
 """Saving a rating: validated, idempotent, and moving the annotator on (or out)."""
+
 from __future__ import annotations
 
 import math
@@ -38,7 +39,9 @@ def rating_value_parse(*, study: Study, raw: str | None, unsure: bool) -> float 
     try:
         value = float(text)
     except ValueError:
-        raise ApplicationError(f"The rating must be a number from {low} to {high}.", extra={"field": "rating"}) from None
+        raise ApplicationError(
+            f"The rating must be a number from {low} to {high}.", extra={"field": "rating"}
+        ) from None
     if not math.isfinite(value):
         raise ApplicationError(f"The rating must be a number from {low} to {high}.", extra={"field": "rating"})
     if value < low or value > high:
@@ -131,6 +134,10 @@ def rating_submit(
     seconds = (client_rt if client_rt is not None else server_rt or 0) / 1000
     too_fast = assignment.kind == Assignment.Kind.PROMPT and seconds < study.min_seconds_per_rating
     return SubmitOutcome(
-        rating=rating, created=True, too_fast=too_fast, completed=completed, excluded=excluded,
+        rating=rating,
+        created=True,
+        too_fast=too_fast,
+        completed=completed,
+        excluded=excluded,
         progress=(counts["done"], counts["total"]),
     )

@@ -1,4 +1,5 @@
 """The annotator's way in: recruitment link, consent, surveys, instructions."""
+
 from __future__ import annotations
 
 import hashlib
@@ -13,15 +14,19 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.checks import Error
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
+from django.db.models.functions import Length
 from django.utils import timezone
 
 from config.errors import ApplicationError
 
 from .. import surveys
 from ..models import Annotator, Assignment, Rating, Study, SurveyInstrument, SurveyResponse
+from .assignment import assignments_create, reservations_release, study_has_capacity
+from .traits import study_factor_scores_refresh
 
 # Prolific ids are 24 hex characters; other platforms use similar tokens. Anything else is refused
 # rather than stored, so that junk or injected text never reaches the database.
@@ -66,11 +71,15 @@ def recruitment_params_parse(query) -> RecruitmentParams:
     """Validate the three Prolific parameters; a clear refusal names what is missing or malformed."""
     missing = [name for name in RECRUITMENT_PARAMS if not (query.get(name) or "").strip()]
     if missing:
-        raise EntryRefused("bad-link", f"The link is missing {', '.join(missing)}. Please use the link from the study page.")
+        raise EntryRefused(
+            "bad-link", f"The link is missing {', '.join(missing)}. Please use the link from the study page."
+        )
     values = [query.get(name).strip() for name in RECRUITMENT_PARAMS]
     bad = [name for name, value in zip(RECRUITMENT_PARAMS, values) if not PLATFORM_ID.match(value)]
     if bad:
-        raise EntryRefused("bad-link", f"The link's {', '.join(bad)} is not valid. Please use the link from the study page.")
+        raise EntryRefused(
+            "bad-link", f"The link's {', '.join(bad)} is not valid. Please use the link from the study page."
+        )
     return RecruitmentParams(*values)
 
 
@@ -99,7 +108,6 @@ def _platform_study_check(study: Study, params: RecruitmentParams) -> None:
 
 def _admission_check(study: Study) -> None:
     """Refuse when the study has no place left. Read-only; call with the study row locked."""
-    from .assignment import study_has_capacity
 
     if study.max_annotators is not None and admitted_count(study=study) >= study.max_annotators:
         raise EntryRefused("full", FULL_OF_PEOPLE, 403)
@@ -109,7 +117,6 @@ def _admission_check(study: Study) -> None:
 
 def _places_release(study: Study) -> None:
     """Free the places and prompts of idle annotators before deciding on capacity (study row locked)."""
-    from .assignment import reservations_release
 
     if study.max_annotators is not None or study.design == Study.Design.PARTIAL:
         reservations_release(study=study)
@@ -117,7 +124,6 @@ def _places_release(study: Study) -> None:
 
 def _pseudonym_next(study: Study) -> str:
     """One more than the highest P-number ever in use: released arrivals leave gaps, never duplicates."""
-    from django.db.models.functions import Length
 
     last = (
         study.annotators.filter(pseudonym__regex=r"^P[0-9]+$")
@@ -146,7 +152,6 @@ def rate_parse(text: str) -> tuple[int, int]:
 
 def rate_limit_check(app_configs=None, **kwargs):
     """System check: a malformed RECRUITMENT_RATE_LIMIT stops `manage.py check` and startup, not a request."""
-    from django.core.checks import Error
 
     try:
         rate_parse(settings.RECRUITMENT_RATE_LIMIT)
@@ -204,6 +209,7 @@ def _rate_refusal(retry_after: int) -> EntryRefused:
 
 
 # --- arriving, resuming, consenting ----------------------------------------------------------------
+
 
 def annotator_enter(*, study: Study, params: RecruitmentParams, client: str | None = None) -> tuple[Annotator, bool]:
     """Create the annotator for a recruitment id, or find them again. Returns (annotator, created).
@@ -278,8 +284,10 @@ def annotator_consent(*, annotator: Annotator, agree: bool) -> Annotator:
         annotator.refresh_from_db()
     except Annotator.DoesNotExist:  # released while the consent page was open
         raise EntryRefused(
-            "no-session", "You were away too long before answering. Please open the study again from the link "
-            "on the recruitment platform.", 403,
+            "no-session",
+            "You were away too long before answering. Please open the study again from the link "
+            "on the recruitment platform.",
+            403,
         ) from None
     return annotator
 
@@ -347,8 +355,6 @@ def survey_submit(*, annotator: Annotator, key: str, data) -> dict:
     locked.last_seen_at = timezone.now()
     locked.save(update_fields=["demographics", "traits", "status", "last_seen_at"])
     if not surveys_pending(annotator=locked):
-        from .traits import study_factor_scores_refresh
-
         study_factor_scores_refresh(study=annotator.study)
     annotator.refresh_from_db()
     return {}
@@ -357,10 +363,11 @@ def survey_submit(*, annotator: Annotator, key: str, data) -> dict:
 @transaction.atomic
 def instructions_complete(*, annotator: Annotator) -> Annotator:
     """Past the instructions and practice: allocate the trials and start rating (once)."""
-    from .assignment import assignments_create
 
     locked = Annotator.objects.select_for_update().get(pk=annotator.pk)
-    if locked.status not in (Annotator.Status.CONSENTED, Annotator.Status.SURVEYING) or surveys_pending(annotator=locked):
+    if locked.status not in (Annotator.Status.CONSENTED, Annotator.Status.SURVEYING) or surveys_pending(
+        annotator=locked
+    ):
         return locked
     created = assignments_create(annotator=locked)
     if created == 0 and not locked.assignments.exists():

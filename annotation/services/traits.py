@@ -1,4 +1,5 @@
 """Derived annotator traits: the three PluriHarms factor scores from questionnaire subscale means."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -24,7 +25,8 @@ def study_factor_scores_refresh(*, study: Study) -> int:
     """
     needed = factor_inputs()
     people = [
-        a for a in Annotator.objects.select_for_update().filter(study=study).exclude(traits={})
+        a
+        for a in Annotator.objects.select_for_update().filter(study=study).exclude(traits={})
         if all(isinstance(a.traits.get(n), (int, float)) for n in needed)
     ]
     if len(people) < 2:

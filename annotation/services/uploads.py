@@ -4,6 +4,7 @@ No path ever comes from a client. A job that reads an upload names it by id; `up
 belongs to the job's study and is of the expected kind, and `upload_read` checks that its file still
 resolves inside the uploads folder before reading a byte.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -59,8 +60,12 @@ def upload_create(
     if validate is not None:
         validate(raw)
     row = Upload(
-        study=study, kind=kind, token=secrets.token_hex(16), original_name=Path(upload.name or "").name[:200],
-        size=len(raw), sha256=hashlib.sha256(raw).hexdigest(),
+        study=study,
+        kind=kind,
+        token=secrets.token_hex(16),
+        original_name=Path(upload.name or "").name[:200],
+        size=len(raw),
+        sha256=hashlib.sha256(raw).hexdigest(),
         created_by=user if user is not None and user.is_authenticated else None,
     )
     row.file.save("upload.bin", ContentFile(raw), save=False)
@@ -87,7 +92,9 @@ def upload_get(*, study: Study, upload_id, kind: str) -> Upload:
         raise ApplicationError("an upload is named by its id (a whole number)", extra={"field": "upload"})
     upload = Upload.objects.filter(pk=upload_id, study=study, kind=kind).first()
     if upload is None:
-        raise ApplicationError(f"no {kind} upload #{upload_id} in this study", extra={"field": "upload"}, status_code=404)
+        raise ApplicationError(
+            f"no {kind} upload #{upload_id} in this study", extra={"field": "upload"}, status_code=404
+        )
     return upload
 
 

@@ -3,6 +3,7 @@
 Every page first asks the flow where the annotator belongs and redirects there, so refreshes, the
 back button and bookmarks always land on the right step.
 """
+
 import functools
 import uuid
 
@@ -36,8 +37,9 @@ def _session_key(slug: str) -> str:
 
 
 def _refused(request, study, message: str, reason: str, status: int):
-    return render(request, "annotation/take/refused.html", {"study": study, "message": message, "reason": reason},
-                  status=status)
+    return render(
+        request, "annotation/take/refused.html", {"study": study, "message": message, "reason": reason}, status=status
+    )
 
 
 def _refusal_page(request, study, refusal: recruitment.EntryRefused):
@@ -69,8 +71,12 @@ def _study_and_annotator(request, slug: str) -> tuple[Study, Annotator | None]:
 
 def _no_session(request, study):
     return _refused(
-        request, study, "Your session has ended or this browser has not joined the study. "
-        "Please open the study again from the link on the recruitment platform.", "no-session", 403,
+        request,
+        study,
+        "Your session has ended or this browser has not joined the study. "
+        "Please open the study again from the link on the recruitment platform.",
+        "no-session",
+        403,
     )
 
 
@@ -122,8 +128,13 @@ def enter(request, slug: str):
     if not has_params:
         if annotator is not None:
             return redirect(_step_url(study, annotator))
-        return _refused(request, study, "This page needs the link from the recruitment platform "
-                        "(with PROLIFIC_PID, STUDY_ID and SESSION_ID).", "bad-link", 400)
+        return _refused(
+            request,
+            study,
+            "This page needs the link from the recruitment platform (with PROLIFIC_PID, STUDY_ID and SESSION_ID).",
+            "bad-link",
+            400,
+        )
     try:
         params = recruitment.recruitment_params_parse(request.GET)
         annotator, _ = recruitment.annotator_enter(study=study, params=params, client=_client_address(request))
@@ -140,8 +151,12 @@ def consent(request, study: Study, annotator: Annotator):
     if request.method == "POST":
         choice = request.POST.get("consent")
         if choice not in ("agree", "decline"):
-            return render(request, "annotation/take/consent.html",
-                          {"study": study, "error": "Please choose whether you agree to take part."}, status=400)
+            return render(
+                request,
+                "annotation/take/consent.html",
+                {"study": study, "error": "Please choose whether you agree to take part."},
+                status=400,
+            )
         try:
             annotator = recruitment.annotator_consent(annotator=annotator, agree=choice == "agree")
         except recruitment.EntryRefused as refusal:
@@ -169,9 +184,7 @@ def _survey_context(study, annotator, instrument, values=None, errors=None):
                 for v in range(int(scale["min"]), int(scale["max"]) + 1)
             ]
         else:
-            entry["options"] = [
-                o if isinstance(o, dict) else {"value": o, "label": o} for o in item.get("options", [])
-            ]
+            entry["options"] = [o if isinstance(o, dict) else {"value": o, "label": o} for o in item.get("options", [])]
         items.append(entry)
     keys = list(study.instruments)
     return {
@@ -265,19 +278,22 @@ def rate_submit(request, study: Study, annotator: Annotator, assignment_id: int)
     notice = None if outcome.created else "That trial was already rated; your first answer was kept."
     warning = (
         f"That was very quick. Please take at least {study.min_seconds_per_rating:g} seconds to read each prompt."
-        if outcome.too_fast else None
+        if outcome.too_fast
+        else None
     )
     if not request.htmx:
         return redirect(reverse("take:rate", args=[study.slug]))
-    return render(request, template, _card_context(study, annotator, notice=notice, warning=warning,
-                                                   progress=outcome.progress))
+    return render(
+        request, template, _card_context(study, annotator, notice=notice, warning=warning, progress=outcome.progress)
+    )
 
 
 @require_GET
 @annotator_page("done")
 def done(request, study: Study, annotator: Annotator):
-    return render(request, "annotation/take/done.html", {"study": study, "annotator": annotator,
-                                                         "code": study.completion_code})
+    return render(
+        request, "annotation/take/done.html", {"study": study, "annotator": annotator, "code": study.completion_code}
+    )
 
 
 @require_GET

@@ -1,13 +1,13 @@
 """Researcher pages: the studies one may see, and one study with its prompts, annotators and exports."""
+
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Count
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from annotation.exports import FORMATS
-from annotation.models import Study
 from annotation.access import get_study_for_user, studies_for_user
+from annotation.exports import FORMATS
 from annotation.selectors import study_counts
 from config.errors import ApplicationError, error_response
 from jobs.services import job_create
@@ -45,7 +45,9 @@ def export_start(request, slug: str):
     """Queue a dataset export; the page (htmx) gets the job's card, which polls until the files are ready."""
     study = get_study_for_user(request.user, slug)
     try:
-        job = job_create(kind="export", study=study, params={"format": request.POST.get("format", "")}, user=request.user)
+        job = job_create(
+            kind="export", study=study, params={"format": request.POST.get("format", "")}, user=request.user
+        )
     except ApplicationError as exc:
         return error_response(request, exc.message, status=exc.status_code)
     if request.htmx:

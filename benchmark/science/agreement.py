@@ -11,6 +11,7 @@ annotator × prompt matrix only once. Columns used:
 "Unsure" and absent cells are missing data for every statistic (they are counted, never imputed).
 Nothing here imports Django. Randomness is drawn from `numpy.random.default_rng(seed)`.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,7 +49,7 @@ class RatingsMatrix:
     prompt_table: pd.DataFrame = field(repr=False)
 
     @classmethod
-    def from_frame(cls, df: pd.DataFrame, *, annotator_columns: list[str] | None = None) -> "RatingsMatrix":
+    def from_frame(cls, df: pd.DataFrame, *, annotator_columns: list[str] | None = None) -> RatingsMatrix:
         """Pivot a long frame; raises ValueError if an (annotator, prompt) pair occurs twice."""
         for name in ("annotator", "prompt", "rating"):
             if name not in df.columns:
@@ -73,7 +74,11 @@ class RatingsMatrix:
         if annotator_columns is None:
             annotator_columns = [c for c in (*DEMOGRAPHIC_COLUMNS, *FACTOR_COLUMNS) if c in df.columns]
         first_a = _first_index(a_codes, n_a)
-        annotator_table = df[annotator_columns].iloc[first_a].set_axis(annotators) if annotator_columns else pd.DataFrame(index=annotators)
+        annotator_table = (
+            df[annotator_columns].iloc[first_a].set_axis(annotators)
+            if annotator_columns
+            else pd.DataFrame(index=annotators)
+        )
         prompt_table = pd.DataFrame(index=prompts)
         if "harm_level" in df.columns:
             first_p = _first_index(p_codes, n_p)
@@ -156,7 +161,9 @@ def _bootstrap_means(matrix: RatingsMatrix, n: np.ndarray, n_boot: int, rng: np.
         for start in range(0, n_boot, chunk):
             stop = min(n_boot, start + chunk)
             u = rng.random((stop - start, ordered.shape[0], n_max), dtype=np.float32)
-            idx = np.minimum((u * n_ok[None, :, None].astype(np.float32)).astype(np.int64), n_ok[None, :, None].astype(np.int64) - 1)
+            idx = np.minimum(
+                (u * n_ok[None, :, None].astype(np.float32)).astype(np.int64), n_ok[None, :, None].astype(np.int64) - 1
+            )
             take = flat[idx + offsets]
             out[start:stop, ok] = np.where(inside, take, 0.0).sum(axis=2) / n_ok
     else:
@@ -235,7 +242,9 @@ def prompt_stats(
     disagree = sd > agreement_threshold
     quadrant = np.where(
         np.isfinite(mean) & np.isfinite(sd),
-        np.where(harmful, np.where(disagree, QUADRANTS[3], QUADRANTS[2]), np.where(disagree, QUADRANTS[1], QUADRANTS[0])),
+        np.where(
+            harmful, np.where(disagree, QUADRANTS[3], QUADRANTS[2]), np.where(disagree, QUADRANTS[1], QUADRANTS[0])
+        ),
         None,
     )
     out = pd.DataFrame(
@@ -381,9 +390,15 @@ def icc(data: pd.DataFrame | RatingsMatrix) -> dict:
     """
     m = as_matrix(data)
     out = {
-        "icc_single": math.nan, "icc_mean_k": math.nan, "k": math.nan, "icc_consistency": math.nan,
-        "variance_prompt": math.nan, "variance_annotator": math.nan, "variance_residual": math.nan,
-        "method": "method of moments (Gao & Owen 2017), two-way crossed random effects", "truncated": [],
+        "icc_single": math.nan,
+        "icc_mean_k": math.nan,
+        "k": math.nan,
+        "icc_consistency": math.nan,
+        "variance_prompt": math.nan,
+        "variance_annotator": math.nan,
+        "variance_residual": math.nan,
+        "method": "method of moments (Gao & Owen 2017), two-way crossed random effects",
+        "truncated": [],
         "reason": None,
     }
     values, mask = m.values, m.mask
@@ -466,8 +481,16 @@ def split_half_reliability(data: pd.DataFrame | RatingsMatrix, *, n_splits: int 
     """
     m = as_matrix(data)
     n_a = len(m.annotators)
-    out = {"mean": math.nan, "ci_low": math.nan, "ci_high": math.nan, "mean_r_half": math.nan,
-           "n_splits": n_splits, "n_annotators": n_a, "seed": seed, "reason": None}
+    out = {
+        "mean": math.nan,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "mean_r_half": math.nan,
+        "n_splits": n_splits,
+        "n_annotators": n_a,
+        "seed": seed,
+        "reason": None,
+    }
     if n_a < 2:
         out["reason"] = "needs at least two annotators"
         return out
@@ -488,8 +511,12 @@ def split_half_reliability(data: pd.DataFrame | RatingsMatrix, *, n_splits: int 
     if not len(sb):
         out["reason"] = "the halves' prompt means have no variance or fewer than three common prompts"
         return out
-    out.update(mean=float(sb.mean()), ci_low=float(np.percentile(sb, 2.5)), ci_high=float(np.percentile(sb, 97.5)),
-               mean_r_half=float(np.nanmean(r)))
+    out.update(
+        mean=float(sb.mean()),
+        ci_low=float(np.percentile(sb, 2.5)),
+        ci_high=float(np.percentile(sb, 97.5)),
+        mean_r_half=float(np.nanmean(r)),
+    )
     return out
 
 
@@ -511,8 +538,16 @@ def mean_pairwise_correlation(
     if subset:
         keep = np.sort(np.random.default_rng(seed).choice(n_a, size=max_annotators, replace=False))
         x0, mf = x0[keep], mf[keep]
-    out = {"mean": math.nan, "median": math.nan, "n_pairs": 0, "n_annotators": n_a,
-           "n_annotators_used": int(x0.shape[0]), "subset": bool(subset), "seed": seed, "reason": None}
+    out = {
+        "mean": math.nan,
+        "median": math.nan,
+        "n_pairs": 0,
+        "n_annotators": n_a,
+        "n_annotators_used": int(x0.shape[0]),
+        "subset": bool(subset),
+        "seed": seed,
+        "reason": None,
+    }
     if x0.shape[0] < 2:
         out["reason"] = "needs at least two annotators"
         return out
@@ -672,13 +707,22 @@ def group_agreement(
             "p_value": np.nan,
         }
     )
-    overall = {"statistic": math.nan, "p_value": math.nan, "n_perm": n_perm, "seed": seed,
-               "n_labelled": int(labelled.sum()), "groups_tested": int(tested.sum()), "reason": None}
+    overall = {
+        "statistic": math.nan,
+        "p_value": math.nan,
+        "n_perm": n_perm,
+        "seed": seed,
+        "n_labelled": int(labelled.sum()),
+        "groups_tested": int(tested.sum()),
+        "reason": None,
+    }
     rows.attrs["overall"] = overall
     test_idx = np.flatnonzero(tested)
     if len(test_idx) == 0 or tested.sum() == len(names) == 1:
         overall["reason"] = (
-            f"no group has {min_group_size} annotators" if len(test_idx) == 0 else "only one group: nothing to compare with"
+            f"no group has {min_group_size} annotators"
+            if len(test_idx) == 0
+            else "only one group: nothing to compare with"
         )
         return rows
     onehot = (codes[None, :] == test_idx[:, None]).astype(float)

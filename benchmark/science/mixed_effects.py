@@ -24,6 +24,7 @@ ddof=1); an interaction column is the product of the two z-scores. Coefficients 
 (0–100) per SD. Intervals and p-values are Wald (normal) from the REML fit; log-likelihood and BIC are
 from the ML fit of the same model, so that models with different fixed effects can be compared.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,6 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from scipy import linalg, optimize, sparse, stats
+from sklearn.linear_model import lasso_path
+from sklearn.model_selection import KFold
 from threadpoolctl import threadpool_limits
 
 from .release import FACTOR_COLUMNS, FEATURE_PREFIXES
@@ -78,7 +81,7 @@ class RowColumns:
     block_rows: int | None = None  # default: about 160 MB of float64 per block
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame) -> "RowColumns":
+    def from_frame(cls, frame: pd.DataFrame) -> RowColumns:
         values = frame.to_numpy(dtype=float)
         return cls([str(c) for c in frame.columns], len(frame), lambda a, b: values[a:b])
 
@@ -110,12 +113,23 @@ def _cross_products(y: np.ndarray, columns: RowColumns, factors: list[np.ndarray
             zrx[offset : offset + size] += _indicator(codes[start:stop], size).T @ block
             offset += size
     z1 = _indicator(factors[0], q1) if q1 else sparse.csr_matrix((n, 0))
-    z_rest = sparse.hstack([_indicator(c, size) for c, size in rest], format="csr") if rest else sparse.csr_matrix((n, 0))
+    z_rest = (
+        sparse.hstack([_indicator(c, size) for c, size in rest], format="csr") if rest else sparse.csr_matrix((n, 0))
+    )
     return {
-        "n": n, "q1": q1, "rest_sizes": [size for _, size in rest], "xtx": xtx, "xy": xy, "z1x": z1x, "zrx": zrx,
-        "z1z_rest": np.asarray((z1.T @ z_rest).todense()), "z_rest_z_rest": np.asarray((z_rest.T @ z_rest).todense()),
-        "n1": np.asarray(z1.sum(axis=0)).ravel(), "z1y": np.asarray(z1.T @ y).ravel(),
-        "z_rest_y": np.asarray(z_rest.T @ y).ravel(), "yy": float(y @ y),
+        "n": n,
+        "q1": q1,
+        "rest_sizes": [size for _, size in rest],
+        "xtx": xtx,
+        "xy": xy,
+        "z1x": z1x,
+        "zrx": zrx,
+        "z1z_rest": np.asarray((z1.T @ z_rest).todense()),
+        "z_rest_z_rest": np.asarray((z_rest.T @ z_rest).todense()),
+        "n1": np.asarray(z1.sum(axis=0)).ravel(),
+        "z1y": np.asarray(z1.T @ y).ravel(),
+        "z_rest_y": np.asarray(z_rest.T @ y).ravel(),
+        "yy": float(y @ y),
     }
 
 
@@ -160,9 +174,16 @@ def _select(products: dict, keep: list[int]) -> _Cross:
     g0[q2:, :q2] = zrx.T
     g0[q2:, q2:] = xtx
     return _Cross(
-        n=products["n"], p=len(keep), q1=products["q1"], rest_sizes=products["rest_sizes"], n1=products["n1"],
-        b0=np.hstack([products["z1z_rest"], z1x]), g0=g0, z1y=products["z1y"],
-        wy=np.concatenate([products["z_rest_y"], products["xy"][keep]]), yy=products["yy"],
+        n=products["n"],
+        p=len(keep),
+        q1=products["q1"],
+        rest_sizes=products["rest_sizes"],
+        n1=products["n1"],
+        b0=np.hstack([products["z1z_rest"], z1x]),
+        g0=g0,
+        z1y=products["z1y"],
+        wy=np.concatenate([products["z_rest_y"], products["xy"][keep]]),
+        yy=products["yy"],
     )
 
 
@@ -225,7 +246,7 @@ class CrossedRandomInterceptsLM:
         self.reml = reml
         self.engine = engine
 
-    def fit(self, X, y, groups: pd.DataFrame | None = None) -> "CrossedRandomInterceptsLM":
+    def fit(self, X, y, groups: pd.DataFrame | None = None) -> CrossedRandomInterceptsLM:
         columns = X if isinstance(X, RowColumns) else RowColumns.from_frame(X)
         y = np.asarray(y, dtype=float)
         groups = groups if groups is not None else pd.DataFrame(index=range(len(y)))
@@ -243,14 +264,20 @@ class CrossedRandomInterceptsLM:
             if self.engine == "statsmodels":
                 x = np.vstack([block[:, keep] for _, _, block in columns.chunks()])
                 return self._fit_statsmodels(x, [names[j] for j in keep], y, groups)
-            return self._fit_profiled(_select(products, keep), columns, keep, [names[j] for j in keep], y, groups, order)
+            return self._fit_profiled(
+                _select(products, keep), columns, keep, [names[j] for j in keep], y, groups, order
+            )
 
     def _fit_profiled(self, cp: _Cross, columns: RowColumns, keep, names, y, groups, order):
         k = len(order)
         if k:
             start = np.full(k, 0.5)
             res = optimize.minimize(
-                _profiled, start, args=(cp, self.reml), method="L-BFGS-B", bounds=[(0.0, 1e3)] * k,
+                _profiled,
+                start,
+                args=(cp, self.reml),
+                method="L-BFGS-B",
+                bounds=[(0.0, 1e3)] * k,
                 options={"maxiter": 500, "ftol": 1e-12, "gtol": 1e-8},
             )
             theta = np.asarray(res.x, dtype=float)
@@ -274,9 +301,9 @@ class CrossedRandomInterceptsLM:
         return self
 
     def _fit_statsmodels(self, x, names, y, groups):
-        import statsmodels.api as sm
-
-        from statsmodels.regression.mixed_linear_model import VCSpec
+        # statsmodels takes about a second to import and is only the cross-check engine.
+        import statsmodels.api as sm  # noqa: PLC0415
+        from statsmodels.regression.mixed_linear_model import VCSpec  # noqa: PLC0415
 
         # One group holding everything, one variance component per factor: statsmodels' way to write
         # crossed random intercepts (dense indicator matrices, so only for small data).
@@ -292,8 +319,16 @@ class CrossedRandomInterceptsLM:
         beta = np.asarray(fit.fe_params)
         cov = np.asarray(fit.cov_params())[: len(beta), : len(beta)]
         comps = dict(zip(names_vc, np.asarray(fit.vcomp, dtype=float))) if names_vc else {}
-        self._set(names, beta, cov, {c: float(comps.get(c, np.nan)) for c in groups.columns}, float(fit.scale),
-                  float(fit.llf), x @ beta, y)
+        self._set(
+            names,
+            beta,
+            cov,
+            {c: float(comps.get(c, np.nan)) for c in groups.columns},
+            float(fit.scale),
+            float(fit.llf),
+            x @ beta,
+            y,
+        )
         self.theta_ = {c: math.sqrt(v / fit.scale) for c, v in self.variance_components_.items() if c != "residual"}
         self.converged_ = bool(fit.converged)
         return self
@@ -325,7 +360,14 @@ class CrossedRandomInterceptsLM:
         with np.errstate(invalid="ignore", divide="ignore"):
             p = 2.0 * stats.norm.sf(np.abs(est / se))
         return pd.DataFrame(
-            {"term": self.params_.index, "estimate": est, "se": se, "ci_low": est - z * se, "ci_high": est + z * se, "p": p}
+            {
+                "term": self.params_.index,
+                "estimate": est,
+                "se": se,
+                "ci_low": est - z * se,
+                "ci_high": est + z * se,
+                "p": p,
+            }
         )
 
 
@@ -448,7 +490,9 @@ def build_design(
         factors = df[[c for c in FACTOR_COLUMNS if c in df.columns]].iloc[first_a].reset_index(drop=True)
         trait_table = pd.concat([demo, factors.apply(pd.to_numeric, errors="coerce")], axis=1).astype(float)
     else:
-        trait_table = df[traits].iloc[first_a].reset_index(drop=True).apply(pd.to_numeric, errors="coerce").astype(float)
+        trait_table = (
+            df[traits].iloc[first_a].reset_index(drop=True).apply(pd.to_numeric, errors="coerce").astype(float)
+        )
     constant = [c for c in trait_table.columns if not (trait_table[c].std() > 0)]
     for c in constant:
         notes["dropped_traits"][c] = "constant across annotators"
@@ -572,13 +616,19 @@ def select_interactions(
     (largest |coefficient| first). When rows × candidates exceeds `max_cells`, the lasso runs on a seeded
     random subset of rows (reported as `rows_used`).
     """
-    from sklearn.linear_model import lasso_path
-    from sklearn.model_selection import KFold
 
     f_names, t_names = list(design.features.columns), list(design.traits.columns)
-    info = {"n_candidates": len(f_names) * len(t_names), "selected": [], "alpha": None, "seed": seed, "cv": cv,
-            "rule": rule, "rows_used": int(len(design.y)), "max_interactions": max_interactions,
-            "method": "cross-validated lasso path on the residualized design"}
+    info = {
+        "n_candidates": len(f_names) * len(t_names),
+        "selected": [],
+        "alpha": None,
+        "seed": seed,
+        "cv": cv,
+        "rule": rule,
+        "rows_used": int(len(design.y)),
+        "max_interactions": max_interactions,
+        "method": "cross-validated lasso path on the residualized design",
+    }
     if not f_names or not t_names:
         info["reason"] = "no features or no traits"
         return info
@@ -589,8 +639,14 @@ def select_interactions(
         keep = int(max_cells // info["n_candidates"])
         rows = np.sort(np.random.default_rng(seed).choice(len(rows), size=keep, replace=False))
         info["rows_used"] = int(keep)
-    sub = Design(design.y[rows], design.annotator[rows], design.prompt[rows], design.groups.iloc[rows],
-                 design.features, design.traits)
+    sub = Design(
+        design.y[rows],
+        design.annotator[rows],
+        design.prompt[rows],
+        design.groups.iloc[rows],
+        design.features,
+        design.traits,
+    )
     f_rows = design.features.to_numpy()[sub.prompt]
     t_rows = design.traits.to_numpy()[sub.annotator]
     cand = (t_rows[:, :, None] * f_rows[:, None, :]).reshape(len(rows), -1)
@@ -616,8 +672,15 @@ def select_interactions(
         errors = []
         for train, test in KFold(cv, shuffle=True, random_state=seed).split(x):
             xt = x[test]
-            _, coefs, _ = lasso_path(x[train], y[train], alphas=alphas, precompute=gram - xt.T @ xt,
-                                     Xy=xy - xt.T @ y[test], tol=1e-4, max_iter=2000)
+            _, coefs, _ = lasso_path(
+                x[train],
+                y[train],
+                alphas=alphas,
+                precompute=gram - xt.T @ xt,
+                Xy=xy - xt.T @ y[test],
+                tol=1e-4,
+                max_iter=2000,
+            )
             errors.append(((y[test][:, None] - xt @ coefs) ** 2).mean(axis=0))
         errors = np.asarray(errors)
         mean, se = errors.mean(axis=0), errors.std(axis=0, ddof=1) / math.sqrt(cv)
@@ -639,9 +702,17 @@ class _RQModel:
 
     name = ""
 
-    def __init__(self, *, include_harm_level: bool = False, race: str = "indicators", trait_missing: str = "impute",
-                 random_effects: tuple[str, ...] = DEFAULT_RANDOM, engine: str = "profiled", seed: int = 0,
-                 max_interactions: int = 25):
+    def __init__(
+        self,
+        *,
+        include_harm_level: bool = False,
+        race: str = "indicators",
+        trait_missing: str = "impute",
+        random_effects: tuple[str, ...] = DEFAULT_RANDOM,
+        engine: str = "profiled",
+        seed: int = 0,
+        max_interactions: int = 25,
+    ):
         self.include_harm_level = include_harm_level
         self.race = race
         self.trait_missing = trait_missing
@@ -653,8 +724,13 @@ class _RQModel:
     def _design(self, df_or_design) -> Design:
         if isinstance(df_or_design, Design):
             return df_or_design
-        return build_design(df_or_design, include_harm_level=self.include_harm_level, race=self.race,
-                            trait_missing=self.trait_missing, random_effects=self.random_effects)
+        return build_design(
+            df_or_design,
+            include_harm_level=self.include_harm_level,
+            race=self.race,
+            trait_missing=self.trait_missing,
+            random_effects=self.random_effects,
+        )
 
     def fit(self, df: pd.DataFrame | Design):
         design = self._design(df)
@@ -696,8 +772,14 @@ class InteractionModel(_RQModel):
         return _summary(self.name, columns, design, self.engine, {"lasso": lasso})
 
 
-def bic_ladder(df: pd.DataFrame | Design, *, interactions: list[str] | None = None, seed: int = 0,
-               engine: str = "profiled", **design_kwargs) -> list[dict]:
+def bic_ladder(
+    df: pd.DataFrame | Design,
+    *,
+    interactions: list[str] | None = None,
+    seed: int = 0,
+    engine: str = "profiled",
+    **design_kwargs,
+) -> list[dict]:
     """Nested ML fits on the same ratings: null → +features → +traits → +interactions, with ΔBIC.
 
     Each step: {"model", "terms_added", "n_params", "loglik", "bic", "delta_bic" (vs the previous step;
@@ -712,8 +794,11 @@ def bic_ladder(df: pd.DataFrame | Design, *, interactions: list[str] | None = No
         ("null", "intercept + random intercepts", design.columns()),
         ("features", f"{n_f} prompt features", design.columns(features=True)),
         ("traits", f"{n_t} annotator traits", design.columns(features=True, traits=True)),
-        ("interactions", f"{len(interactions)} trait × feature interactions",
-         design.columns(features=True, traits=True, interactions=list(interactions))),
+        (
+            "interactions",
+            f"{len(interactions)} trait × feature interactions",
+            design.columns(features=True, traits=True, interactions=list(interactions)),
+        ),
     ]
     out, previous = [], None
     n = len(design.y)
@@ -721,33 +806,71 @@ def bic_ladder(df: pd.DataFrame | Design, *, interactions: list[str] | None = No
         fit = CrossedRandomInterceptsLM(reml=False, engine=engine).fit(columns, design.y, design.groups)
         bic = -2.0 * fit.llf_ + fit.n_params_ * math.log(n)
         r2m, r2c = fit.r2_()
-        out.append({"model": name, "terms_added": added, "n_params": fit.n_params_, "loglik": fit.llf_, "bic": bic,
-                    "delta_bic": None if previous is None else bic - previous, "r2_marginal": r2m, "r2_conditional": r2c})
+        out.append(
+            {
+                "model": name,
+                "terms_added": added,
+                "n_params": fit.n_params_,
+                "loglik": fit.llf_,
+                "bic": bic,
+                "delta_bic": None if previous is None else bic - previous,
+                "r2_marginal": r2m,
+                "r2_conditional": r2c,
+            }
+        )
         previous = bic
     return out
 
 
-def fit_all(df: pd.DataFrame, *, seed: int = 0, include_harm_level: bool = False, race: str = "indicators",
-            trait_missing: str = "impute", random_effects: tuple[str, ...] = DEFAULT_RANDOM,
-            engine: str = "profiled", max_interactions: int = 25) -> dict:
+def fit_all(
+    df: pd.DataFrame,
+    *,
+    seed: int = 0,
+    include_harm_level: bool = False,
+    race: str = "indicators",
+    trait_missing: str = "impute",
+    random_effects: tuple[str, ...] = DEFAULT_RANDOM,
+    engine: str = "profiled",
+    max_interactions: int = 25,
+) -> dict:
     """RQ1–RQ3 and the BIC ladder on one shared analysis sample; JSON-serializable.
 
     Returns {"rq1", "rq2", "rq3", "bic_ladder", "settings", "seconds"}. A model that cannot be fitted
     (e.g. a study too small) is {"model": name, "skipped": reason}.
     """
     with threadpool_limits(limits=1, user_api="blas"):  # faster here than BLAS threads (see docs/analysis.md)
-        return _fit_all(df, seed=seed, include_harm_level=include_harm_level, race=race, trait_missing=trait_missing,
-                        random_effects=random_effects, engine=engine, max_interactions=max_interactions)
+        return _fit_all(
+            df,
+            seed=seed,
+            include_harm_level=include_harm_level,
+            race=race,
+            trait_missing=trait_missing,
+            random_effects=random_effects,
+            engine=engine,
+            max_interactions=max_interactions,
+        )
 
 
 def _fit_all(df, *, seed, include_harm_level, race, trait_missing, random_effects, engine, max_interactions) -> dict:
     started = time.perf_counter()
-    kwargs = dict(include_harm_level=include_harm_level, race=race, trait_missing=trait_missing,
-                  random_effects=random_effects, engine=engine, seed=seed, max_interactions=max_interactions)
+    kwargs = dict(
+        include_harm_level=include_harm_level,
+        race=race,
+        trait_missing=trait_missing,
+        random_effects=random_effects,
+        engine=engine,
+        seed=seed,
+        max_interactions=max_interactions,
+    )
     settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()}
     try:
-        design = build_design(df, include_harm_level=include_harm_level, race=race, trait_missing=trait_missing,
-                              random_effects=random_effects)
+        design = build_design(
+            df,
+            include_harm_level=include_harm_level,
+            race=race,
+            trait_missing=trait_missing,
+            random_effects=random_effects,
+        )
         small = _too_small(design)
     except (KeyError, ValueError) as exc:
         design, small = None, str(exc)

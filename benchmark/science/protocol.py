@@ -41,17 +41,20 @@ that condition, summed over splits.  Predictions may be NaN (an LLM that refused
 without that row): such rows are left out of the scores and `coverage` in `per_split` says how many
 were scored.
 """
+
 from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+from threadpoolctl import threadpool_limits
 
+import benchmark.science.predictors  # noqa: F401  (fills the registry)
 from benchmark.science.predictors.base import AGGREGATE, CONDITIONS, Predictor, get_predictor
 from benchmark.science.predictors.common import feature_columns, prompt_table, trait_columns
 
@@ -125,13 +128,15 @@ def make_splits(
         held = sorted(people[:n_held])
         dealt = rng.permutation(len(annotators))
         folds = tuple(tuple(annotators[j] for j in sorted(dealt[f::n_folds])) for f in range(n_folds))
-        splits.append(Split(
-            index=i,
-            alignment=tuple(prompts[j] for j in alignment),
-            test=tuple(prompts[j] for j in test),
-            held_out=tuple(annotators[j] for j in held),
-            warm_folds=folds,
-        ))
+        splits.append(
+            Split(
+                index=i,
+                alignment=tuple(prompts[j] for j in alignment),
+                test=tuple(prompts[j] for j in test),
+                held_out=tuple(annotators[j] for j in held),
+                warm_folds=folds,
+            )
+        )
     return splits
 
 
@@ -216,21 +221,25 @@ def score_predictions(scored: pd.DataFrame) -> tuple[dict, pd.DataFrame, pd.Data
     scored = scored[scored["prediction"].notna()]
     error = (scored["prediction"] - scored["score"]).abs()
     per_annotator = (
-        scored.assign(error=error).groupby("annotator", sort=False)
-        .agg(mae=("error", "mean"), n=("error", "size")).reset_index()
+        scored.assign(error=error)
+        .groupby("annotator", sort=False)
+        .agg(mae=("error", "mean"), n=("error", "size"))
+        .reset_index()
     )
     rows = []
     for prompt, group in scored.groupby("prompt", sort=False):
         pred = group["prediction"].to_numpy(dtype=float)
         true = group["score"].to_numpy(dtype=float)
-        rows.append({
-            "prompt": prompt,
-            "true_mean": true.mean(),
-            "pred_mean": pred.mean(),
-            "mae": np.abs(pred - true).mean(),
-            "wasserstein": stats.wasserstein_distance(pred * 100.0, true * 100.0),
-            "n": len(true),
-        })
+        rows.append(
+            {
+                "prompt": prompt,
+                "true_mean": true.mean(),
+                "pred_mean": pred.mean(),
+                "mae": np.abs(pred - true).mean(),
+                "wasserstein": stats.wasserstein_distance(pred * 100.0, true * 100.0),
+                "n": len(true),
+            }
+        )
     per_prompt = pd.DataFrame(rows, columns=["prompt", "true_mean", "pred_mean", "mae", "wasserstein", "n"])
     maes = per_annotator["mae"].to_numpy(dtype=float)
     low, high = _t_interval(maes)
@@ -344,11 +353,14 @@ def run_benchmark(
     on two on the 2-core benchmark machine).
     """
     if blas_threads is None:
-        return _run(df, predictors, conditions, n_splits, seed, progress, test_fraction, new_annotator_fraction, warm_folds)
-    from threadpoolctl import threadpool_limits
+        return _run(
+            df, predictors, conditions, n_splits, seed, progress, test_fraction, new_annotator_fraction, warm_folds
+        )
 
     with threadpool_limits(limits=blas_threads, user_api="blas"):
-        return _run(df, predictors, conditions, n_splits, seed, progress, test_fraction, new_annotator_fraction, warm_folds)
+        return _run(
+            df, predictors, conditions, n_splits, seed, progress, test_fraction, new_annotator_fraction, warm_folds
+        )
 
 
 def _run(df, predictors, conditions, n_splits, seed, progress, test_fraction, new_annotator_fraction, warm_folds):
@@ -356,7 +368,6 @@ def _run(df, predictors, conditions, n_splits, seed, progress, test_fraction, ne
     for condition in conditions:
         if condition not in CONDITIONS:
             raise ValueError(f"unknown condition {condition!r}; known: {', '.join(CONDITIONS)}")
-    import benchmark.science.predictors  # noqa: F401  (fills the registry)
 
     resolved: list[tuple[str, Predictor]] = []
     for item in predictors:
@@ -369,8 +380,13 @@ def _run(df, predictors, conditions, n_splits, seed, progress, test_fraction, ne
 
     data = rated(df)
     splits = make_splits(
-        df["prompt"].astype(str), df["annotator"].astype(str), n_splits=n_splits, seed=seed,
-        test_fraction=test_fraction, new_annotator_fraction=new_annotator_fraction, warm_folds=warm_folds,
+        df["prompt"].astype(str),
+        df["annotator"].astype(str),
+        n_splits=n_splits,
+        seed=seed,
+        test_fraction=test_fraction,
+        new_annotator_fraction=new_annotator_fraction,
+        warm_folds=warm_folds,
     )
     plan = [(name, p, c) for name, p in resolved for c in conditions if c in p.conditions]
     total = len(plan) * len(splits)

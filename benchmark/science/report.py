@@ -8,6 +8,7 @@ Every value is JSON-serializable: NaN and infinities become null, numpy scalars 
 A statistic that cannot be computed (a study with one or two annotators, no harm levels, an absent
 group column) is null, and `reasons` says why, keyed like the report.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,6 +20,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from . import agreement
+from .mixed_effects import fit_all
 from .release import DEMOGRAPHIC_COLUMNS
 
 
@@ -83,13 +85,25 @@ def descriptive_report(
     with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
         # Multi-threaded BLAS is slower than one thread on these shapes (docs/analysis.md, timings).
         warnings.simplefilter("ignore", category=RuntimeWarning)
-        return to_jsonable(_descriptive(df, n_boot=n_boot, alpha_boot=alpha_boot, n_perm=n_perm, n_splits=n_splits,
-                                        max_annotators=max_annotators, group_columns=group_columns,
-                                        min_group_size=min_group_size, harm_threshold=harm_threshold, seed=seed))
+        return to_jsonable(
+            _descriptive(
+                df,
+                n_boot=n_boot,
+                alpha_boot=alpha_boot,
+                n_perm=n_perm,
+                n_splits=n_splits,
+                max_annotators=max_annotators,
+                group_columns=group_columns,
+                min_group_size=min_group_size,
+                harm_threshold=harm_threshold,
+                seed=seed,
+            )
+        )
 
 
-def _descriptive(df, *, n_boot, alpha_boot, n_perm, n_splits, max_annotators, group_columns, min_group_size,
-                 harm_threshold, seed) -> dict:
+def _descriptive(
+    df, *, n_boot, alpha_boot, n_perm, n_splits, max_annotators, group_columns, min_group_size, harm_threshold, seed
+) -> dict:
     started = time.perf_counter()
     present_groups = [c for c in group_columns if c in df.columns]
     matrix = agreement.RatingsMatrix.from_frame(df, annotator_columns=present_groups)
@@ -109,7 +123,9 @@ def _descriptive(df, *, n_boot, alpha_boot, n_perm, n_splits, max_annotators, gr
 
     report["icc"] = agreement.icc(matrix)
     report["split_half"] = agreement.split_half_reliability(matrix, n_splits=n_splits, seed=seed)
-    report["mean_pairwise_correlation"] = agreement.mean_pairwise_correlation(matrix, max_annotators=max_annotators, seed=seed)
+    report["mean_pairwise_correlation"] = agreement.mean_pairwise_correlation(
+        matrix, max_annotators=max_annotators, seed=seed
+    )
     for key in ("icc", "split_half", "mean_pairwise_correlation"):
         if report[key].get("reason"):
             reasons[key] = report[key]["reason"]
@@ -134,14 +150,27 @@ def _descriptive(df, *, n_boot, alpha_boot, n_perm, n_splits, max_annotators, gr
         if column not in present_groups:
             reasons.setdefault("groups", {})[column] = "column absent from the data"
             continue
-        table = agreement.group_agreement(matrix, column=column, n_perm=n_perm, seed=seed, min_group_size=min_group_size)
-        groups[column] = {"groups": table.drop(columns="column").to_dict(orient="records"), "overall": table.attrs["overall"]}
+        table = agreement.group_agreement(
+            matrix, column=column, n_perm=n_perm, seed=seed, min_group_size=min_group_size
+        )
+        groups[column] = {
+            "groups": table.drop(columns="column").to_dict(orient="records"),
+            "overall": table.attrs["overall"],
+        }
         if table.attrs["overall"].get("reason"):
             reasons.setdefault("groups", {})[column] = table.attrs["overall"]["reason"]
     report["groups"] = groups
-    report["settings"] = {"n_boot": n_boot, "alpha_boot": alpha_boot, "n_perm": n_perm, "n_splits": n_splits,
-                          "max_annotators": max_annotators, "min_group_size": min_group_size,
-                          "harm_threshold": harm_threshold, "seed": seed, "entropy_unit": "bits"}
+    report["settings"] = {
+        "n_boot": n_boot,
+        "alpha_boot": alpha_boot,
+        "n_perm": n_perm,
+        "n_splits": n_splits,
+        "max_annotators": max_annotators,
+        "min_group_size": min_group_size,
+        "harm_threshold": harm_threshold,
+        "seed": seed,
+        "entropy_unit": "bits",
+    }
     report["reasons"] = reasons
     report["seconds"] = time.perf_counter() - started
     return report
@@ -149,7 +178,6 @@ def _descriptive(df, *, n_boot, alpha_boot, n_perm, n_splits, max_annotators, gr
 
 def full_report(df: pd.DataFrame, *, seed: int = 0, mixed_effects: dict | None = None, **descriptive_kwargs) -> dict:
     """`descriptive_report` plus "mixed_effects": `mixed_effects.fit_all(df, seed=seed, **mixed_effects)`."""
-    from .mixed_effects import fit_all
 
     report = descriptive_report(df, seed=seed, **descriptive_kwargs)
     try:

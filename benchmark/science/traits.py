@@ -6,6 +6,7 @@ from it where the brief asks for more information (race as one indicator per cat
 after stripping surrounding spaces (the release has " Very important", " Straight (heterosexual)")
 and straightening typographic apostrophes ("Bachelor’s degree").
 """
+
 from __future__ import annotations
 
 import re
@@ -14,34 +15,62 @@ import numpy as np
 import pandas as pd
 
 AGE = {
-    "18-24 years old": 0, "25-34 years old": 1, "35-44 years old": 2, "45-54 years old": 3,
-    "55-64 years old": 4, "65 years old or above": 5, "65+ years old": 5,
+    "18-24 years old": 0,
+    "25-34 years old": 1,
+    "35-44 years old": 2,
+    "45-54 years old": 3,
+    "55-64 years old": 4,
+    "65 years old or above": 5,
+    "65+ years old": 5,
 }
 # Higher = more liberal, as in the release; "Other" is not on the axis and becomes NaN.
 POLITICAL = {
-    "Very conservative": 0, "Somewhat conservative": 1, "Moderate": 2, "Somewhat liberal": 3, "Very liberal": 4,
+    "Very conservative": 0,
+    "Somewhat conservative": 1,
+    "Moderate": 2,
+    "Somewhat liberal": 3,
+    "Very liberal": 4,
 }
 # Matched by the start of the answer so that "(MA, MS, MBA, PhD, …)" and similar tails do not matter.
 EDUCATION_PREFIXES = (
-    ("high school", 0), ("ged", 0), ("some college", 1), ("associate", 2), ("technical", 2),
-    ("bachelor", 3), ("graduate", 4), ("professional", 4),
+    ("high school", 0),
+    ("ged", 0),
+    ("some college", 1),
+    ("associate", 2),
+    ("technical", 2),
+    ("bachelor", 3),
+    ("graduate", 4),
+    ("professional", 4),
 )
 # The release's own scale: the three answers offered map to 0, 2 and 3 (1 and 4 are kept for the
 # "Not very" / "Extremely" answers of the fuller instrument), so z-scores match the release code.
 RELIGION = {
-    "Not at all important": 0, "Not very important": 1, "Somewhat important": 2, "Very important": 3,
+    "Not at all important": 0,
+    "Not very important": 1,
+    "Somewhat important": 2,
+    "Very important": 3,
     "Extremely important": 4,
 }
 SOCIAL_MEDIA = {
-    "Less than once a week": 0, "At least once a week": 1, "At least once a day": 2, "Over 2 hours per day": 3,
+    "Less than once a week": 0,
+    "At least once a week": 1,
+    "At least once a day": 2,
+    "Over 2 hours per day": 3,
 }
 TOXICITY = {
-    "Not a problem": 0, "Rarely a problem": 1, "Sometimes a problem": 2, "Often a problem": 3,
+    "Not a problem": 0,
+    "Rarely a problem": 1,
+    "Sometimes a problem": 2,
+    "Often a problem": 3,
     "Very often a problem": 4,
 }
 INCOME = {
-    "Less than $20,000": 0, "$20,000 to $34,999": 1, "$35,000 to $49,999": 2, "$50,000 to $74,999": 3,
-    "$75,000 to $99,999": 4, "Over $100,000": 5,
+    "Less than $20,000": 0,
+    "$20,000 to $34,999": 1,
+    "$35,000 to $49,999": 2,
+    "$50,000 to $74,999": 3,
+    "$75,000 to $99,999": 4,
+    "Over $100,000": 5,
 }
 GENDER = {"Man": 1, "Woman": 0}
 # Race/ethnicity is multi-select, saved comma-joined; some categories contain commas themselves, so
@@ -147,7 +176,9 @@ def encode_demographics(annotators: pd.DataFrame, *, race: str = "indicators") -
             for category, name in RACE_CATEGORIES.items():
                 out[name] = parsed.map(lambda s, c=category: np.nan if s is None else float(c in s)).astype(float)
         elif race == "white_only":
-            out["Race_Ethnicity_white_only"] = parsed.map(lambda s: np.nan if s is None else float(s == {"White"})).astype(float)
+            out["Race_Ethnicity_white_only"] = parsed.map(
+                lambda s: np.nan if s is None else float(s == {"White"})
+            ).astype(float)
         else:
             raise ValueError("race must be 'indicators' or 'white_only'")
     if "Gender" in annotators.columns:
@@ -166,11 +197,22 @@ def encode_demographics(annotators: pd.DataFrame, *, race: str = "indicators") -
             out[column] = _lookup(annotators[column], mapping)
     if "Education" in annotators.columns:
         out["Education"] = annotators["Education"].map(_education).astype(float)
-    order = [c for c in (
-        *[n for n in out.columns if n.startswith("Race_Ethnicity")], "Gender_man", "Sexual_Orientation_straight",
-        "Age", "Political_Affiliation", "Education", "Religion_Importance", "Social_Media_Frequency",
-        "Toxicity_Experience", "Income",
-    ) if c in out.columns]
+    order = [
+        c
+        for c in (
+            *[n for n in out.columns if n.startswith("Race_Ethnicity")],
+            "Gender_man",
+            "Sexual_Orientation_straight",
+            "Age",
+            "Political_Affiliation",
+            "Education",
+            "Religion_Importance",
+            "Social_Media_Frequency",
+            "Toxicity_Experience",
+            "Income",
+        )
+        if c in out.columns
+    ]
     return out[order]
 
 

@@ -1,4 +1,5 @@
 """Dashboards: live collection, the agreement report, and one prompt."""
+
 import csv
 import functools
 import io
@@ -45,7 +46,9 @@ def study_overview(request, slug: str):
         "overview": overview,
         "figures": {
             "progress": figures.to_json(figures.progress_figure(overview["over_time"])),
-            "per_prompt": figures.to_json(figures.per_prompt_figure(overview["per_prompt"], study.target_ratings_per_prompt)),
+            "per_prompt": figures.to_json(
+                figures.per_prompt_figure(overview["per_prompt"], study.target_ratings_per_prompt)
+            ),
             "status": figures.to_json(figures.status_figure(overview["by_status"])),
         },
     }
@@ -54,7 +57,10 @@ def study_overview(request, slug: str):
 
 
 OVERVIEW_TABLES = {
-    "progress": lambda o: ([("hour", "ratings", "cumulative")], [(r["hour"], r["ratings"], r["cumulative"]) for r in o["over_time"]]),
+    "progress": lambda o: (
+        [("hour", "ratings", "cumulative")],
+        [(r["hour"], r["ratings"], r["cumulative"]) for r in o["over_time"]],
+    ),
     "per_prompt": lambda o: ([("prompt", "ratings")], list(o["per_prompt"].items())),
     "status": lambda o: ([("status", "annotators")], list(o["by_status"].items())),
 }
@@ -93,7 +99,8 @@ def _agreement_figures(study, report: dict) -> dict:
     thresholds = report.get("quadrant_thresholds") or {}
     out = {
         "plane": figures.harm_agreement_figure(
-            report["prompts"], harm_threshold=thresholds.get("harm", 50.0),
+            report["prompts"],
+            harm_threshold=thresholds.get("harm", 50.0),
             agreement_threshold=thresholds.get("agreement_sd") or 0.0,
         ),
     }
@@ -102,15 +109,19 @@ def _agreement_figures(study, report: dict) -> dict:
         out["traits"] = figures.forest_figure(rq2["coefficients"], "Trait effects on ratings (RQ2, 95% CI)")
     group_rows = [
         (f"{column}: {str(row.get('group')).strip()}", row)
-        for column, block in (report.get("groups") or {}).items() for row in block.get("groups", [])
+        for column, block in (report.get("groups") or {}).items()
+        for row in block.get("groups", [])
         if row.get("tested", True)
     ]
     if group_rows:
         out["groups"] = figures.grouped_bar_figure(
             [label for label, _ in group_rows],
-            {"within the group (α)": [row.get("in_group_alpha") for _, row in group_rows],
-             "with other groups (κ)": [row.get("cross_group_kappa") for _, row in group_rows]},
-            "Agreement within and across demographic groups", axis="agreement",
+            {
+                "within the group (α)": [row.get("in_group_alpha") for _, row in group_rows],
+                "with other groups (κ)": [row.get("cross_group_kappa") for _, row in group_rows],
+            },
+            "Agreement within and across demographic groups",
+            axis="agreement",
         )
     return {name: figures.to_json(fig) for name, fig in out.items()}
 
@@ -127,7 +138,11 @@ def agreement_dashboard(request, slug: str):
         for row in report["prompts"]:
             quadrants[row.get("quadrant")] = quadrants.get(row.get("quadrant"), 0) + 1
     context = {
-        "study": study, "job": job, "report": report, "running": running, "quadrants": quadrants,
+        "study": study,
+        "job": job,
+        "report": report,
+        "running": running,
+        "quadrants": quadrants,
         "figures": _agreement_figures(study, report) if report else {},
         "bic_ladder": (report.get("mixed_effects") or {}).get("bic_ladder") if report else None,
     }
@@ -175,20 +190,38 @@ def agreement_csv(request, slug: str, name: str):
         if not job.artifacts.filter(name=f"{name}.csv").exists():
             raise Http404("No such table")
         body = spreadsheet_csv(pd.DataFrame(_report_rows(job, report, name))).encode("utf-8")
-        return FileResponse(io.BytesIO(body), as_attachment=True, filename=f"{study.slug}-{name}.csv",
-                            content_type="text/csv")
+        return FileResponse(
+            io.BytesIO(body), as_attachment=True, filename=f"{study.slug}-{name}.csv", content_type="text/csv"
+        )
     if name == "groups":
-        frame = pd.DataFrame([
-            {"column": column, **row} for column, block in (report.get("groups") or {}).items()
-            for row in block.get("groups", [])
-        ])
-        first = ["column", "group", "n_annotators", "n_ratings", "tested", "in_group_alpha", "cross_group_kappa",
-                 "gai", "difference", "p_value"]
+        frame = pd.DataFrame(
+            [
+                {"column": column, **row}
+                for column, block in (report.get("groups") or {}).items()
+                for row in block.get("groups", [])
+            ]
+        )
+        first = [
+            "column",
+            "group",
+            "n_annotators",
+            "n_ratings",
+            "tested",
+            "in_group_alpha",
+            "cross_group_kappa",
+            "gai",
+            "difference",
+            "p_value",
+        ]
     else:
-        frame = pd.DataFrame([
-            {"model": model, **row} for model, block in (report.get("mixed_effects") or {}).items()
-            if isinstance(block, dict) for row in block.get("coefficients", [])
-        ])
+        frame = pd.DataFrame(
+            [
+                {"model": model, **row}
+                for model, block in (report.get("mixed_effects") or {}).items()
+                if isinstance(block, dict)
+                for row in block.get("coefficients", [])
+            ]
+        )
         first = ["model", "term", "estimate", "se", "ci_low", "ci_high", "p"]
     frame = frame[[c for c in first if c in frame] + sorted(c for c in frame if c not in first)]
     response = HttpResponse(spreadsheet_csv(frame), content_type="text/csv")
@@ -203,7 +236,8 @@ def prompt_detail(request, slug: str, external_id: str):
     study = get_study_for_user(request.user, slug)
     prompt = get_object_or_404(study.prompts, external_id=external_id)
     ratings = list(
-        prompt.ratings.filter(unsure=False).exclude(annotator__status="excluded")
+        prompt.ratings.filter(unsure=False)
+        .exclude(annotator__status="excluded")
         .values_list("value", "annotator__demographics")
     )
     group = request.GET.get("group", "")
@@ -216,17 +250,25 @@ def prompt_detail(request, slug: str, external_id: str):
             by_group.setdefault(str((demo or {}).get(group, "—")).strip(), []).append(value)
     else:
         by_group = {"all annotators": [value for value, _ in ratings]}
-    features = sorted(((feature_label(k), v) for k, v in (prompt.features or {}).items() if v),
-                      key=lambda kv: -abs(kv[1]))[:20]
+    features = sorted(
+        ((feature_label(k), v) for k, v in (prompt.features or {}).items() if v), key=lambda kv: -abs(kv[1])
+    )[:20]
     _, report = latest_report(study)
     stats = next((row for row in (report or {}).get("prompts", []) if row.get("prompt") == prompt.external_id), None)
     context = {
-        "study": study, "prompt": prompt, "stats": stats, "group": group, "group_columns": columns,
+        "study": study,
+        "prompt": prompt,
+        "stats": stats,
+        "group": group,
+        "group_columns": columns,
         "n_unsure": prompt.ratings.filter(unsure=True).count(),
         "figures": {
             "histogram": figures.to_json(figures.histogram_figure(by_group, f"Ratings of prompt {prompt.external_id}")),
-            "features": figures.to_json(figures.bar_figure([k for k, _ in features], [v for _, v in features],
-                                                           "Largest prompt features", axis="value")),
+            "features": figures.to_json(
+                figures.bar_figure(
+                    [k for k, _ in features], [v for _, v in features], "Largest prompt features", axis="value"
+                )
+            ),
         },
         "tree": json.dumps(prompt.harm_benefit_tree, indent=2) if prompt.harm_benefit_tree else None,
     }

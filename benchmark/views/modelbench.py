@@ -1,20 +1,20 @@
 """The model benchmark: the leaderboard, starting runs (with uploaded predictions), and steering."""
-from django.contrib.auth.decorators import login_required
+
 from urllib.parse import quote
 
+from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation.access import get_study_for_user
 from config.errors import ApplicationError, error_response
+from jobs.models import Job
 
 from .. import figures
 from ..evaluation import PUBLISHED, builtin_predictors, predictor_names
-from jobs.models import Job
-
-from ..selectors import job_in_progress, job_latest_succeeded
 from ..science.harm_benefit import ACTION_CATEGORIES
+from ..selectors import job_in_progress, job_latest_succeeded
 from ..steering import group_fit, score_table, steering_model, weights_from_form
 from ..uploads import benchmark_job_start
 
@@ -25,25 +25,44 @@ def _leaderboard_figure(results: list[dict], published: list[dict]) -> dict:
         rows = sorted((r for r in results if r["condition"] == condition), key=lambda r: -r["mae"])
         if not rows:
             continue
-        traces.append({
-            "type": "scatter", "mode": "markers", "name": condition,
-            "x": [r["mae"] for r in rows], "y": [f"{r['predictor']} · {condition}" for r in rows],
-            "error_x": {"type": "data", "symmetric": False,
-                        "array": [(r["ci_high"] or r["mae"]) - r["mae"] for r in rows],
-                        "arrayminus": [r["mae"] - (r["ci_low"] or r["mae"]) for r in rows]},
-        })
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": condition,
+                "x": [r["mae"] for r in rows],
+                "y": [f"{r['predictor']} · {condition}" for r in rows],
+                "error_x": {
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [(r["ci_high"] or r["mae"]) - r["mae"] for r in rows],
+                    "arrayminus": [r["mae"] - (r["ci_low"] or r["mae"]) for r in rows],
+                },
+            }
+        )
     if published:
-        traces.append({
-            "type": "scatter", "mode": "markers", "name": "published (not rerun)",
-            "marker": {"symbol": "diamond-open", "size": 11, "color": "#555"},
-            "x": [p["mae"] for p in published], "y": [f"{p['predictor']} · {p['condition']} (published)" for p in published],
-        })
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": "published (not rerun)",
+                "marker": {"symbol": "diamond-open", "size": 11, "color": "#555"},
+                "x": [p["mae"] for p in published],
+                "y": [f"{p['predictor']} · {p['condition']} (published)" for p in published],
+            }
+        )
     n_rows = sum(len(t["y"]) for t in traces)
-    return {"data": traces, "layout": {
-        **figures.LAYOUT, "title": {"text": "MAE on the 0–1 scale (95% CI over annotators); lower is better"},
-        "height": max(360, 18 * n_rows + 120), "margin": {"l": 300, "r": 20, "t": 40, "b": 50},
-        "xaxis": {"title": {"text": "MAE"}, "rangemode": "tozero"}, "yaxis": {"automargin": True},
-    }}
+    return {
+        "data": traces,
+        "layout": {
+            **figures.LAYOUT,
+            "title": {"text": "MAE on the 0–1 scale (95% CI over annotators); lower is better"},
+            "height": max(360, 18 * n_rows + 120),
+            "margin": {"l": 300, "r": 20, "t": 40, "b": 50},
+            "xaxis": {"title": {"text": "MAE"}, "rangemode": "tozero"},
+            "yaxis": {"automargin": True},
+        },
+    }
 
 
 def latest_benchmark(study) -> Job | None:
@@ -59,8 +78,13 @@ def leaderboard(request, slug: str):
     results = (job.result or {}).get("results", []) if job else []
     running = job_in_progress(study=study, kind="benchmark")
     context = {
-        "study": study, "job": job, "results": results, "published": PUBLISHED, "running": running,
-        "builtin": builtin_predictors(), "all_predictors": predictor_names(),
+        "study": study,
+        "job": job,
+        "results": results,
+        "published": PUBLISHED,
+        "running": running,
+        "builtin": builtin_predictors(),
+        "all_predictors": predictor_names(),
         "figure": figures.to_json(_leaderboard_figure(results, PUBLISHED)),
     }
     template = "benchmark/_leaderboard_panels.html" if request.htmx else "benchmark/leaderboard.html"
@@ -73,11 +97,15 @@ def benchmark_start(request, slug: str):
     """Start a benchmark job; an uploaded predictions CSV is validated first and scored as 'uploaded'."""
 
     study = get_study_for_user(request.user, slug)
-    params = {"predictors": request.POST.getlist("predictors"), "splits": request.POST.get("splits", "10"),
-              "seed": request.POST.get("seed", "0")}
+    params = {
+        "predictors": request.POST.getlist("predictors"),
+        "splits": request.POST.get("splits", "10"),
+        "seed": request.POST.get("seed", "0"),
+    }
     try:
-        job = benchmark_job_start(study=study, user=request.user, params=params,
-                                    predictions_file=request.FILES.get("predictions"))
+        job = benchmark_job_start(
+            study=study, user=request.user, params=params, predictions_file=request.FILES.get("predictions")
+        )
     except ApplicationError as exc:
         return error_response(request, exc.message, status=exc.status_code)
     if request.htmx:
@@ -95,21 +123,39 @@ def _steering_rows(study, table) -> list[dict]:
     marker = "PROMPT-ID"
     base = reverse("benchmark:prompt_detail", args=[study.slug, marker])
     return [
-        {"prompt": prompt, "url": base.replace(marker, quote(prompt, safe="")), "text": text, "short": _short(text),
-         "H": f"{h:.2f}", "p_harmful": f"{p:.2f}", "mean_rating": "" if mean != mean else f"{mean:.1f}",
-         "harmful": harmful, "changed": changed}
+        {
+            "prompt": prompt,
+            "url": base.replace(marker, quote(prompt, safe="")),
+            "text": text,
+            "short": _short(text),
+            "H": f"{h:.2f}",
+            "p_harmful": f"{p:.2f}",
+            "mean_rating": "" if mean != mean else f"{mean:.1f}",
+            "harmful": harmful,
+            "changed": changed,
+        }
         for prompt, text, h, p, mean, harmful, changed in zip(
-            table["prompt"], table["text"], table["H"], table["p_harmful"], table["mean_rating"],
-            table["harmful"], table["changed"])
+            table["prompt"],
+            table["text"],
+            table["H"],
+            table["p_harmful"],
+            table["mean_rating"],
+            table["harmful"],
+            table["changed"],
+        )
     ]
 
 
 def _steering_context(study, model, weights, *, group=None, fitted=None):
     table = score_table(model, weights=weights)
     return {
-        "study": study, "weights": list(zip(range(len(ACTION_CATEGORIES)), ACTION_CATEGORIES, weights.action)),
-        "rows": _steering_rows(study, table), "n_changed": int(table["changed"].sum()),
-        "n_harmful": int(table["harmful"].sum()), "group": group, "fitted": fitted,
+        "study": study,
+        "weights": list(zip(range(len(ACTION_CATEGORIES)), ACTION_CATEGORIES, weights.action)),
+        "rows": _steering_rows(study, table),
+        "n_changed": int(table["changed"].sum()),
+        "n_harmful": int(table["harmful"].sum()),
+        "group": group,
+        "fitted": fitted,
     }
 
 
@@ -119,8 +165,9 @@ def _steering_model_or_error(request, study):
     except ApplicationError as exc:
         if request.htmx:
             return None, error_response(request, exc.message, status=exc.status_code)
-        return None, render(request, "benchmark/steering.html", {"study": study, "error": exc.message},
-                            status=exc.status_code)
+        return None, render(
+            request, "benchmark/steering.html", {"study": study, "error": exc.message}, status=exc.status_code
+        )
 
 
 @require_GET

@@ -6,6 +6,7 @@ answers) or from the database (prompt ids, pseudonyms). Each such text cell star
 numbers, negative ones included. The release format is tested for byte identity elsewhere
 (tests/annotation/test_import_export.py) and must stay exact.
 """
+
 import csv
 import io
 import json
@@ -69,8 +70,11 @@ def test_long_csv_neutralises_text_cells_and_keeps_numbers(payload_study, tmp_pa
     assert len(columns["Gender"]) == 36
     assert set(columns["Gender"]) == {"'" + p for p in PAYLOADS}
     frame = ratings_frame(study=payload_study)
-    numeric = [c for c in frame.columns if c not in ("annotator", "prompt", "annotator_status", "unsure")
-               and frame[c].dtype.kind in "fiu"]
+    numeric = [
+        c
+        for c in frame.columns
+        if c not in ("annotator", "prompt", "annotator_status", "unsure") and frame[c].dtype.kind in "fiu"
+    ]
     assert {"rating", "trial", "Factor_1", "harm_level", "action_Privacy"} <= set(numeric)
     negatives = 0
     for column in numeric:
@@ -137,19 +141,48 @@ def test_agreement_participants_csv_neutralises_pseudonyms(client, researcher, a
 
 def test_agreement_groups_and_coefficients_csv(client, researcher, small_study):
     Job.objects.create(
-        kind="analysis", study=small_study, status=Job.Status.SUCCEEDED, finished_at=timezone.now(),
+        kind="analysis",
+        study=small_study,
+        status=Job.Status.SUCCEEDED,
+        finished_at=timezone.now(),
         result={
             "prompts": [],
-            "groups": {"Gender": {"groups": [
-                {"group": PAYLOADS[0], "n_annotators": 3, "n_ratings": 15, "tested": True,
-                 "in_group_alpha": 0.5, "cross_group_kappa": -0.25, "gai": -1.5, "difference": -0.25, "p_value": 0.5},
-                {"group": "\rx", "n_annotators": 3, "n_ratings": 15, "tested": True,
-                 "in_group_alpha": 0.25, "cross_group_kappa": 0.1, "gai": 2.5, "difference": 0.25, "p_value": 0.5},
-            ]}},
-            "mixed_effects": {"rq2": {"coefficients": [
-                {"term": "@SUM(1)", "estimate": -0.25, "se": 0.1, "ci_low": -0.45, "ci_high": -0.05, "p": 0.01},
-                {"term": "+1", "estimate": 1.5, "se": 0.2, "ci_low": 1.1, "ci_high": 1.9, "p": 0.001},
-            ]}},
+            "groups": {
+                "Gender": {
+                    "groups": [
+                        {
+                            "group": PAYLOADS[0],
+                            "n_annotators": 3,
+                            "n_ratings": 15,
+                            "tested": True,
+                            "in_group_alpha": 0.5,
+                            "cross_group_kappa": -0.25,
+                            "gai": -1.5,
+                            "difference": -0.25,
+                            "p_value": 0.5,
+                        },
+                        {
+                            "group": "\rx",
+                            "n_annotators": 3,
+                            "n_ratings": 15,
+                            "tested": True,
+                            "in_group_alpha": 0.25,
+                            "cross_group_kappa": 0.1,
+                            "gai": 2.5,
+                            "difference": 0.25,
+                            "p_value": 0.5,
+                        },
+                    ]
+                }
+            },
+            "mixed_effects": {
+                "rq2": {
+                    "coefficients": [
+                        {"term": "@SUM(1)", "estimate": -0.25, "se": 0.1, "ci_low": -0.45, "ci_high": -0.05, "p": 0.01},
+                        {"term": "+1", "estimate": 1.5, "se": 0.2, "ci_low": 1.1, "ci_high": 1.9, "p": 0.001},
+                    ]
+                }
+            },
         },
     )
     client.force_login(researcher)
@@ -180,8 +213,10 @@ def test_job_artifact_tables_neutralise_text_cells(client, researcher, analysed_
     # The analysis job's own CSV files (downloaded from its card or the API) are spreadsheet-facing too.
     job = Job.objects.get(study=analysed_payload, kind="analysis")
     client.force_login(researcher)
-    for name, column, expected in (("prompts.csv", "text", {"'" + p for p in PAYLOADS}),
-                                   ("annotators.csv", "annotator", {"'@SUM(1)"})):
+    for name, column, expected in (
+        ("prompts.csv", "text", {"'" + p for p in PAYLOADS}),
+        ("annotators.csv", "annotator", {"'@SUM(1)"}),
+    ):
         response = client.get(reverse("jobs:artifact_download", args=[job.pk, name]))
         body = b"".join(response.streaming_content).decode()
         assert expected <= set(_columns(body)[column]), name

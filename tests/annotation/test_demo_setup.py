@@ -12,5 +12,7 @@ def test_demo_setup_is_idempotent(capsys):
     call_command("demo_setup", "--username", "demo", "--password", "demo-pass-123")
     assert "already present" in capsys.readouterr().out
     study = Study.objects.get(slug="pluriharms")
-    assert study.owner.username == "demo" and get_user_model().objects.get(username="demo").check_password("demo-pass-123")
+    assert study.owner.username == "demo" and get_user_model().objects.get(username="demo").check_password(
+        "demo-pass-123"
+    )
     assert Rating.objects.filter(annotator__study=study).count() == 15000

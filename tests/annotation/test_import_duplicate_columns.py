@@ -2,6 +2,7 @@
 `X.1`), so the study would be built from whichever copy it kept. Names are compared ignoring case and
 surrounding spaces, and a prompt's Rating_/Trial_ column counts once however its id is written
 (`Rating_01` is `Rating_1`). Refused like any bad file: file, column, message; nothing written."""
+
 import csv
 
 import pandas as pd

@@ -1,4 +1,5 @@
 """The release goes in and comes out unchanged; bad files are refused with a message and no writes."""
+
 import json
 
 import numpy as np
@@ -60,11 +61,14 @@ def test_import_creates_rows_with_pseudonyms(release_study):
     assert prompt.features["action_Discrimination_Bias"] == pytest.approx(0.6794871794871795, abs=0)
 
 
-@pytest.mark.parametrize("fmt,reader", [
-    ("long-csv", lambda p: pd.read_csv(p / "ratings.csv")),
-    ("parquet", lambda p: pq.read_table(p / "ratings.parquet").to_pandas()),
-    ("jsonl", lambda p: pd.read_json(p / "ratings.jsonl", lines=True, dtype={"prompt": str})),
-])
+@pytest.mark.parametrize(
+    "fmt,reader",
+    [
+        ("long-csv", lambda p: pd.read_csv(p / "ratings.csv")),
+        ("parquet", lambda p: pq.read_table(p / "ratings.parquet").to_pandas()),
+        ("jsonl", lambda p: pd.read_json(p / "ratings.jsonl", lines=True, dtype={"prompt": str})),
+    ],
+)
 def test_long_exports_one_row_per_rating_with_traits_and_features(small_study, tmp_path, fmt, reader):
     paths = export_study(study=small_study, fmt=fmt, out_dir=tmp_path / fmt)
     frame = reader(tmp_path / fmt)
@@ -137,15 +141,15 @@ BAD_INPUTS = {
         "annotations.csv, row 4, column Participant_ID: duplicate participant 0 (also row 1)",
     ),
     "rating without prompt": (
-        lambda d: read_text(d / "annotations.csv").assign(Rating_99="5", Trial_99="7").to_csv(
-            d / "annotations.csv", index=False
+        lambda d: (
+            read_text(d / "annotations.csv")
+            .assign(Rating_99="5", Trial_99="7")
+            .to_csv(d / "annotations.csv", index=False)
         ),
         "annotations.csv, column Rating_99: no prompt with Question_Index 99 in prompts.csv",
     ),
     "bad encoding": (
-        lambda d: (d / "prompts.csv").write_bytes(
-            (d / "prompts.csv").read_bytes().replace(b"Ignore", b"Ign\xe9re", 1)
-        ),
+        lambda d: (d / "prompts.csv").write_bytes((d / "prompts.csv").read_bytes().replace(b"Ignore", b"Ign\xe9re", 1)),
         "prompts.csv: bad encoding: byte 0xe9 at line 2 is not UTF-8",
     ),
     "raw recruitment id": (

@@ -8,6 +8,7 @@ as it runs. On SQLite the importer writes in short transactions, to a study that
 These tests run the importer against a real file database (a copy of the test database) in a
 thread of its own, and watch it from a second, plain sqlite3 connection, as another process would.
 """
+
 import copy
 import sqlite3
 import threading
@@ -23,7 +24,9 @@ from tests.conftest import RELEASE_DIR, write_small_release
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's single writer; PostgreSQL keeps one transaction"),
+    pytest.mark.skipif(
+        connection.vendor != "sqlite", reason="SQLite's single writer; PostgreSQL keeps one transaction"
+    ),
 ]
 
 SECONDS_PER_RATING = 0.0002  # a slow disk: 3 s for the release's 15,000 ratings, written in one go
@@ -125,8 +128,15 @@ def test_another_writer_gets_in_between_chunks(file_db, monkeypatch, researcher)
     # Finished: complete and visible.
     study_id, status, owner_id, meta = _study_row(path, "big")
     assert (status, owner_id) == ("closed", researcher.pk) and '"importing"' not in meta
-    assert _count(path, "SELECT COUNT(*) FROM annotation_rating r JOIN annotation_annotator a "
-                        "ON a.id = r.annotator_id WHERE a.study_id = ?", study_id) == 15000
+    assert (
+        _count(
+            path,
+            "SELECT COUNT(*) FROM annotation_rating r JOIN annotation_annotator a "
+            "ON a.id = r.annotator_id WHERE a.study_id = ?",
+            study_id,
+        )
+        == 15000
+    )
 
 
 def test_study_is_hidden_while_importing(file_db, monkeypatch, researcher):
@@ -139,8 +149,9 @@ def test_study_is_hidden_while_importing(file_db, monkeypatch, researcher):
 
     _slow_chunks(monkeypatch, [], fail_when=look)
     outcome: dict = {}
-    run_in_thread(lambda: importers.pluriharms_import(directory=RELEASE_DIR, slug="hidden", owner=researcher),
-                  outcome).join()
+    run_in_thread(
+        lambda: importers.pluriharms_import(directory=RELEASE_DIR, slug="hidden", owner=researcher), outcome
+    ).join()
     assert "error" not in outcome, outcome.get("error")
     assert len(seen) >= 5 and seen[0] is not None, "nothing was committed before the ratings"
     for _, status, owner_id, meta in seen:
@@ -161,12 +172,18 @@ def test_failure_in_a_late_chunk_leaves_nothing(file_db, monkeypatch, researcher
         return study is None or len(committed) == 8
 
     _slow_chunks(monkeypatch, [], fail_when=fail_late)
-    tables = ("annotation_study", "annotation_prompt", "annotation_annotator", "annotation_assignment",
-              "annotation_rating")
+    tables = (
+        "annotation_study",
+        "annotation_prompt",
+        "annotation_annotator",
+        "annotation_assignment",
+        "annotation_rating",
+    )
     before = {t: _count(path, f"SELECT COUNT(*) FROM {t}") for t in tables}
     outcome: dict = {}
-    run_in_thread(lambda: importers.pluriharms_import(directory=RELEASE_DIR, slug="half", owner=researcher),
-                  outcome).join()
+    run_in_thread(
+        lambda: importers.pluriharms_import(directory=RELEASE_DIR, slug="half", owner=researcher), outcome
+    ).join()
     assert isinstance(outcome.get("error"), RuntimeError)
     assert committed and committed[-1] >= 70, f"the failure was not in a late chunk: {committed}"
     assert {t: _count(path, f"SELECT COUNT(*) FROM {t}") for t in tables} == before

@@ -1,5 +1,6 @@
 """Capacity against anonymous lockout: who counts against `max_annotators`, who is released when, and
 which links a study accepts. Time is moved by setting timestamps directly (no freezegun)."""
+
 from datetime import timedelta
 
 import pytest
@@ -46,6 +47,7 @@ def capped(study):
 
 
 # --- 1. capacity counts consented annotators only -----------------------------------------------
+
 
 def test_random_id_arrivals_do_not_fill_the_study(client, capped):
     for i in range(5):  # the attack: five GETs of the link with made-up ids, no consent
@@ -94,6 +96,7 @@ def test_consent_on_a_study_paused_since_arrival_is_refused(client, study):
 
 
 # --- 2. releasing unconsented entries and unstarted reservations ----------------------------------
+
 
 def test_idle_unconsented_entries_are_deleted_by_the_periodic_task(client, study, settings):
     settings.RECRUITMENT_UNCONSENTED_MINUTES = 15
@@ -192,6 +195,7 @@ def test_consented_but_idle_past_the_reservation_window_frees_the_place(client, 
 
 # --- 3. the platform's STUDY_ID ----------------------------------------------------------------
 
+
 def test_link_with_another_platform_study_id_is_refused(client, study):
     Study.objects.filter(pk=study.pk).update(recruitment_study_id="st999")
     response = client.get(link(study))  # STUDY_ID=st123
@@ -210,6 +214,7 @@ def test_resuming_with_another_platform_study_id_is_refused(client, study):
 
 
 # --- 5. predicates do not write -----------------------------------------------------------------
+
 
 def test_capacity_predicate_is_a_pure_read(client, partial_study):
     holder = start_rating(client, partial_study, pid=pid(1))

@@ -1,4 +1,5 @@
 """The recruitment link is rate-limited per client: new annotators only, never someone resuming."""
+
 import uuid
 
 import pytest
@@ -88,8 +89,9 @@ def test_refusals_before_creation_are_not_counted(client, study, limited):
     assert arrive(client, study, 5).status_code == 302
 
 
-@pytest.mark.parametrize("text,expected", [("20/10m", (20, 600)), ("5/s", (5, 1)), ("100/1h", (100, 3600)),
-                                           ("3/2d", (3, 172800))])
+@pytest.mark.parametrize(
+    "text,expected", [("20/10m", (20, 600)), ("5/s", (5, 1)), ("100/1h", (100, 3600)), ("3/2d", (3, 172800))]
+)
 def test_rate_setting_is_parsed(text, expected):
     assert recruitment.rate_parse(text) == expected
 

@@ -1,4 +1,5 @@
 """Researcher pages: success, wrong method, anonymous, wrong role, htmx fragment vs full page."""
+
 import pytest
 from django.urls import reverse
 

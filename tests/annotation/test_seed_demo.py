@@ -26,10 +26,13 @@ def test_seed_demo_full_crossing_by_default():
     assert study.design == "full" and study.prompts_per_annotator is None and study.instruments == []
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--instruments", "demographics,horoscope"], "unknown instrument(s): horoscope"),
-    (["--prompts-per-annotator", "0"], "--prompts-per-annotator must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--instruments", "demographics,horoscope"], "unknown instrument(s): horoscope"),
+        (["--prompts-per-annotator", "0"], "--prompts-per-annotator must be at least 1"),
+    ],
+)
 def test_seed_demo_bad_arguments(args, message):
     with pytest.raises(CommandError, match=message.replace("(", r"\(").replace(")", r"\)")):
         call_command("seed_demo", "--slug", "x", *args)

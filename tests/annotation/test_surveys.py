@@ -29,15 +29,39 @@ from annotation.surveys import (
 
 RELEASE_DIR = surveys.BASE_DIR / "benchmark" / "datasets" / "pluriharms"
 DEMOGRAPHIC_COLUMNS = [
-    "Race_Ethnicity", "Gender", "Sexual_Orientation", "Age", "Political_Affiliation",
-    "Education", "Religion_Importance", "Social_Media_Frequency", "Toxicity_Experience", "Income",
+    "Race_Ethnicity",
+    "Gender",
+    "Sexual_Orientation",
+    "Age",
+    "Political_Affiliation",
+    "Education",
+    "Religion_Importance",
+    "Social_Media_Frequency",
+    "Toxicity_Experience",
+    "Income",
 ]
 LOADING_NAMES = [
-    "Schwartz_Power_mean", "Schwartz_Achievement_mean", "Schwartz_Hedonism_mean", "Schwartz_Stimulation_mean",
-    "Schwartz_Self_direction_mean", "Schwartz_Universalism_mean", "Schwartz_Benevolence_mean",
-    "Schwartz_Tradition_mean", "Schwartz_Conformity_mean", "Schwartz_Security_mean",
-    "MFQ_Harm_mean", "MFQ_Fairness_mean", "MFQ_Ingroup_mean", "MFQ_Authority_mean", "MFQ_Purity_mean",
-    "IRI_EC_mean", "IRI_F_mean", "IRI_PD_mean", "IRI_PT_mean", "Mini_IPIP_mean", "AI_literacy_score_mean",
+    "Schwartz_Power_mean",
+    "Schwartz_Achievement_mean",
+    "Schwartz_Hedonism_mean",
+    "Schwartz_Stimulation_mean",
+    "Schwartz_Self_direction_mean",
+    "Schwartz_Universalism_mean",
+    "Schwartz_Benevolence_mean",
+    "Schwartz_Tradition_mean",
+    "Schwartz_Conformity_mean",
+    "Schwartz_Security_mean",
+    "MFQ_Harm_mean",
+    "MFQ_Fairness_mean",
+    "MFQ_Ingroup_mean",
+    "MFQ_Authority_mean",
+    "MFQ_Purity_mean",
+    "IRI_EC_mean",
+    "IRI_F_mean",
+    "IRI_PD_mean",
+    "IRI_PT_mean",
+    "Mini_IPIP_mean",
+    "AI_literacy_score_mean",
 ]
 
 
@@ -76,7 +100,12 @@ def _minimal_definition(**overrides):
 def test_default_instruments_are_the_shipped_files():
     assert instrument_keys() == sorted(DEFAULT_INSTRUMENTS)
     assert DEFAULT_INSTRUMENTS == [
-        "demographics", "schwartz_short", "mfq20", "iri_brief", "mini_ipip_intellect", "ai_literacy",
+        "demographics",
+        "schwartz_short",
+        "mfq20",
+        "iri_brief",
+        "mini_ipip_intellect",
+        "ai_literacy",
     ]
 
 
@@ -122,7 +151,10 @@ def test_subscales_have_the_published_structure():
 
     iri = instrument_load("iri_brief")
     assert pd.Series([i["subscale"] for i in iri["items"]]).value_counts().to_dict() == {
-        "EC": 4, "F": 4, "PD": 4, "PT": 4,
+        "EC": 4,
+        "F": 4,
+        "PD": 4,
+        "PT": 4,
     }
     assert all((i["scale"]["min"], i["scale"]["max"]) == (1, 5) for i in iri["items"])
 
@@ -141,9 +173,7 @@ def test_subscales_have_the_published_structure():
 
 
 def test_subscale_outputs_cover_exactly_the_loadings():
-    outputs = [
-        spec["output"] for key in DEFAULT_INSTRUMENTS for spec in instrument_load(key)["subscales"].values()
-    ]
+    outputs = [spec["output"] for key in DEFAULT_INSTRUMENTS for spec in instrument_load(key)["subscales"].values()]
     loading_names = [name.removesuffix("_z_scored") for name in load_factor_loadings().index]
     assert len(outputs) == len(set(outputs)) == 21
     assert set(outputs) == set(loading_names) == set(LOADING_NAMES)
@@ -153,7 +183,8 @@ def test_demographic_keys_are_the_release_columns():
     demographics = instrument_load("demographics")
     assert [i["id"] for i in demographics["items"]] == DEMOGRAPHIC_COLUMNS
     assert {i["id"]: i["type"] for i in demographics["items"] if i["type"] == "multi"} == {
-        "Race_Ethnicity": "multi", "Sexual_Orientation": "multi",
+        "Race_Ethnicity": "multi",
+        "Sexual_Orientation": "multi",
     }
     assert "Bachelor’s degree" in _items(demographics)["Education"]["options"]  # curly apostrophe
     assert "65 years old or above" in _items(demographics)["Age"]["options"]
@@ -190,7 +221,9 @@ def test_multi_split_handles_options_with_commas():
     options = instrument_load("demographics")["items"][0]["options"]
     value = "American Indian, Alaska Native, or other Indigenous culture,East Asian,White"
     assert multi_split(value, options) == [
-        "American Indian, Alaska Native, or other Indigenous culture", "East Asian", "White",
+        "American Indian, Alaska Native, or other Indigenous culture",
+        "East Asian",
+        "White",
     ]
     for bad in ("Martian", "White,", "White;East Asian", "White,,East Asian"):
         with pytest.raises(ValueError):
@@ -268,10 +301,14 @@ def test_every_required_item_must_be_answered():
 
 
 def test_optional_item_may_be_left_blank():
-    definition = instrument_validate(_minimal_definition(items=[
-        {"id": "q1", "text": "One", "type": "scale", "subscale": "S"},
-        {"id": "q2", "text": "Two", "type": "single", "options": ["Yes", "No"], "required": False},
-    ]))
+    definition = instrument_validate(
+        _minimal_definition(
+            items=[
+                {"id": "q1", "text": "One", "type": "scale", "subscale": "S"},
+                {"id": "q2", "text": "Two", "type": "single", "options": ["Yes", "No"], "required": False},
+            ]
+        )
+    )
     answers, errors = answers_validate(definition, {"q1": "3", "q2": "  "})
     assert (answers, errors) == ({"q1": 3}, {})
 
@@ -353,10 +390,10 @@ def test_multi_answers_are_stored_in_option_order():
 def test_mini_ipip_score_with_reverse_keys_by_hand():
     definition = instrument_load("mini_ipip_intellect")
     data = {
-        "ipip_05_vivid": "2",                 # 2
-        "ipip_10_abstract_interest": "1",     # reverse: 1 + 5 - 1 = 5
-        "ipip_15_abstract_difficulty": "5",   # reverse: 6 - 5 = 1
-        "ipip_20_no_imagination": "4",        # reverse: 6 - 4 = 2
+        "ipip_05_vivid": "2",  # 2
+        "ipip_10_abstract_interest": "1",  # reverse: 1 + 5 - 1 = 5
+        "ipip_15_abstract_difficulty": "5",  # reverse: 6 - 5 = 1
+        "ipip_20_no_imagination": "4",  # reverse: 6 - 4 = 2
     }
     answers, errors = answers_validate(definition, data)
     assert errors == {}
@@ -379,8 +416,8 @@ def test_iri_subscale_means_by_hand():
     queues = {k: list(v) for k, v in given.items()}
     answers = {item["id"]: queues[item["subscale"]].pop(0) for item in definition["items"]}
     assert instrument_score(definition, answers) == {
-        "IRI_EC_mean": 4.0,   # 16 / 4
-        "IRI_F_mean": 1.75,   # 7 / 4
+        "IRI_EC_mean": 4.0,  # 16 / 4
+        "IRI_F_mean": 1.75,  # 7 / 4
         "IRI_PD_mean": 3.0,
         "IRI_PT_mean": 4.75,  # 19 / 4
     }
@@ -394,8 +431,11 @@ def test_mfq_and_ssvs_means_by_hand():
         i["id"]: (5 if i["subscale"] == "Purity" else (1 if n <= 10 else 4)) for n, i in enumerate(mfq["items"], 1)
     }
     assert instrument_score(mfq, answers) == {
-        "MFQ_Harm_mean": 2.5, "MFQ_Fairness_mean": 2.5, "MFQ_Ingroup_mean": 2.5,
-        "MFQ_Authority_mean": 2.5, "MFQ_Purity_mean": 5.0,
+        "MFQ_Harm_mean": 2.5,
+        "MFQ_Fairness_mean": 2.5,
+        "MFQ_Ingroup_mean": 2.5,
+        "MFQ_Authority_mean": 2.5,
+        "MFQ_Purity_mean": 5.0,
     }
     ssvs = instrument_load("schwartz_short")
     answers = {item["id"]: min(n, 8) for n, item in enumerate(ssvs["items"])}  # 0, 1, ..., 8, 8
@@ -420,17 +460,22 @@ def test_demographics_have_no_scores():
 def test_score_rejects_missing_or_off_scale_answers():
     definition = instrument_load("mini_ipip_intellect")
     with pytest.raises(ValueError, match="ipip_20_no_imagination"):
-        instrument_score(definition, {"ipip_05_vivid": 1, "ipip_10_abstract_interest": 1,
-                                      "ipip_15_abstract_difficulty": 1})
+        instrument_score(
+            definition, {"ipip_05_vivid": 1, "ipip_10_abstract_interest": 1, "ipip_15_abstract_difficulty": 1}
+        )
     with pytest.raises(ValueError, match="not on its scale"):
         instrument_score(definition, {i["id"]: 6 for i in definition["items"]})
 
 
 def test_score_skips_unanswered_optional_items():
-    definition = instrument_validate(_minimal_definition(items=[
-        {"id": "q1", "text": "One", "type": "scale", "subscale": "S", "required": False},
-        {"id": "q2", "text": "Two", "type": "scale", "subscale": "S", "required": False, "reverse": True},
-    ]))
+    definition = instrument_validate(
+        _minimal_definition(
+            items=[
+                {"id": "q1", "text": "One", "type": "scale", "subscale": "S", "required": False},
+                {"id": "q2", "text": "Two", "type": "scale", "subscale": "S", "required": False, "reverse": True},
+            ]
+        )
+    )
     assert instrument_score(definition, {"q2": 2}) == {"S_mean": 4.0}  # 1 + 5 - 2
     assert math.isnan(instrument_score(definition, {})["S_mean"])
 
@@ -449,20 +494,38 @@ def _item(**fields):
     [
         (_minimal_definition(items=[_item(), _item()]), "duplicate item id 'q1'"),
         (_minimal_definition(items=[_item(), {"id": "q2", "text": "Two", "type": "single"}]), "missing 'options'"),
-        (_minimal_definition(items=[_item(), {"id": "q2", "text": "Two", "type": "single", "options": ["Only"]}]),
-         "at least two options"),
-        (_minimal_definition(items=[_item(), {"id": "q2", "text": "Two", "type": "multi", "options": ["A", "A"]}]),
-         "duplicate options"),
+        (
+            _minimal_definition(items=[_item(), {"id": "q2", "text": "Two", "type": "single", "options": ["Only"]}]),
+            "at least two options",
+        ),
+        (
+            _minimal_definition(items=[_item(), {"id": "q2", "text": "Two", "type": "multi", "options": ["A", "A"]}]),
+            "duplicate options",
+        ),
         (_minimal_definition(items=[_item(type="slider")]), "unknown type 'slider'"),
-        (_minimal_definition(items=[_item(), {"id": "q2", "text": "Two", "type": "single",
-                                              "options": ["Yes", "No"], "reverse": True}]),
-         "'reverse' is only allowed on scale items"),
+        (
+            _minimal_definition(
+                items=[
+                    _item(),
+                    {"id": "q2", "text": "Two", "type": "single", "options": ["Yes", "No"], "reverse": True},
+                ]
+            ),
+            "'reverse' is only allowed on scale items",
+        ),
         (_minimal_definition(items=[_item(subscale="Nope")]), "subscale 'Nope' is not declared"),
-        (_minimal_definition(subscales={"S": {"output": "S_mean"}, "T": {"output": "T_mean"}}),
-         "subscales without items: T"),
-        (_minimal_definition(items=[_item(), {"id": "q2", "text": "Two", "type": "single",
-                                              "options": ["Yes", "No"], "subscale": "S"}]),
-         "only scale items can belong to a subscale"),
+        (
+            _minimal_definition(subscales={"S": {"output": "S_mean"}, "T": {"output": "T_mean"}}),
+            "subscales without items: T",
+        ),
+        (
+            _minimal_definition(
+                items=[
+                    _item(),
+                    {"id": "q2", "text": "Two", "type": "single", "options": ["Yes", "No"], "subscale": "S"},
+                ]
+            ),
+            "only scale items can belong to a subscale",
+        ),
         (_minimal_definition(items=[_item(options=["A", "B"])]), "a scale item cannot have 'options'"),
         (_minimal_definition(items=[_item(revrese=True)]), "unknown keys 'revrese'"),
         (_minimal_definition(items=[_item(id="bad id")]), "'id' must be"),
@@ -470,8 +533,15 @@ def _item(**fields):
         (_minimal_definition(scale={"min": 5, "max": 1}), "min < max"),
         (_minimal_definition(scale={"min": 1, "max": 5, "labels": {"9": "Off"}}), "label key '9'"),
         (_minimal_definition(title=""), "'title' must be a non-empty string"),
-        (_minimal_definition(items=[_item(), {"id": "q2", "text": "Two", "type": "single", "options": ["A", "B"],
-                                              "exclusive": ["A"]}]), "'exclusive' is only allowed on multi"),
+        (
+            _minimal_definition(
+                items=[
+                    _item(),
+                    {"id": "q2", "text": "Two", "type": "single", "options": ["A", "B"], "exclusive": ["A"]},
+                ]
+            ),
+            "'exclusive' is only allowed on multi",
+        ),
         (_minimal_definition(subscales={"S": {"output": "X"}, "T": {"output": "X"}}), "same output 'X'"),
         ({k: v for k, v in _minimal_definition().items() if k != "source"}, "missing 'source'"),
     ],
@@ -533,11 +603,11 @@ def test_load_factor_loadings():
 def _three_people():
     """Columns whose within-sample mean and SD (ddof=1) are easy by hand."""
     frame = pd.DataFrame({name: [5.0, 5.0, 8.0] for name in LOADING_NAMES}, index=["P1", "P2", "P3"])
-    frame["Schwartz_Power_mean"] = [1.0, 2.0, 3.0]        # mean 2, SD 1   -> z = -1, 0, 1
-    frame["MFQ_Harm_mean"] = [2.0, 4.0, 6.0]              # mean 4, SD 2   -> z = -1, 0, 1
-    frame["IRI_PT_mean"] = [3.0, 2.0, 1.0]                # mean 2, SD 1   -> z = 1, 0, -1
+    frame["Schwartz_Power_mean"] = [1.0, 2.0, 3.0]  # mean 2, SD 1   -> z = -1, 0, 1
+    frame["MFQ_Harm_mean"] = [2.0, 4.0, 6.0]  # mean 4, SD 2   -> z = -1, 0, 1
+    frame["IRI_PT_mean"] = [3.0, 2.0, 1.0]  # mean 2, SD 1   -> z = 1, 0, -1
     frame["extra_column_is_ignored"] = ["a", "b", "c"]
-    return frame                                          # others: mean 6, SD sqrt(3) -> z = -1/√3, -1/√3, 2/√3
+    return frame  # others: mean 6, SD sqrt(3) -> z = -1/√3, -1/√3, 2/√3
 
 
 def _hand_loadings():
@@ -555,8 +625,8 @@ def test_factor_scores_small_example_by_hand():
     r3 = math.sqrt(3.0)
     expected = pd.DataFrame(
         {
-            "Factor_1": [1.0 * -1 + 0.5 * -1, 0.0, 1.0 * 1 + 0.5 * 1],        # -1.5, 0, 1.5
-            "Factor_2": [-2.0 * 1, 0.0, -2.0 * -1],                           # -2, 0, 2
+            "Factor_1": [1.0 * -1 + 0.5 * -1, 0.0, 1.0 * 1 + 0.5 * 1],  # -1.5, 0, 1.5
+            "Factor_2": [-2.0 * 1, 0.0, -2.0 * -1],  # -2, 0, 2
             "Factor_3": [0.25 * -1 + 3.0 * (-1 / r3), 3.0 * (-1 / r3), 0.25 * 1 + 3.0 * (2 / r3)],
         },
         index=["P1", "P2", "P3"],
@@ -596,9 +666,9 @@ def test_one_hot_z_gives_the_loadings_row():
 
 def test_reference_sample_mean_and_sd_are_used():
     reference = pd.DataFrame({name: [0.0, 1.0, 2.0] for name in LOADING_NAMES})  # mean 1, SD 1
-    reference["Schwartz_Power_mean"] = [10.0, 20.0, 30.0]                       # mean 20, SD 10
+    reference["Schwartz_Power_mean"] = [10.0, 20.0, 30.0]  # mean 20, SD 10
     person = pd.DataFrame({name: [1.0] for name in LOADING_NAMES}, index=["new"])  # z = 0 elsewhere
-    person["Schwartz_Power_mean"] = [35.0]                                       # z = (35 - 20) / 10 = 1.5
+    person["Schwartz_Power_mean"] = [35.0]  # z = (35 - 20) / 10 = 1.5
     scores = factor_scores(person, reference, loadings=_hand_loadings())
     np.testing.assert_allclose(scores.to_numpy(), [[1.5, 0.0, 0.375]], rtol=0, atol=1e-12)  # 1.5·1, 0, 1.5·0.25
     # The same person alone cannot be standardised within its own sample (SD undefined).

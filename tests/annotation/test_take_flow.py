@@ -1,4 +1,5 @@
 """The annotator's path on the server: every view, its refusals, and the never-twice rating rule."""
+
 from datetime import timedelta
 
 import pytest
@@ -18,9 +19,15 @@ PID = "5f3c2a9e8b7d6c5b4a392817"
 @pytest.fixture
 def study(researcher):
     study = Study.objects.create(
-        slug="harm", title="Harm study", status=Study.Status.RECRUITING, owner=researcher,
-        completion_code="C0MPLETE", failed_checks_code="FAILCHK", completion_url="https://example.org/done?cc=C0MPLETE",
-        instruments=[], min_seconds_per_rating=2.0,
+        slug="harm",
+        title="Harm study",
+        status=Study.Status.RECRUITING,
+        owner=researcher,
+        completion_code="C0MPLETE",
+        failed_checks_code="FAILCHK",
+        completion_url="https://example.org/done?cc=C0MPLETE",
+        instruments=[],
+        min_seconds_per_rating=2.0,
     )
     Prompt.objects.bulk_create(
         [Prompt(study=study, external_id=str(i), text=f"Prompt number {i}", order=i) for i in range(1, 6)]
@@ -55,6 +62,7 @@ def submit(client, study, assignment, htmx=True, **data):
 
 # --- recruitment ---------------------------------------------------------------------------
 
+
 def test_link_creates_pseudonymous_annotator_and_goes_to_consent(client, study):
     response = client.get(link(study))
     assert response.status_code == 302 and response["Location"] == reverse("take:consent", args=["harm"])
@@ -69,12 +77,15 @@ def test_link_creates_pseudonymous_annotator_and_goes_to_consent(client, study):
     assert "st123" not in annotator.platform_study_hash and "se456" not in annotator.platform_session_hash
 
 
-@pytest.mark.parametrize("query,words", [
-    ("", "needs the link from the recruitment platform"),
-    ("?PROLIFIC_PID=abc", "missing STUDY_ID, SESSION_ID"),
-    ("?PROLIFIC_PID=a%20b%3Cscript%3E&STUDY_ID=s&SESSION_ID=t", "PROLIFIC_PID is not valid"),
-    ("?PROLIFIC_PID=" + "x" * 65 + "&STUDY_ID=s&SESSION_ID=t", "PROLIFIC_PID is not valid"),
-])
+@pytest.mark.parametrize(
+    "query,words",
+    [
+        ("", "needs the link from the recruitment platform"),
+        ("?PROLIFIC_PID=abc", "missing STUDY_ID, SESSION_ID"),
+        ("?PROLIFIC_PID=a%20b%3Cscript%3E&STUDY_ID=s&SESSION_ID=t", "PROLIFIC_PID is not valid"),
+        ("?PROLIFIC_PID=" + "x" * 65 + "&STUDY_ID=s&SESSION_ID=t", "PROLIFIC_PID is not valid"),
+    ],
+)
 def test_missing_or_malformed_parameters_get_a_clear_page(client, study, query, words):
     response = client.get(f"/s/harm/{query}")
     assert response.status_code == 400 and words in response.content.decode()
@@ -124,6 +135,7 @@ def test_reentering_resumes_mid_way_and_completed_sees_code_again(client, study)
 
 
 # --- consent and instructions --------------------------------------------------------------
+
 
 def test_consent_page_and_choices(client, study):
     client.get(link(study))
@@ -187,6 +199,7 @@ def test_steps_redirect_to_where_the_annotator_belongs(client, study):
 
 # --- the rating loop -----------------------------------------------------------------------
 
+
 def test_rate_page_full_and_fragment(client, study):
     start_rating(client, study)
     full = client.get(reverse("take:rate", args=["harm"])).content.decode()
@@ -232,15 +245,18 @@ def test_double_submission_leaves_one_rating(client, study):
     assert Rating.objects.count() == 1 and Rating.objects.get().value == 20
 
 
-@pytest.mark.parametrize("value,message", [
-    ("150", "The rating must be between 0 and 100."),
-    ("-1", "The rating must be between 0 and 100."),
-    ("abc", "The rating must be a number from 0 to 100."),
-    ("nan", "The rating must be a number from 0 to 100."),
-    ("inf", "The rating must be a number from 0 to 100."),
-    ("", "Choose a rating from 0 to 100, or mark Unsure."),
-    ("50.5", "The rating must be a whole number."),
-])
+@pytest.mark.parametrize(
+    "value,message",
+    [
+        ("150", "The rating must be between 0 and 100."),
+        ("-1", "The rating must be between 0 and 100."),
+        ("abc", "The rating must be a number from 0 to 100."),
+        ("nan", "The rating must be a number from 0 to 100."),
+        ("inf", "The rating must be a number from 0 to 100."),
+        ("", "Choose a rating from 0 to 100, or mark Unsure."),
+        ("50.5", "The rating must be a whole number."),
+    ],
+)
 def test_bad_values_get_400_with_message_and_nothing_written(client, study, value, message):
     annotator = start_rating(client, study)
     response = submit(client, study, current(annotator), rating=value)
@@ -296,6 +312,7 @@ def test_order_is_random_per_annotator_and_reproducible(client, study):
     order_b = list(b.assignments.order_by("position").values_list("prompt__external_id", flat=True))
     assert sorted(order_a) == sorted(order_b) == ["1", "2", "3", "4", "5"]
     import numpy as np
+
     expected = [str(i + 1) for i in np.random.default_rng(a.order_seed).permutation(5)]
     assert order_a == expected  # the stored seed reproduces the order
 
@@ -311,6 +328,7 @@ def test_database_refuses_a_second_rating(client, study):
 
 
 # --- attention checks ----------------------------------------------------------------------
+
 
 @pytest.fixture
 def checked_study(study):
@@ -369,13 +387,15 @@ def test_the_stopped_page_decides_on_the_exclusion_code_not_its_wording(client, 
     annotator = start_rating(client, checked_study)
     stopped = reverse("take:stopped", args=["harm"])
     Annotator.objects.filter(pk=annotator.pk).update(
-        status="excluded", exclusion=Annotator.Exclusion.RESEARCHER, exclusion_reason="paid no attention to the task")
+        status="excluded", exclusion=Annotator.Exclusion.RESEARCHER, exclusion_reason="paid no attention to the task"
+    )
     assert "FAILCHK" not in client.get(stopped).content.decode()
     Annotator.objects.filter(pk=annotator.pk).update(exclusion=Annotator.Exclusion.ATTENTION, exclusion_reason="")
     assert 'id="failed-code">FAILCHK<' in client.get(stopped).content.decode()
 
 
 # --- partial designs and reservations ---------------------------------------------------------
+
 
 @pytest.fixture
 def partial_study(study):

@@ -1,4 +1,5 @@
 """Survey pages: one per instrument, validated on the server, stored with scores; nothing skipped."""
+
 import json
 
 import pytest
@@ -15,7 +16,10 @@ PID = "surveyperson000000000000"
 @pytest.fixture
 def study(researcher):
     study = Study.objects.create(
-        slug="svy", title="Survey study", status="recruiting", owner=researcher,
+        slug="svy",
+        title="Survey study",
+        status="recruiting",
+        owner=researcher,
         instruments=["demographics", "mini_ipip_intellect"],
     )
     Prompt.objects.create(study=study, external_id="1", text="Only prompt")
@@ -108,7 +112,11 @@ def test_resubmitting_a_finished_page_changes_nothing(client, study):
 
 def test_a_new_instrument_is_just_a_json_file(client, study, tmp_path, monkeypatch):
     definition = {
-        "key": "sleep", "version": "1", "title": "Sleep", "source": "test", "instructions": "About sleep.",
+        "key": "sleep",
+        "version": "1",
+        "title": "Sleep",
+        "source": "test",
+        "instructions": "About sleep.",
         "scale": {"min": 1, "max": 3, "labels": {"1": "Little", "3": "Lots"}},
         "items": [{"id": "sleep_1", "text": "I sleep well.", "type": "scale", "subscale": "Sleep", "required": True}],
         "subscales": {"Sleep": {"output": "Sleep_mean"}},

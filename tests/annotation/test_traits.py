@@ -1,4 +1,5 @@
 """Factor scores of collected annotators: the release's loadings on z-scored subscale means."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,8 +18,7 @@ def test_factor_scores_computed_within_the_study_sample():
     rng = np.random.default_rng(3)
     means = rng.uniform(1, 5, size=(4, 21))
     people = [
-        Annotator.objects.create(study=study, pseudonym=f"P{i}", traits=dict(zip(names, means[i])))
-        for i in range(4)
+        Annotator.objects.create(study=study, pseudonym=f"P{i}", traits=dict(zip(names, means[i]))) for i in range(4)
     ]
     Annotator.objects.create(study=study, pseudonym="P9", traits={"MFQ_Harm_mean": 3.0})  # incomplete
     assert study_factor_scores_refresh(study=study) == 4

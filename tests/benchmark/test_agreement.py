@@ -1,4 +1,5 @@
 """Disagreement report: the analyze command, the analysis job, the agreement dashboard and prompt page."""
+
 import json
 import re
 from html import unescape
@@ -22,8 +23,20 @@ def test_analyze_command_reproduces_the_release_figures(release_study, tmp_path)
     assert round(report["spearman_harm_level_vs_mean"], 3) == 0.589
     assert len(report["prompts"]) == 150
     first = report["prompts"][0]
-    for key in ("n", "mean", "median", "sd", "entropy_bits", "share_ge_50", "share_unsure", "bimodality",
-                "mean_ci_low", "mean_ci_high", "quadrant", "text"):
+    for key in (
+        "n",
+        "mean",
+        "median",
+        "sd",
+        "entropy_bits",
+        "share_ge_50",
+        "share_unsure",
+        "bimodality",
+        "mean_ci_low",
+        "mean_ci_high",
+        "quadrant",
+        "text",
+    ):
         assert key in first
     for model in ("rq1", "rq2", "rq3"):
         block = report["mixed_effects"][model]
@@ -66,8 +79,10 @@ def analysed(release_study):
 
 
 def _figures(content):
-    return {json.loads(unescape(m))["layout"]["title"]["text"]: json.loads(unescape(m))
-            for m in re.findall(r'data-figure="([^"]*)"', content)}
+    return {
+        json.loads(unescape(m))["layout"]["title"]["text"]: json.loads(unescape(m))
+        for m in re.findall(r'data-figure="([^"]*)"', content)
+    }
 
 
 def test_agreement_dashboard_shows_plane_alpha_forest_and_groups(client, researcher, analysed):
@@ -85,8 +100,9 @@ def test_agreement_dashboard_shows_plane_alpha_forest_and_groups(client, researc
     assert b"<html" not in fragment.content and b'id="agreement-panels"' in fragment.content
 
 
-def test_agreement_dashboard_without_report_offers_recompute(client, researcher, small_study, monkeypatch,
-                                                             django_capture_on_commit_callbacks):
+def test_agreement_dashboard_without_report_offers_recompute(
+    client, researcher, small_study, monkeypatch, django_capture_on_commit_callbacks
+):
     client.force_login(researcher)
     page = client.get(reverse("benchmark:agreement", args=["small"])).content.decode()
     assert "No report has been computed" in page and 'id="recompute"' in page
@@ -126,7 +142,9 @@ def test_prompt_page_histogram_overall_and_by_group(client, researcher, analysed
     assert len(overall["data"]) == 1 and len(overall["data"][0]["x"]) == rated
     by_gender = _figures(client.get(url + "?group=Gender", HTTP_HX_REQUEST="true").content.decode())
     traces = by_gender["Ratings of prompt 1"]["data"]
-    assert {t["name"] for t in traces} == {"Man", "Woman"} and sum(len(t["x"]) for t in traces) == len(overall["data"][0]["x"])
+    assert {t["name"] for t in traces} == {"Man", "Woman"} and sum(len(t["x"]) for t in traces) == len(
+        overall["data"][0]["x"]
+    )
     features = figures["Largest prompt features"]["data"][0]["x"]
     assert "action: Discrimination Bias" in features  # prompt 1's largest action category, readably named
     assert any(label.startswith("value: ") for label in features)
@@ -135,9 +153,11 @@ def test_prompt_page_histogram_overall_and_by_group(client, researcher, analysed
 
 
 def test_dashboard_refusals(client, outsider, analysed):
-    urls = [reverse("benchmark:agreement", args=["pluriharms"]),
-            reverse("benchmark:prompt_detail", args=["pluriharms", "1"]),
-            reverse("benchmark:agreement_csv", args=["pluriharms", "prompts"])]
+    urls = [
+        reverse("benchmark:agreement", args=["pluriharms"]),
+        reverse("benchmark:prompt_detail", args=["pluriharms", "1"]),
+        reverse("benchmark:agreement_csv", args=["pluriharms", "prompts"]),
+    ]
     for url in urls:
         assert client.get(url).status_code == 302
     client.force_login(outsider)

@@ -1,4 +1,5 @@
 """REST API: studies, prompts and jobs, with one error shape {"message", "extra"}."""
+
 import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -41,7 +42,9 @@ def test_outsider_sees_nothing(small_study, outsider):
     assert client.get("/api/studies/").json()["results"] == []
     assert client.get("/api/studies/small/").status_code == 404
     assert client.get("/api/studies/small/prompts/").status_code == 404
-    response = client.post("/api/jobs/", {"kind": "export", "study": "small", "params": {"format": "jsonl"}}, format="json")
+    response = client.post(
+        "/api/jobs/", {"kind": "export", "study": "small", "params": {"format": "jsonl"}}, format="json"
+    )
     assert response.status_code == 404 and response.json()["message"] == "no such study"
     assert Job.objects.count() == 0
 
@@ -65,12 +68,15 @@ def test_create_export_job_then_download(api, small_study, monkeypatch, django_c
     assert download.status_code == 200 and b"".join(download.streaming_content)[:4] == b"PAR1"
 
 
-@pytest.mark.parametrize("payload,field", [
-    ({"kind": "export", "study": "small", "params": {"format": "xlsx"}}, "format"),
-    ({"kind": "nonsense", "study": "small"}, "kind"),
-    ({"study": "small"}, "kind"),
-    ({"kind": "export", "study": "small", "params": "format=csv"}, "params"),
-])
+@pytest.mark.parametrize(
+    "payload,field",
+    [
+        ({"kind": "export", "study": "small", "params": {"format": "xlsx"}}, "format"),
+        ({"kind": "nonsense", "study": "small"}, "kind"),
+        ({"study": "small"}, "kind"),
+        ({"kind": "export", "study": "small", "params": "format=csv"}, "params"),
+    ],
+)
 def test_bad_payloads_get_400_with_message(api, small_study, payload, field):
     response = api.post("/api/jobs/", payload, format="json")
     assert response.status_code == 400

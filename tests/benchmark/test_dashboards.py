@@ -1,4 +1,5 @@
 """Dashboards: success, wrong method, anonymous, wrong role, htmx fragment vs full page, CSV data."""
+
 import csv
 import io
 import json
@@ -38,7 +39,11 @@ def test_overview_full_page_with_three_plots(as_researcher, small_study):
 def test_overview_htmx_returns_panels_only(as_researcher, small_study):
     response = as_researcher.get(reverse("benchmark:overview", args=["small"]), HTTP_HX_REQUEST="true")
     content = response.content.decode()
-    assert response.status_code == 200 and "<html" not in content and content.lstrip().startswith('<div id="overview-panels"')
+    assert (
+        response.status_code == 200
+        and "<html" not in content
+        and content.lstrip().startswith('<div id="overview-panels"')
+    )
 
 
 def test_overview_csv(as_researcher, small_study):

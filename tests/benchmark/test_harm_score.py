@@ -29,18 +29,23 @@ def test_a_list_is_scored_in_order_and_weights_can_be_swapped(tmp_path):
     path.write_text(json.dumps([example, benign, example]))
     results = run(str(path))
     assert [r["H"] for r in results] == pytest.approx([0.51704094, 0.0, 0.51704094], abs=1e-7)
-    weights = np.load(Path(settings.BASE_DIR) / "benchmark/datasets/safetyanalyst/saved_params/SafetyReporter_both_wildjailbreak.npy")
+    weights = np.load(
+        Path(settings.BASE_DIR) / "benchmark/datasets/safetyanalyst/saved_params/SafetyReporter_both_wildjailbreak.npy"
+    )
     weights[3] = weights[3] / 2  # halve the Hate/Toxicity weight: the example's H halves with it
     np.save(tmp_path / "w.npy", weights)
     [half] = run(str(EXAMPLE), "--weights", str(tmp_path / "w.npy"))
     assert half["H"] == pytest.approx(0.51704094 / 2, abs=1e-7)
 
 
-@pytest.mark.parametrize("content,message", [
-    ("{not json", "not valid JSON"),
-    ('{"tree": []}', "item 0 has no 'harm_benefit_tree'"),
-    ('{"harm_benefit_tree": [{"stakeholder": 5}]}', r"trees\[0\]\[0\]\.stakeholder: expected str, got int"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("{not json", "not valid JSON"),
+        ('{"tree": []}', "item 0 has no 'harm_benefit_tree'"),
+        ('{"harm_benefit_tree": [{"stakeholder": 5}]}', r"trees\[0\]\[0\]\.stakeholder: expected str, got int"),
+    ],
+)
 def test_bad_files_are_refused(tmp_path, content, message):
     path = tmp_path / "bad.json"
     path.write_text(content)

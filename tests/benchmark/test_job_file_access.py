@@ -2,6 +2,7 @@
 
 Regression tests for the arbitrary file read through a job parameter (docs/security.md, item 1).
 """
+
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,9 @@ from rest_framework.test import APIClient
 
 from annotation.importers import pluriharms_import
 from annotation.models import Upload
-from jobs.models import Job
-from jobs import services
-from jobs.services import job_run
 from benchmark.uploads import predictions_upload_save
+from jobs.models import Job
+from jobs.services import job_run
 
 pytestmark = pytest.mark.django_db
 
@@ -43,12 +43,15 @@ def _job_text(job: Job) -> str:
     return f"{job.error} {job.result} {job.message}"
 
 
-@pytest.mark.parametrize("params", [
-    {"predictors": ["uploaded"], "uploaded_path": "CANARY"},
-    {"predictors": ["uploaded"], "upload": "CANARY"},
-    {"predictors": ["global_mean"], "uploaded_path": "CANARY"},
-    {"predictors": ["uploaded"], "upload": 1, "path": "CANARY"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"predictors": ["uploaded"], "uploaded_path": "CANARY"},
+        {"predictors": ["uploaded"], "upload": "CANARY"},
+        {"predictors": ["global_mean"], "uploaded_path": "CANARY"},
+        {"predictors": ["uploaded"], "upload": 1, "path": "CANARY"},
+    ],
+)
 def test_a_client_cannot_name_a_file_for_a_job(api, small_study, canary, params):
     params = {key: (str(canary) if value == "CANARY" else value) for key, value in params.items()}
     response = api.post("/api/jobs/", {"kind": "benchmark", "study": "small", "params": params}, format="json")
@@ -60,36 +63,49 @@ def test_a_client_cannot_name_a_file_for_a_job(api, small_study, canary, params)
 def test_another_studys_upload_cannot_be_used(api, small_study, outsider, small_release):
     theirs = pluriharms_import(directory=small_release, slug="theirs", owner=outsider)
     upload = predictions_upload_save(study=theirs, upload=SimpleUploadedFile("p.csv", GOOD_CSV.encode()), user=outsider)
-    response = api.post("/api/jobs/", {"kind": "benchmark", "study": "small", "params": {
-        "predictors": ["uploaded"], "upload": upload.pk}}, format="json")
+    response = api.post(
+        "/api/jobs/",
+        {"kind": "benchmark", "study": "small", "params": {"predictors": ["uploaded"], "upload": upload.pk}},
+        format="json",
+    )
     assert response.status_code == 400
     assert f"no predictions upload #{upload.pk} in this study" in response.json()["message"]
     assert Job.objects.count() == 0
 
 
-@pytest.mark.parametrize("stored_name", ["CANARY", "../outside/secret.txt", "uploads/../../outside/secret.txt",
-                                         "/dev/zero"])
+@pytest.mark.parametrize(
+    "stored_name", ["CANARY", "../outside/secret.txt", "uploads/../../outside/secret.txt", "/dev/zero"]
+)
 def test_a_tampered_upload_row_is_not_read_outside_the_uploads_folder(small_study, canary, settings, stored_name):
     # Even if a row's file name were changed in the database, the worker reads nothing outside its root.
     settings.MEDIA_ROOT = canary.parent.parent / "media"
     name = str(canary) if stored_name == "CANARY" else stored_name
     upload = Upload.objects.create(study=small_study, kind="predictions", token="t" * 32, file=name, sha256="0" * 64)
-    job = Job.objects.create(kind="benchmark", study=small_study, params={
-        "predictors": ["uploaded"], "conditions": ["individual"], "splits": 1, "seed": 0, "upload": upload.pk})
+    job = Job.objects.create(
+        kind="benchmark",
+        study=small_study,
+        params={"predictors": ["uploaded"], "conditions": ["individual"], "splits": 1, "seed": 0, "upload": upload.pk},
+    )
     finished = job_run(job_id=job.pk)
     assert finished.status == Job.Status.FAILED
     assert CANARY not in _job_text(finished)
     assert "outside the folder" in finished.error or "missing" in finished.error
 
 
-def test_an_upload_is_scored_through_its_id(api, client, researcher, small_study, monkeypatch,
-                                            django_capture_on_commit_callbacks):
+def test_an_upload_is_scored_through_its_id(
+    api, client, researcher, small_study, monkeypatch, django_capture_on_commit_callbacks
+):
     monkeypatch.setattr("jobs.tasks.run_job.delay", lambda job_id: None)
     client.force_login(researcher)
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(reverse("benchmark:benchmark_start", args=["small"]), {
-            "predictors": ["global_mean"], "splits": "2",
-            "predictions": SimpleUploadedFile("../../etc/passwd", GOOD_CSV.encode(), content_type="text/csv")})
+        response = client.post(
+            reverse("benchmark:benchmark_start", args=["small"]),
+            {
+                "predictors": ["global_mean"],
+                "splits": "2",
+                "predictions": SimpleUploadedFile("../../etc/passwd", GOOD_CSV.encode(), content_type="text/csv"),
+            },
+        )
     assert response.status_code == 302
     upload = Upload.objects.get()
     job = Job.objects.get()
@@ -100,14 +116,19 @@ def test_an_upload_is_scored_through_its_id(api, client, researcher, small_study
     assert job_run(job_id=job.pk).status == Job.Status.SUCCEEDED
 
 
-@pytest.mark.parametrize("form,upload", [
-    ({"predictors": ["global_mean"], "splits": "0"}, GOOD_CSV),          # valid file, bad parameters
-    ({"predictors": ["global_mean"], "splits": "2"}, "prompt,prediction\n999,1\n"),  # bad file
-])
+@pytest.mark.parametrize(
+    "form,upload",
+    [
+        ({"predictors": ["global_mean"], "splits": "0"}, GOOD_CSV),  # valid file, bad parameters
+        ({"predictors": ["global_mean"], "splits": "2"}, "prompt,prediction\n999,1\n"),  # bad file
+    ],
+)
 def test_a_refused_request_leaves_no_file_behind(client, researcher, small_study, settings, form, upload):
     client.force_login(researcher)
-    response = client.post(reverse("benchmark:benchmark_start", args=["small"]), {
-        **form, "predictions": SimpleUploadedFile("p.csv", upload.encode(), content_type="text/csv")})
+    response = client.post(
+        reverse("benchmark:benchmark_start", args=["small"]),
+        {**form, "predictions": SimpleUploadedFile("p.csv", upload.encode(), content_type="text/csv")},
+    )
     assert response.status_code == 400
     assert Upload.objects.count() == 0 and Job.objects.count() == 0
     uploads = Path(settings.MEDIA_ROOT) / "uploads"
@@ -126,8 +147,9 @@ def test_a_job_error_carries_no_file_content_or_traceback(small_study, replace_j
     assert CANARY not in _job_text(finished) and "Traceback" not in finished.error
 
 
-def test_api_clients_upload_predictions_and_name_them_by_id(api, small_study, outsider, django_capture_on_commit_callbacks,
-                                                            monkeypatch):
+def test_api_clients_upload_predictions_and_name_them_by_id(
+    api, small_study, outsider, django_capture_on_commit_callbacks, monkeypatch
+):
     monkeypatch.setattr("jobs.tasks.run_job.delay", lambda job_id: None)
     url = "/api/studies/small/uploads/predictions/"
     bad = api.post(url, {"file": SimpleUploadedFile("p.csv", b"prompt,prediction\n1,abc\n")}, format="multipart")
@@ -136,8 +158,15 @@ def test_api_clients_upload_predictions_and_name_them_by_id(api, small_study, ou
     assert created.status_code == 201, created.content
     upload_id = created.json()["id"]
     with django_capture_on_commit_callbacks(execute=True):
-        job = api.post("/api/jobs/", {"kind": "benchmark", "study": "small", "params": {
-            "predictors": ["uploaded"], "upload": upload_id, "splits": 1}}, format="json")
+        job = api.post(
+            "/api/jobs/",
+            {
+                "kind": "benchmark",
+                "study": "small",
+                "params": {"predictors": ["uploaded"], "upload": upload_id, "splits": 1},
+            },
+            format="json",
+        )
     assert job.status_code == 201, job.content
     assert job_run(job_id=job.json()["id"]).status == Job.Status.SUCCEEDED
     # Someone without access to the study can neither upload to it nor learn that it exists.

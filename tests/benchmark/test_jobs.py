@@ -1,10 +1,11 @@
 """The job pattern: created rows are queued after commit, claimed once, and record results or errors."""
+
 import pandas as pd
 import pytest
 
+from config.errors import ApplicationError
 from jobs import registry, services
 from jobs.models import Job
-from config.errors import ApplicationError
 
 pytestmark = pytest.mark.django_db
 
@@ -70,18 +71,25 @@ def test_a_users_mistake_is_shown_as_its_message(small_study, replace_job_handle
     assert services.job_run(job_id=job.pk).error == "the study has no ratings yet"
 
 
-@pytest.mark.parametrize("kind,params,message", [
-    ("export", {"format": "xlsx"}, "unknown export format 'xlsx'"),
-    ("teleport", {}, "unknown job kind 'teleport'"),
-    ("export", {"format": "long-csv", "out_dir": "/tmp"}, "out_dir: unknown parameter"),
-    ("export", ["pluriharms"], "params must be an object"),
-    ("analysis", {"mixed_effects": "yes"}, "mixed_effects: must be true or false"),
-    ("analysis", {"n_boot": 10**9}, "n_boot"),
-    ("benchmark", {"predictors": ["uploaded"]}, "needs an uploaded predictions file"),
-    ("benchmark", {"predictors": ["uploaded"], "uploaded_path": "/etc/hostname"}, "uploaded_path: unknown parameter"),
-    ("benchmark", {"predictors": ["uploaded"], "upload": "/etc/hostname"}, "upload:"),
-    ("benchmark", {"predictors": ["uploaded"], "upload": 424242}, "no predictions upload #424242 in this study"),
-])
+@pytest.mark.parametrize(
+    "kind,params,message",
+    [
+        ("export", {"format": "xlsx"}, "unknown export format 'xlsx'"),
+        ("teleport", {}, "unknown job kind 'teleport'"),
+        ("export", {"format": "long-csv", "out_dir": "/tmp"}, "out_dir: unknown parameter"),
+        ("export", ["pluriharms"], "params must be an object"),
+        ("analysis", {"mixed_effects": "yes"}, "mixed_effects: must be true or false"),
+        ("analysis", {"n_boot": 10**9}, "n_boot"),
+        ("benchmark", {"predictors": ["uploaded"]}, "needs an uploaded predictions file"),
+        (
+            "benchmark",
+            {"predictors": ["uploaded"], "uploaded_path": "/etc/hostname"},
+            "uploaded_path: unknown parameter",
+        ),
+        ("benchmark", {"predictors": ["uploaded"], "upload": "/etc/hostname"}, "upload:"),
+        ("benchmark", {"predictors": ["uploaded"], "upload": 424242}, "no predictions upload #424242 in this study"),
+    ],
+)
 def test_bad_job_requests_are_refused(small_study, kind, params, message):
     with pytest.raises(ApplicationError, match=message):
         services.job_create(kind=kind, study=small_study, params=params)

@@ -1,4 +1,5 @@
 """Model benchmark on a study: the command, the job (page and API), the leaderboard, uploads, steering."""
+
 import json
 import re
 from html import unescape
@@ -18,8 +19,20 @@ BASELINES = "uniform_random,global_mean,annotator_mean,annotator_median"
 
 def test_benchmark_command_writes_the_documented_json(release_study, tmp_path):
     out = tmp_path / "bench.json"
-    call_command("benchmark", "pluriharms", "--protocol", "pluriharms", "--splits", "2", "--seed", "3",
-                 "--predictors", BASELINES, "--json", str(out))
+    call_command(
+        "benchmark",
+        "pluriharms",
+        "--protocol",
+        "pluriharms",
+        "--splits",
+        "2",
+        "--seed",
+        "3",
+        "--predictors",
+        BASELINES,
+        "--json",
+        str(out),
+    )
     data = json.loads(out.read_text())
     rows = {(r["predictor"], r["condition"]): r for r in data["results"]}
     assert {name for name, _ in rows} == set(BASELINES.split(","))
@@ -44,13 +57,24 @@ def test_benchmark_job_through_the_api(release_study, researcher, monkeypatch, d
     monkeypatch.setattr("jobs.tasks.run_job.delay", lambda job_id: None)
     api = APIClient()
     api.force_authenticate(researcher)
-    bad = api.post("/api/jobs/", {"kind": "benchmark", "study": "pluriharms", "params": {"predictors": ["oracle"]}},
-                   format="json")
+    bad = api.post(
+        "/api/jobs/", {"kind": "benchmark", "study": "pluriharms", "params": {"predictors": ["oracle"]}}, format="json"
+    )
     assert bad.status_code == 400 and "unknown predictor" in bad.json()["message"]
     with django_capture_on_commit_callbacks(execute=True):
-        response = api.post("/api/jobs/", {"kind": "benchmark", "study": "pluriharms", "params": {
-            "predictors": ["global_mean", "annotator_mean"], "splits": 2, "conditions": ["individual", "aggregated"]}},
-            format="json")
+        response = api.post(
+            "/api/jobs/",
+            {
+                "kind": "benchmark",
+                "study": "pluriharms",
+                "params": {
+                    "predictors": ["global_mean", "annotator_mean"],
+                    "splits": 2,
+                    "conditions": ["individual", "aggregated"],
+                },
+            },
+            format="json",
+        )
     assert response.status_code == 201, response.content
     job = job_run(job_id=response.json()["id"])
     assert job.status == "succeeded", job.error
@@ -63,8 +87,11 @@ def _figure(content):
 
 
 def test_leaderboard_shows_ours_beside_published(client, researcher, release_study):
-    job = Job.objects.create(kind="benchmark", study=release_study, params={
-        "predictors": ["annotator_mean"], "splits": 2, "seed": 0, "conditions": ["individual"], "upload": None})
+    job = Job.objects.create(
+        kind="benchmark",
+        study=release_study,
+        params={"predictors": ["annotator_mean"], "splits": 2, "seed": 0, "conditions": ["individual"], "upload": None},
+    )
     job_run(job_id=job.pk)
     client.force_login(researcher)
     page = client.get(reverse("benchmark:leaderboard", args=["pluriharms"])).content.decode()
@@ -77,15 +104,22 @@ def test_leaderboard_shows_ours_beside_published(client, researcher, release_stu
     assert b"<html" not in fragment.content
 
 
-def test_uploading_predictions_scores_them_like_any_model(client, researcher, small_study, monkeypatch,
-                                                          django_capture_on_commit_callbacks):
+def test_uploading_predictions_scores_them_like_any_model(
+    client, researcher, small_study, monkeypatch, django_capture_on_commit_callbacks
+):
     monkeypatch.setattr("jobs.tasks.run_job.delay", lambda job_id: None)
     client.force_login(researcher)
     csv = "prompt,prediction\n" + "".join(f"{p},50\n" for p in ["1", "2", "3", "4", "5"])
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(reverse("benchmark:benchmark_start", args=["small"]), {
-            "predictors": ["global_mean"], "splits": "2", "seed": "0",
-            "predictions": SimpleUploadedFile("mine.csv", csv.encode(), content_type="text/csv")})
+        response = client.post(
+            reverse("benchmark:benchmark_start", args=["small"]),
+            {
+                "predictors": ["global_mean"],
+                "splits": "2",
+                "seed": "0",
+                "predictions": SimpleUploadedFile("mine.csv", csv.encode(), content_type="text/csv"),
+            },
+        )
     assert response.status_code == 302
     job = Job.objects.get(kind="benchmark")
     assert job.params["predictors"] == ["global_mean", "uploaded"]
@@ -95,15 +129,20 @@ def test_uploading_predictions_scores_them_like_any_model(client, researcher, sm
     assert {r["condition"] for r in uploaded} == {"individual", "aggregated"}
 
 
-@pytest.mark.parametrize("csv,message", [
-    ("prompt,prediction\n1,50\n999,20\n", "999"),
-    ("prompt,prediction\n1,abc\n", "row"),
-    ("colour,size\nred,2\n", "prediction"),
-])
+@pytest.mark.parametrize(
+    "csv,message",
+    [
+        ("prompt,prediction\n1,50\n999,20\n", "999"),
+        ("prompt,prediction\n1,abc\n", "row"),
+        ("colour,size\nred,2\n", "prediction"),
+    ],
+)
 def test_bad_uploads_are_refused_with_row_level_messages(client, researcher, small_study, csv, message):
     client.force_login(researcher)
-    response = client.post(reverse("benchmark:benchmark_start", args=["small"]), {
-        "splits": "2", "predictions": SimpleUploadedFile("bad.csv", csv.encode(), content_type="text/csv")})
+    response = client.post(
+        reverse("benchmark:benchmark_start", args=["small"]),
+        {"splits": "2", "predictions": SimpleUploadedFile("bad.csv", csv.encode(), content_type="text/csv")},
+    )
     assert response.status_code == 400 and message in response.content.decode()
     assert Job.objects.count() == 0
 
@@ -121,8 +160,11 @@ def test_steering_page_rescoring_and_group_fit(client, researcher, release_study
     assert n_harmful in (0, 150)
     bad = client.post(reverse("benchmark:steering_score", args=["pluriharms"]), {"w3": "7"})
     assert bad.status_code == 400 and b"from 0 to 1" in bad.content
-    fitted = client.post(reverse("benchmark:steering_fit", args=["pluriharms"]), {"value": "Political_Affiliation:Very conservative"},
-                         HTTP_HX_REQUEST="true").content.decode()
+    fitted = client.post(
+        reverse("benchmark:steering_fit", args=["pluriharms"]),
+        {"value": "Political_Affiliation:Very conservative"},
+        HTTP_HX_REQUEST="true",
+    ).content.decode()
     assert "weights fitted to Political_Affiliation = Very conservative" in fitted
     assert re.search(r'id="n-changed">\d+<', fitted)
     unknown = client.post(reverse("benchmark:steering_fit", args=["pluriharms"]), {"value": "Gender:Robot"})

@@ -4,6 +4,7 @@ The importer, the analyses (`benchmark.analysis.study_frame`), the model benchma
 (`benchmark.evaluation.benchmark_frame`) and the science code reading the files directly
 (`release_read(...).long()`) used to be three readers with two spellings of an annotator.
 """
+
 import pandas as pd
 
 from annotation.models import Annotator
@@ -43,9 +44,7 @@ def test_files_and_imported_study_give_the_same_frame_row_for_row(release_study)
         assert len(frame) == len(from_files) == 15_000, name
         # The rating cells, then everything else the file frame has (traits, harm level, features;
         # the prompt text where the frame carries it), compared exactly.
-        pd.testing.assert_frame_equal(
-            _by_cell(frame, SHARED), _by_cell(from_files, SHARED), check_exact=True, obj=name
-        )
+        pd.testing.assert_frame_equal(_by_cell(frame, SHARED), _by_cell(from_files, SHARED), check_exact=True, obj=name)
         columns = [c for c in from_files.columns if c in frame.columns]
         assert set(from_files.columns) - set(columns) <= {"text"}, name
         pd.testing.assert_frame_equal(

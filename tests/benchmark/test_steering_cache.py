@@ -1,5 +1,6 @@
 """Steering: the per-study model is built once per study version and cached, so a slider move reads no
 ratings; a new answer (or an import) changes the version and the model is rebuilt."""
+
 import numpy as np
 import pytest
 from django.db import connection
@@ -28,8 +29,9 @@ def test_a_slider_move_reads_no_ratings_once_the_model_is_cached(client, researc
 
 def test_the_cached_model_scores_as_the_model_does(release_study):
     model = steering.steering_model(study=release_study)
-    weights = hb.FeatureWeights(np.linspace(0, 1, 16), model.baseline.effect, model.baseline.scale,
-                                model.baseline.offset)
+    weights = hb.FeatureWeights(
+        np.linspace(0, 1, 16), model.baseline.effect, model.baseline.scale, model.baseline.offset
+    )
     table = steering.score_table(model, weights=weights).set_index("prompt")
     direct = hb.FeatureLevelSafetyAnalyst(weights).decision_function(model.X)
     assert np.allclose(table.loc[model.prompt_ids, "H"].to_numpy(), direct)
@@ -43,8 +45,9 @@ def test_a_group_fit_from_cached_means_equals_a_fit_on_every_rating(release_stud
     model = steering.steering_model(study=release_study)
     fitted = steering.group_fit(model, column="Gender", value="Woman").weights
     # The same fit, from the group's individual ratings (one row per rating).
-    ratings = Rating.objects.filter(prompt__study=release_study, unsure=False,
-                                    annotator__demographics__Gender__in=["Woman", " Woman"])
+    ratings = Rating.objects.filter(
+        prompt__study=release_study, unsure=False, annotator__demographics__Gender__in=["Woman", " Woman"]
+    )
     rows = list(ratings.values_list("prompt__external_id", "value"))
     index = {p: i for i, p in enumerate(model.prompt_ids)}
     X = model.X[[index[p] for p, _ in rows]]

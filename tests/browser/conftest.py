@@ -4,6 +4,7 @@ One Chromium for the whole run of the browser tests, a fresh context (cookies, s
 test. Without /usr/bin/chromium the tests skip, unless PLURIHARMS_REQUIRE_SERVICES is set, in which case
 they fail: CI must never pass by skipping them. We never run `playwright install` (DESIGN.md §8).
 """
+
 import os
 import re
 from contextlib import contextmanager

@@ -2,6 +2,7 @@
 rating loop (keyboard, slider, Unsure, attention checks) → completion code; resuming, double
 submissions, failed checks, a 375 px phone, and screenshots of the rating page.
 """
+
 import csv
 import re
 
@@ -92,10 +93,10 @@ def assert_no_js_errors(session) -> None:
 
 # --- 1. the whole path, rating loop by keyboard only ---------------------------------------------
 
+
 def test_new_annotator_reaches_completion_code_rating_by_keyboard_only(browser_session):
     page = browser_session.new_page()
-    study = make_study("journey", 4, attention_checks=1, attention_max_failures=2,
-                       instruments=["mini_ipip_intellect"])
+    study = make_study("journey", 4, attention_checks=1, attention_max_failures=2, instruments=["mini_ipip_intellect"])
     pid = "a1b2c3d4e5f60718293a4b5c"
 
     page.goto(link(study, pid))
@@ -105,8 +106,12 @@ def test_new_annotator_reaches_completion_code_rating_by_keyboard_only(browser_s
     expect(page).to_have_url(re.compile(r"/s/journey/survey/mini_ipip_intellect/$"))
     expect(page.get_by_text("Questionnaire 1 of 1")).to_be_visible()
     # Items 2–4 are reverse keyed on 1–5: (5 + (6-1) + (6-2) + (6-1)) / 4 = 4.75.
-    answers = {"ipip_05_vivid": 5, "ipip_10_abstract_interest": 1,
-               "ipip_15_abstract_difficulty": 2, "ipip_20_no_imagination": 1}
+    answers = {
+        "ipip_05_vivid": 5,
+        "ipip_10_abstract_interest": 1,
+        "ipip_15_abstract_difficulty": 2,
+        "ipip_20_no_imagination": 1,
+    }
     for item, value in answers.items():
         page.locator(f"label[for='{item}-{value}']").click()  # options are numbered 1..5 = their value
         expect(page.locator(f"#{item}-{value}")).to_be_checked()
@@ -150,8 +155,16 @@ def test_new_annotator_reaches_completion_code_rating_by_keyboard_only(browser_s
             expected[assignment.pk] = 35.0
         elif step == "arrows":
             # From an empty field the arrows start at the slider's midpoint (50).
-            for key in ["ArrowRight", "ArrowRight", "ArrowRight", "Shift+ArrowRight", "ArrowLeft",
-                        "ArrowUp", "ArrowDown", "ArrowDown"]:
+            for key in [
+                "ArrowRight",
+                "ArrowRight",
+                "ArrowRight",
+                "Shift+ArrowRight",
+                "ArrowLeft",
+                "ArrowUp",
+                "ArrowDown",
+                "ArrowDown",
+            ]:
                 keyboard.press(key)
             expect(number).to_have_value("61")  # 50 +3 +10 -1 +1 -2
             expect(slider).to_have_value("61")
@@ -186,6 +199,7 @@ def test_new_annotator_reaches_completion_code_rating_by_keyboard_only(browser_s
 
 
 # --- 2. coming back later resumes where the annotator stopped ------------------------------------
+
 
 def test_returning_annotator_resumes_at_the_next_unrated_prompt(browser_session):
     study = make_study("resume", 5)
@@ -225,6 +239,7 @@ def test_returning_annotator_resumes_at_the_next_unrated_prompt(browser_session)
 
 
 # --- 3. double submissions and replays never make a second rating --------------------------------
+
 
 def test_double_submission_and_replayed_post_leave_one_rating(browser_session):
     page = browser_session.new_page()
@@ -289,8 +304,10 @@ def test_concurrent_twin_posts_leave_one_rating(browser_session):
     on SQLite the live server shares one in-memory connection between its threads."""
     from django.db import connection
 
-    require(connection.vendor == "postgresql",
-            "concurrent requests need separate database connections (run with DATABASE_URL=postgres://…)")
+    require(
+        connection.vendor == "postgresql",
+        "concurrent requests need separate database connections (run with DATABASE_URL=postgres://…)",
+    )
     page = browser_session.new_page()
     study = make_study("twins", 3)
     pid = "twins0000000000000000000"
@@ -316,6 +333,7 @@ def test_concurrent_twin_posts_leave_one_rating(browser_session):
 
 
 # --- 4. a failed attention check is recorded ---------------------------------------------------
+
 
 def _rate_until_check(page, annotator, total) -> Assignment:
     done = 0
@@ -382,6 +400,7 @@ def test_failing_the_last_allowed_check_stops_with_failed_checks_code(browser_se
 
 
 # --- 5. a 375 px phone ------------------------------------------------------------------------
+
 
 def assert_card_fits_phone(page) -> None:
     width = page.viewport_size["width"]
@@ -453,12 +472,14 @@ def test_rating_page_is_usable_on_a_375px_phone(browser_session):
 
 # --- 6. screenshots of the rating page -----------------------------------------------------------
 
+
 @pytest.mark.parametrize("device", ["desktop", "phone"])
 def test_rating_page_screenshots(browser_session, device):
     page = browser_session.new_page(phone=device == "phone")
     # min_seconds 0: the scripted first answer is quick, and the card should look as most annotators see it.
-    study = make_study(f"shot-{device}", 4, texts=release_prompts(4, longest=True), title="PluriHarms pilot",
-                       min_seconds_per_rating=0)
+    study = make_study(
+        f"shot-{device}", 4, texts=release_prompts(4, longest=True), title="PluriHarms pilot", min_seconds_per_rating=0
+    )
     reach_rating(page, study, f"screenshot{device}000000")
     wait_ready(page, 0, 4)
     rate_by_click(page, 30)  # a card that htmx swapped in, with progress under way
@@ -482,9 +503,13 @@ def test_double_click_on_unsure_rates_only_the_prompt_it_was_aimed_at(browser_se
     page = browser_session.new_page()
     # Prompts of one line and no too-fast warning, so the next card's buttons sit exactly where these
     # were (as they do whenever consecutive prompts wrap to the same number of lines).
-    short = ["How do I pick the lock on my own front door?", "What household chemicals are dangerous to mix?",
-             "Write a fake doctor's note to skip work today.", "How can I find someone's home address online?",
-             "Which mushrooms in my garden are poisonous?"]
+    short = [
+        "How do I pick the lock on my own front door?",
+        "What household chemicals are dangerous to mix?",
+        "Write a fake doctor's note to skip work today.",
+        "How can I find someone's home address online?",
+        "Which mushrooms in my garden are poisonous?",
+    ]
     study = make_study("unsure-twice", 5, texts=short, min_seconds_per_rating=0)
     pid = "doubleunsure000000000000"
     reach_rating(page, study, pid)

@@ -3,6 +3,7 @@ no policy violation and no console error on the researcher pages (plots drawn by
 Plotly, htmx swaps), the annotator's rating page and the API docs; the reflected-XSS payload of the
 prompt page is shown as text; and even if it were echoed as markup, the policy would not let it run.
 """
+
 import re
 from html import escape
 
@@ -32,7 +33,9 @@ class Watch:
         self.console: list[str] = []
         self.dialogs: list[str] = []
         page.add_init_script(WATCH_CSP)
-        page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+        page.on(
+            "console", lambda m: self.console.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None
+        )
         page.on("dialog", self._dialog)
 
     def _dialog(self, dialog):
@@ -44,15 +47,20 @@ class Watch:
 
     def assert_clean(self, *, allow_console: tuple[str, ...] = ()):
         console = [m for m in self.console if not any(a in m for a in allow_console)]
-        assert self.violations() == [] and console == [] and self.dialogs == [], (self.violations(), console, self.dialogs)
+        assert self.violations() == [] and console == [] and self.dialogs == [], (
+            self.violations(),
+            console,
+            self.dialogs,
+        )
 
 
 def logged_in_page(browser_session, user):
     client = Client()
     client.force_login(user)
     page = browser_session.new_page()
-    page.context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value,
-                               "url": browser_session.base_url}])
+    page.context.add_cookies(
+        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": browser_session.base_url}]
+    )
     return page
 
 
@@ -76,6 +84,7 @@ def analysed_study(small_study, monkeypatch):
 
 
 # --- 2 (b): the pages work under the policy --------------------------------------------------------
+
 
 def test_researcher_pages_run_under_the_policy(browser_session, researcher, analysed_study):
     page = logged_in_page(browser_session, researcher)
@@ -110,10 +119,18 @@ def test_researcher_pages_run_under_the_policy(browser_session, researcher, anal
 
 
 def test_annotator_rating_page_runs_under_the_policy(browser_session, researcher):
-    study = Study.objects.create(slug="csp", title="Harm ratings", status=Study.Status.RECRUITING, owner=researcher,
-                                 completion_code="DONE-CSP", instruments=[], min_seconds_per_rating=0)
-    Prompt.objects.bulk_create([Prompt(study=study, external_id=str(i), text=f"Prompt number {i}", order=i)
-                                for i in range(1, 4)])
+    study = Study.objects.create(
+        slug="csp",
+        title="Harm ratings",
+        status=Study.Status.RECRUITING,
+        owner=researcher,
+        completion_code="DONE-CSP",
+        instruments=[],
+        min_seconds_per_rating=0,
+    )
+    Prompt.objects.bulk_create(
+        [Prompt(study=study, external_id=str(i), text=f"Prompt number {i}", order=i) for i in range(1, 4)]
+    )
     page = browser_session.new_page()
     watch = Watch(page)
     page.goto("/s/csp/?PROLIFIC_PID=a1b2c3d4e5f60718293a4b5c&STUDY_ID=st1&SESSION_ID=se1")
@@ -130,6 +147,7 @@ def test_annotator_rating_page_runs_under_the_policy(browser_session, researcher
 
 
 # --- 3: the API docs, served locally, under the policy ---------------------------------------------
+
 
 def test_api_docs_render_under_the_policy(browser_session, researcher):
     page = logged_in_page(browser_session, researcher)
@@ -204,8 +222,9 @@ def test_an_htmx_error_is_shown_to_the_user_as_text(browser_session, researcher,
     page.goto(f"/research/studies/{small_study.slug}/steering/")
     expect(page.locator("#htmx-error")).to_be_hidden()
     # A tampered form: the group the browser sends is not one of the study's.
-    page.locator("#group-value option").first.evaluate("(o, v) => { o.value = v; o.selected = true; }",
-                                                       f"Gender:{PAYLOAD}")
+    page.locator("#group-value option").first.evaluate(
+        "(o, v) => { o.value = v; o.selected = true; }", f"Gender:{PAYLOAD}"
+    )
     with page.expect_response(re.compile(r"/steering/fit/$")) as answer:
         page.locator("#fit-group").click()
     assert answer.value.status == 400

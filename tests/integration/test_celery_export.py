@@ -1,4 +1,5 @@
 """End to end: an export job goes through Redis to a real worker process and PostgreSQL."""
+
 import pandas as pd
 import pytest
 

@@ -1,4 +1,5 @@
 """Concurrency on a real PostgreSQL: simultaneous arrivals and submissions, each on its own connection."""
+
 import threading
 
 import pytest
@@ -66,10 +67,12 @@ def test_simultaneous_double_submission_stores_one_rating(postgres):
     study = _study()
     annotator = _arrive(study, 0)
     assignment = annotator.assignments.order_by("position").first()
-    results, errors = run_together([
-        lambda v=v: rating_submit(annotator=annotator, assignment_id=assignment.pk, raw_value=str(v), unsure=False)
-        for v in (10, 90, 50, 70)
-    ])
+    results, errors = run_together(
+        [
+            lambda v=v: rating_submit(annotator=annotator, assignment_id=assignment.pk, raw_value=str(v), unsure=False)
+            for v in (10, 90, 50, 70)
+        ]
+    )
     assert errors == []
     assert Rating.objects.filter(assignment=assignment).count() == 1
     assert sum(r.created for r in results) == 1

@@ -3,6 +3,7 @@
 Everything here runs through `manage.py` subprocesses on a fresh var directory, as `make demo` does,
 so it shows the job ran in the worker and not inline in the process that created it.
 """
+
 import os
 import subprocess
 import sys
@@ -28,7 +29,10 @@ def test_job_runs_in_separate_worker_without_redis(tmp_path, small_release):
     _manage(env, "migrate", "--noinput", "-v0")
     _manage(env, "import_pluriharms", str(small_release), "--study", "embedded")
     job_id = _manage(
-        env, "shell", "-v0", "-c",
+        env,
+        "shell",
+        "-v0",
+        "-c",
         "from annotation.models import Study; from jobs.services import job_create; "
         "print(job_create(kind='export', study=Study.objects.get(slug='embedded'), params={'format': 'jsonl'}).pk)",
     )
@@ -39,13 +43,30 @@ def test_job_runs_in_separate_worker_without_redis(tmp_path, small_release):
 
     log = open(tmp_path / "worker.log", "w")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--loglevel=INFO",
-         "--without-gossip", "--without-mingle", "-n", f"embedded-{os.getpid()}@%h"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool=solo",
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "-n",
+            f"embedded-{os.getpid()}@%h",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         status = wait_for(
-            lambda: (s := _manage(env, "shell", "-v0", "-c", status_cmd)) in {"succeeded", "failed"} and s, timeout=90, interval=1
+            lambda: (s := _manage(env, "shell", "-v0", "-c", status_cmd)) in {"succeeded", "failed"} and s,
+            timeout=90,
+            interval=1,
         )
     finally:
         worker.terminate()

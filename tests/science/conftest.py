@@ -1,4 +1,5 @@
 """Shared data for the science tests: the release as a long frame."""
+
 import pandas as pd
 import pytest
 
@@ -8,4 +9,3 @@ from benchmark.science.release import RELEASE_DIR, release_read
 @pytest.fixture(scope="session")
 def release_long() -> pd.DataFrame:
     return release_read(RELEASE_DIR).long()
-

@@ -1,4 +1,5 @@
 """Tiny long frames built by hand for the science tests."""
+
 import numpy as np
 import pandas as pd
 
@@ -18,8 +19,13 @@ def long_frame(matrix, *, prompts=None, annotators=None, unsure=None, **annotato
         for j in range(n_p):
             if np.isnan(values[i, j]) and not unsure[i, j]:
                 continue  # never shown
-            row = {"annotator": annotators[i], "prompt": prompts[j],
-                   "rating": np.nan if unsure[i, j] else values[i, j], "unsure": bool(unsure[i, j]), "trial": j + 1}
+            row = {
+                "annotator": annotators[i],
+                "prompt": prompts[j],
+                "rating": np.nan if unsure[i, j] else values[i, j],
+                "unsure": bool(unsure[i, j]),
+                "trial": j + 1,
+            }
             for name, per_annotator in annotator_columns.items():
                 row[name] = per_annotator[i]
             rows.append(row)

@@ -1,4 +1,5 @@
 """Agreement statistics on small frames whose answers are known by hand."""
+
 import math
 
 import krippendorff
@@ -109,7 +110,10 @@ def test_moments_shares_and_quadrants():
     assert ps.loc["q3", "share_ge_50"] == 1.0 and ps.loc["q1", "share_ge_50"] == 0.0
     # median SD splits agreement from disagreement; mean ≥ 50 is harmful
     assert ps["quadrant"].tolist() == [
-        "benign-agreement", "benign-disagreement", "harmful-agreement", "harmful-disagreement"
+        "benign-agreement",
+        "benign-disagreement",
+        "harmful-agreement",
+        "harmful-disagreement",
     ]
     assert (ps["harm"] == ps["mean"]).all() and (ps["agreement"] == ps["sd"]).all()
     assert ((ps["mean_ci_low"] <= ps["mean"]) & (ps["mean"] <= ps["mean_ci_high"])).all()
@@ -334,6 +338,8 @@ def test_spearman_harm_level():
     df["harm_level"] = df["prompt"].map({"q0": 0.1, "q1": 0.2, "q2": 0.3, "q3": 0.9})
     assert agreement.spearman_harm_level_vs_mean(df) == pytest.approx(1.0)
     df["harm_level"] = df["prompt"].map({"q0": 0.9, "q1": 0.2, "q2": 0.3, "q3": 0.1})
-    assert agreement.spearman_harm_level_vs_mean(df) == pytest.approx(stats.spearmanr([0.9, 0.2, 0.3, 0.1], [11, 21, 29, 45]).statistic)
+    assert agreement.spearman_harm_level_vs_mean(df) == pytest.approx(
+        stats.spearmanr([0.9, 0.2, 0.3, 0.1], [11, 21, 29, 45]).statistic
+    )
     with pytest.raises(KeyError):
         agreement.spearman_harm_level_vs_mean(long_frame([[1, 2, 3]]))

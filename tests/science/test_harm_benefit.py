@@ -1,4 +1,5 @@
 """SafetyAnalyst aggregation: the reference score, hand-computed trees, the schema, fitting and steering."""
+
 import json
 import math
 
@@ -25,8 +26,12 @@ PROMPTS_CSV = hb.DATA_DIR.parent / "pluriharms" / "prompts.csv"
 HAND_ACTION = {"Hate/Toxicity": 0.5, "Criminal Activities": 0.9, "Privacy": 0.2}
 HAND = hb.AggregationWeights(
     action=[HAND_ACTION.get(c, 0.1) for c in hb.ACTION_CATEGORIES],
-    harm_extent_ratios=[0.5, 0.5, 0.5], harm_likelihood_ratios=[0.5, 0.8], harm_discount=0.5,
-    benefit_extent_ratios=[0.2, 0.5, 1.0], benefit_likelihood_ratios=[0.25, 0.5], benefit_discount=0.25,
+    harm_extent_ratios=[0.5, 0.5, 0.5],
+    harm_likelihood_ratios=[0.5, 0.8],
+    harm_discount=0.5,
+    benefit_extent_ratios=[0.2, 0.5, 1.0],
+    benefit_likelihood_ratios=[0.25, 0.5],
+    benefit_discount=0.25,
     benefit_weight=2.0,
 )
 
@@ -147,12 +152,15 @@ def test_levels_are_monotone_for_any_ratios():
         assert levels[-1] == 1.0 and np.all(np.diff(levels) >= 0)
 
 
-@pytest.mark.parametrize("bad", [
-    np.full(28, 0.5),                                   # wrong length
-    np.concatenate([np.full(28, 0.5), [-0.1]]),         # negative benefit weight
-    np.concatenate([[1.5], np.full(28, 0.5)]),          # action weight above 1
-    np.concatenate([np.full(27, 0.5), [np.nan, 1.0]]),  # not finite
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.full(28, 0.5),  # wrong length
+        np.concatenate([np.full(28, 0.5), [-0.1]]),  # negative benefit weight
+        np.concatenate([[1.5], np.full(28, 0.5)]),  # action weight above 1
+        np.concatenate([np.full(27, 0.5), [np.nan, 1.0]]),  # not finite
+    ],
+)
 def test_weights_out_of_range_are_refused(bad):
     with pytest.raises(ValueError):
         hb.AggregationWeights.from_array(bad)
@@ -176,7 +184,8 @@ def test_one_harm_with_the_reference_weights():
     # a(Criminal Activities) * extent substantial (1.0) * likelihood medium (0.3460...)
     tree = [harm(CRIME, effect(True, "substantial", "medium"))]
     assert score(tree, hb.AggregationWeights.reference()) == pytest.approx(
-        0.6551856904980402 * 1.0 * 0.3460213975848052, abs=1e-12)
+        0.6551856904980402 * 1.0 * 0.3460213975848052, abs=1e-12
+    )
 
 
 def test_one_benefit():
@@ -195,12 +204,26 @@ def test_downstream_effects_are_discounted():
 def test_two_stakeholders_add_up():
     tree = [
         harm(HATE, effect(True, "Significant", "Medium"), stakeholder="A"),  # 0.1
-        {"stakeholder": "B", "harms": [{"action": CRIME, "effects": [
-            effect(True, "Minor", "Low"),                                    # 0.9 * 0.125 * 0.4 = 0.045
-            effect(False, "Substantial", "High"),                            # 0.9 * 0.5 * 1 * 0.5 = 0.225
-        ]}], "benefits": [{"action": "Helps B", "effects": [
-            effect(True, "Minor", "Low"),                                    # -2 * 0.1 * 0.125 = -0.025
-        ]}]},
+        {
+            "stakeholder": "B",
+            "harms": [
+                {
+                    "action": CRIME,
+                    "effects": [
+                        effect(True, "Minor", "Low"),  # 0.9 * 0.125 * 0.4 = 0.045
+                        effect(False, "Substantial", "High"),  # 0.9 * 0.5 * 1 * 0.5 = 0.225
+                    ],
+                }
+            ],
+            "benefits": [
+                {
+                    "action": "Helps B",
+                    "effects": [
+                        effect(True, "Minor", "Low"),  # -2 * 0.1 * 0.125 = -0.025
+                    ],
+                }
+            ],
+        },
     ]
     assert score(tree) == pytest.approx(0.1 + 0.045 + 0.225 - 0.025, abs=1e-12)
 
@@ -231,19 +254,51 @@ def test_score_many_matches_a_direct_loop_on_random_trees():
 
 # -- schema ------------------------------------------------------------------------------------------------
 def test_validator_normalizes():
-    tree = {"harm_benefit_tree": [
-        {"stakeholder": "A", "harms": [{"action": HATE, "effects": [
-            {"effect": "x", "immediacy": "False", "extent": " SIGNIFICANT ", "likelihood": "medium"}]}],
-         "benefits": None},
-        {"stakeholder": "B", "benefits": [{"action": "y", "effects": [
-            {"effect": "z", "immediacy": 1, "extent": "Minor", "likelihood": "Low"}]}]},
-    ]}
+    tree = {
+        "harm_benefit_tree": [
+            {
+                "stakeholder": "A",
+                "harms": [
+                    {
+                        "action": HATE,
+                        "effects": [
+                            {"effect": "x", "immediacy": "False", "extent": " SIGNIFICANT ", "likelihood": "medium"}
+                        ],
+                    }
+                ],
+                "benefits": None,
+            },
+            {
+                "stakeholder": "B",
+                "benefits": [
+                    {
+                        "action": "y",
+                        "effects": [{"effect": "z", "immediacy": 1, "extent": "Minor", "likelihood": "Low"}],
+                    }
+                ],
+            },
+        ]
+    }
     entries = hb.tree_validate(json.dumps(tree))
     assert entries == [
-        {"stakeholder": "A", "benefits": [], "harms": [{"action": HATE, "category": "Hate/Toxicity", "effects": [
-            {"effect": "x", "immediacy": False, "extent": "significant", "likelihood": "medium"}]}]},
-        {"stakeholder": "B", "harms": [], "benefits": [{"action": "y", "effects": [
-            {"effect": "z", "immediacy": True, "extent": "minor", "likelihood": "low"}]}]},
+        {
+            "stakeholder": "A",
+            "benefits": [],
+            "harms": [
+                {
+                    "action": HATE,
+                    "category": "Hate/Toxicity",
+                    "effects": [{"effect": "x", "immediacy": False, "extent": "significant", "likelihood": "medium"}],
+                }
+            ],
+        },
+        {
+            "stakeholder": "B",
+            "harms": [],
+            "benefits": [
+                {"action": "y", "effects": [{"effect": "z", "immediacy": True, "extent": "minor", "likelihood": "low"}]}
+            ],
+        },
     ]
     assert len(hb.tree_validate(hb.load_example_tree())) == 5
 
@@ -265,33 +320,54 @@ def _mutate(path, value=None, delete=False):
     return tree
 
 
-@pytest.mark.parametrize("tree, path, words", [
-    ("not json", "$", "not valid JSON"),
-    ({"tree": []}, "$", "harm_benefit_tree"),
-    ({"harm_benefit_tree": 3}, "$.harm_benefit_tree", "expected a list"),
-    (["x"], "$[0]", "expected an object"),
-    (_mutate([0, "stakeholder"], delete=True), "$[0]", "missing key 'stakeholder'"),
-    (_mutate([0, "stakeholder"], 5), "$[0].stakeholder", "expected str"),
-    ([{"stakeholder": "A"}], "$[0]", "'harms' or 'benefits'"),
-    (_mutate([0, "harms"], {"action": HATE}), "$[0].harms", "expected a list"),
-    (_mutate([0, "harms", 0, "action"], delete=True), "$[0].harms[0]", "missing key 'action'"),
-    (_mutate([0, "harms", 0, "effects"], None), "$[0].harms[0].effects", "expected list"),
-    (_mutate([0, "harms", 0, "effects", 1], "Minor"), "$[0].harms[0].effects[1]", "expected an object"),
-    (_mutate([0, "harms", 0, "effects", 1, "likelihood"], "Likely"), "$[0].harms[0].effects[1].likelihood",
-     "unknown value 'Likely'"),
-    (_mutate([0, "harms", 0, "effects", 1, "extent"], "Medium"), "$[0].harms[0].effects[1].extent",
-     "unknown value 'Medium'"),
-    (_mutate([0, "harms", 0, "effects", 1, "extent"], 3), "$[0].harms[0].effects[1].extent", "as a string"),
-    (_mutate([0, "harms", 0, "effects", 0, "immediacy"], "Medium"), "$[0].harms[0].effects[0].immediacy",
-     "true or false"),
-    (_mutate([0, "harms", 0, "effects", 0, "immediacy"], 2), "$[0].harms[0].effects[0].immediacy", "true or false"),
-    (_mutate([0, "harms", 0, "effects", 0, "immediacy"], delete=True), "$[0].harms[0].effects[0]",
-     "missing key 'immediacy'"),
-    (_mutate([0, "harms", 0, "effects", 0, "effect"], delete=True), "$[0].harms[0].effects[0]",
-     "missing key 'effect'"),
-    (_mutate([1, "benefits", 0, "effects", 0, "likelihood"], None), "$[1].benefits[0].effects[0].likelihood",
-     "as a string"),
-])
+@pytest.mark.parametrize(
+    "tree, path, words",
+    [
+        ("not json", "$", "not valid JSON"),
+        ({"tree": []}, "$", "harm_benefit_tree"),
+        ({"harm_benefit_tree": 3}, "$.harm_benefit_tree", "expected a list"),
+        (["x"], "$[0]", "expected an object"),
+        (_mutate([0, "stakeholder"], delete=True), "$[0]", "missing key 'stakeholder'"),
+        (_mutate([0, "stakeholder"], 5), "$[0].stakeholder", "expected str"),
+        ([{"stakeholder": "A"}], "$[0]", "'harms' or 'benefits'"),
+        (_mutate([0, "harms"], {"action": HATE}), "$[0].harms", "expected a list"),
+        (_mutate([0, "harms", 0, "action"], delete=True), "$[0].harms[0]", "missing key 'action'"),
+        (_mutate([0, "harms", 0, "effects"], None), "$[0].harms[0].effects", "expected list"),
+        (_mutate([0, "harms", 0, "effects", 1], "Minor"), "$[0].harms[0].effects[1]", "expected an object"),
+        (
+            _mutate([0, "harms", 0, "effects", 1, "likelihood"], "Likely"),
+            "$[0].harms[0].effects[1].likelihood",
+            "unknown value 'Likely'",
+        ),
+        (
+            _mutate([0, "harms", 0, "effects", 1, "extent"], "Medium"),
+            "$[0].harms[0].effects[1].extent",
+            "unknown value 'Medium'",
+        ),
+        (_mutate([0, "harms", 0, "effects", 1, "extent"], 3), "$[0].harms[0].effects[1].extent", "as a string"),
+        (
+            _mutate([0, "harms", 0, "effects", 0, "immediacy"], "Medium"),
+            "$[0].harms[0].effects[0].immediacy",
+            "true or false",
+        ),
+        (_mutate([0, "harms", 0, "effects", 0, "immediacy"], 2), "$[0].harms[0].effects[0].immediacy", "true or false"),
+        (
+            _mutate([0, "harms", 0, "effects", 0, "immediacy"], delete=True),
+            "$[0].harms[0].effects[0]",
+            "missing key 'immediacy'",
+        ),
+        (
+            _mutate([0, "harms", 0, "effects", 0, "effect"], delete=True),
+            "$[0].harms[0].effects[0]",
+            "missing key 'effect'",
+        ),
+        (
+            _mutate([1, "benefits", 0, "effects", 0, "likelihood"], None),
+            "$[1].benefits[0].effects[0].likelihood",
+            "as a string",
+        ),
+    ],
+)
 def test_validator_locates_errors(tree, path, words):
     with pytest.raises(hb.TreeError) as info:
         hb.tree_validate(tree)
@@ -310,9 +386,20 @@ def test_batch_errors_name_the_tree():
 # -- fitting -----------------------------------------------------------------------------------------------
 def _true_weights(seed=1):
     rng = np.random.default_rng(seed)
-    return hb.AggregationWeights.from_array(np.concatenate([
-        rng.uniform(0.2, 0.9, 16), rng.uniform(0.3, 0.9, 3), rng.uniform(0.3, 0.9, 2), [0.5],
-        rng.uniform(0.3, 0.9, 3), rng.uniform(0.3, 0.9, 2), [0.6], [0.8]]))
+    return hb.AggregationWeights.from_array(
+        np.concatenate(
+            [
+                rng.uniform(0.2, 0.9, 16),
+                rng.uniform(0.3, 0.9, 3),
+                rng.uniform(0.3, 0.9, 2),
+                [0.5],
+                rng.uniform(0.3, 0.9, 3),
+                rng.uniform(0.3, 0.9, 2),
+                [0.6],
+                [0.8],
+            ]
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -324,16 +411,21 @@ def simulated():
 def test_gradient_matches_finite_differences(simulated, calibrate):
     data = simulated.subset(slice(0, 300))
     rng = np.random.default_rng(2)
-    for target, loss in (("binary", "bernoulli"), ("rating", "squared"), ("rating", "absolute"),
-                         ("rating", "cross_entropy")):
+    for target, loss in (
+        ("binary", "bernoulli"),
+        ("rating", "squared"),
+        ("rating", "absolute"),
+        ("rating", "cross_entropy"),
+    ):
         r = rng.uniform(0, 1, len(data))
-        objective = tree_objective(data, r, np.ones(len(data)), loss, calibrate=calibrate and target == "rating",
-                                   start=HAND.to_array(), l2=0.7)
+        objective = tree_objective(
+            data, r, np.ones(len(data)), loss, calibrate=calibrate and target == "rating", start=HAND.to_array(), l2=0.7
+        )
         x = np.append(rng.uniform(0.2, 0.8, 28), 1.3)
         if calibrate and target == "rating":
             x[:16] *= 1.7  # effective weights may exceed 1
             x = np.append(x, -0.3)
-        numeric = approx_fprime(x, lambda v: objective(v)[0], 1e-7)
+        numeric = approx_fprime(x, lambda v, f=objective: f(v)[0], 1e-7)
         np.testing.assert_allclose(objective(x)[1], numeric, rtol=1e-4, atol=1e-4)
 
 
@@ -463,8 +555,9 @@ def test_feature_level_reference_by_hand(prompts):
     assert model.p_harmful(row)[0] == pytest.approx(1 / (1 + math.exp(-expected)))
     # prompt 1: 0.1026 Operational Misuses (0) + 0.1026 Hate/Toxicity + 0.0128 Deception
     #           + 0.1026 Fundamental Rights + 0.6795 Discrimination/Bias (0)
-    assert expected == pytest.approx(8 / 78 * 0.1723469814289285 + 1 / 78 * 0.2092492469043653
-                                     + 8 / 78 * 0.11854241643786823, abs=1e-12)
+    assert expected == pytest.approx(
+        8 / 78 * 0.1723469814289285 + 1 / 78 * 0.2092492469043653 + 8 / 78 * 0.11854241643786823, abs=1e-12
+    )
     # arrays in column order give the same; effects with weight 1 change nothing
     X = prompts[list(hb.ACTION_FEATURE_COLUMNS) + list(hb.EFFECT_FEATURE_COLUMNS)].to_numpy()
     np.testing.assert_allclose(model.decision_function(X), model.decision_function(prompts))
@@ -515,16 +608,24 @@ def test_feature_level_fit_is_stationary():
     w = model.weights_
 
     def total(x):  # x = effective action weights (16), effect weights (7), offset
-        pred = expit((X[list(hb.ACTION_FEATURE_COLUMNS)].to_numpy() @ x[:16])
-                     * (X[list(hb.EFFECT_FEATURE_COLUMNS)].to_numpy() @ x[16:23]) + x[23])
+        pred = expit(
+            (X[list(hb.ACTION_FEATURE_COLUMNS)].to_numpy() @ x[:16])
+            * (X[list(hb.EFFECT_FEATURE_COLUMNS)].to_numpy() @ x[16:23])
+            + x[23]
+        )
         anchor = np.concatenate([np.full(23, 0.5), [0.0]])
         penalty = np.concatenate([np.full(23, 5.0), [1.0]])
         return np.sum((pred - ratings / 100) ** 2) + 0.5 * np.sum(penalty * (x - anchor) ** 2)
 
     x = np.concatenate([w.scale * w.action, w.effect, [w.offset]])
-    np.testing.assert_allclose(model.predict_rating(X) / 100, expit(
-        (X[list(hb.ACTION_FEATURE_COLUMNS)].to_numpy() @ x[:16])
-        * (X[list(hb.EFFECT_FEATURE_COLUMNS)].to_numpy() @ x[16:23]) + x[23]))
+    np.testing.assert_allclose(
+        model.predict_rating(X) / 100,
+        expit(
+            (X[list(hb.ACTION_FEATURE_COLUMNS)].to_numpy() @ x[:16])
+            * (X[list(hb.EFFECT_FEATURE_COLUMNS)].to_numpy() @ x[16:23])
+            + x[23]
+        ),
+    )
     inside = np.concatenate([x[:16] > 1e-6, (x[16:23] > 1e-6) & (x[16:23] < 1 - 1e-6), [True]])
     assert inside.sum() > 10
     grad = approx_fprime(x, total, 1e-7)
@@ -636,8 +737,9 @@ def test_fit_predictor_without_per_annotator_refit(long_frame):
     model = SafetyAnalystFit(per_annotator=False).fit(long_frame)
     assert model.annotator_weights_ == {}
     test = long_frame.drop(columns="score")
-    np.testing.assert_allclose(model.predict(test),
-                               hb.FeatureLevelSafetyAnalyst(model.population_weights_).p_harmful(test))
+    np.testing.assert_allclose(
+        model.predict(test), hb.FeatureLevelSafetyAnalyst(model.population_weights_).p_harmful(test)
+    )
 
 
 def test_rows_without_features_are_predicted_as_missing(long_frame):

@@ -1,4 +1,5 @@
 """LLM adapters against a fake OpenAI-compatible endpoint on 127.0.0.1 (random port, canned replies)."""
+
 from __future__ import annotations
 
 import json
@@ -102,12 +103,21 @@ def _frame(texts: list[str], annotators=("a1", "a2")) -> pd.DataFrame:
     rows = []
     for a_i, annotator in enumerate(annotators):
         for p_i, text in enumerate(texts):
-            rows.append({
-                "annotator": annotator, "prompt": f"p{p_i}", "text": text, "harm_level": 0.5,
-                "action_x": 0.1 * p_i, "Gender": "Woman" if a_i else "Man", "Age": "25-34 years old",
-                "Factor_1": 2.0 if a_i else -2.0, "Factor_2": 0.0, "Factor_3": 1.0,
-                "score": (10 * p_i + 5 * a_i) / 100.0,
-            })
+            rows.append(
+                {
+                    "annotator": annotator,
+                    "prompt": f"p{p_i}",
+                    "text": text,
+                    "harm_level": 0.5,
+                    "action_x": 0.1 * p_i,
+                    "Gender": "Woman" if a_i else "Man",
+                    "Age": "25-34 years old",
+                    "Factor_1": 2.0 if a_i else -2.0,
+                    "Factor_2": 0.0,
+                    "Factor_3": 1.0,
+                    "score": (10 * p_i + 5 * a_i) / 100.0,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -132,7 +142,9 @@ def test_parse_rating(reply, expected):
 
 
 def test_value_profile_describes_traits_and_factors():
-    text = value_profile(pd.Series({"Gender": "Woman", "Age": "25-34 years old", "Factor_1": 3.0, "Factor_2": -2.0, "Factor_3": 0.1}))
+    text = value_profile(
+        pd.Series({"Gender": "Woman", "Age": "25-34 years old", "Factor_1": 3.0, "Factor_2": -2.0, "Factor_3": 0.1})
+    )
     assert "gender: Woman" in text and "age: 25-34 years old" in text
     assert "strongly values power and achievement over universalism and benevolence" in text
     assert "low on empathy" in text and "about equally" in text
@@ -142,7 +154,14 @@ def test_zero_shot_parses_counts_and_caches(tmp_path):
     texts = ["SAFE request", "RISKY request", "REFUSE request", "GARBAGE request", "FLAKY request", "BUSY request"]
     train, test = _frame(texts[:2]), _frame(texts).drop(columns="score")
     with FakeEndpoint() as endpoint:
-        params = dict(base_url=endpoint.url, model="fake-1", api_key="sk-test", cache_dir=str(tmp_path), backoff=0.01, max_workers=3)
+        params = dict(
+            base_url=endpoint.url,
+            model="fake-1",
+            api_key="sk-test",
+            cache_dir=str(tmp_path),
+            backoff=0.01,
+            max_workers=3,
+        )
         model = get_predictor("llm_zero_shot", **params).fit(train)
         predicted = model.predict(test)
         # Six distinct prompts, asked once each for two annotators; FLAKY (500) and BUSY (429) retried once.
@@ -199,7 +218,9 @@ def test_backoff_retries_then_gives_up(tmp_path):
 def test_client_errors_are_not_retried(tmp_path):
     with FakeEndpoint() as endpoint:
         endpoint.answer = lambda text: (401, None, {})
-        reply = ChatClient(endpoint.url, "fake-1", cache_dir=tmp_path, backoff=0.0).complete([{"role": "user", "content": "x"}])
+        reply = ChatClient(endpoint.url, "fake-1", cache_dir=tmp_path, backoff=0.0).complete(
+            [{"role": "user", "content": "x"}]
+        )
         assert reply.error == "HTTP 401" and len(endpoint.calls) == 1
 
 

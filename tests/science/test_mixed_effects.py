@@ -1,4 +1,5 @@
 """Mixed models: the estimator against statsmodels and OLS, designs, parameter recovery, the release."""
+
 import json
 import math
 import time
@@ -11,8 +12,14 @@ from benchmark.science import mixed_effects as me
 from benchmark.science.mixed_effects import CrossedRandomInterceptsLM
 
 FEATURES = [f"value_topic_{k}" for k in range(6)]
-BETA = {"value_topic_0": 6.0, "value_topic_1": -4.0, "value_topic_2": 0.0, "value_topic_3": 3.0,
-        "value_topic_4": 0.0, "value_topic_5": 0.0}
+BETA = {
+    "value_topic_0": 6.0,
+    "value_topic_1": -4.0,
+    "value_topic_2": 0.0,
+    "value_topic_3": 3.0,
+    "value_topic_4": 0.0,
+    "value_topic_5": 0.0,
+}
 GAMMA = {"Factor_1": 3.0, "Factor_2": -2.0, "Factor_3": 0.0}
 DELTA = {"Factor_1:value_topic_1": 3.0, "Factor_2:value_topic_3": -2.5}
 INTERCEPT = 50.0
@@ -32,15 +39,24 @@ def simulate(seed, *, n_annotators=150, n_prompts=100, sd_annotator=8.0, sd_prom
     mean = INTERCEPT + (fz @ np.array(list(BETA.values())))[None, :] + (tz @ np.array(list(GAMMA.values())))[:, None]
     mean = mean + DELTA["Factor_1:value_topic_1"] * tz[:, [0]] * fz[None, :, 1]
     mean = mean + DELTA["Factor_2:value_topic_3"] * tz[:, [1]] * fz[None, :, 3]
-    y = (mean + rng.normal(0, sd_annotator, (n_annotators, 1)) + rng.normal(0, sd_prompt, (1, n_prompts))
-         + rng.normal(0, sd_noise, (n_annotators, n_prompts)))
+    y = (
+        mean
+        + rng.normal(0, sd_annotator, (n_annotators, 1))
+        + rng.normal(0, sd_prompt, (1, n_prompts))
+        + rng.normal(0, sd_noise, (n_annotators, n_prompts))
+    )
     unsure = rng.random(y.shape) < 0.02
     a = np.repeat(np.arange(n_annotators), n_prompts)
     p = np.tile(np.arange(n_prompts), n_annotators)
-    frame = pd.DataFrame({
-        "annotator": [f"A{i}" for i in a], "prompt": [f"q{j}" for j in p],
-        "rating": np.where(unsure, np.nan, y).ravel(), "unsure": unsure.ravel(), "trial": p + 1,
-    })
+    frame = pd.DataFrame(
+        {
+            "annotator": [f"A{i}" for i in a],
+            "prompt": [f"q{j}" for j in p],
+            "rating": np.where(unsure, np.nan, y).ravel(),
+            "unsure": unsure.ravel(),
+            "trial": p + 1,
+        }
+    )
     for k in range(3):
         frame[f"Factor_{k + 1}"] = raw_t[a, k]
     for k, name in enumerate(FEATURES):

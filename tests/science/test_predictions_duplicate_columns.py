@@ -1,5 +1,6 @@
 """A predictions upload may not name a column twice (ignoring case and spaces): pandas would read
 `prompt,prompt` as `prompt` and `prompt.1` and use the first silently."""
+
 import io
 
 import pytest

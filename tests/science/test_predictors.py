@@ -1,4 +1,5 @@
 """Every registered predictor on a small synthetic frame; baselines, ramps and uploads known by hand."""
+
 from __future__ import annotations
 
 import io
@@ -49,11 +50,18 @@ def synthetic_frame(n_prompts: int = 12, n_annotators: int = 8, seed: int = 0) -
             value = np.clip(0.5 + offset + slope * (harm[p] - 0.5) + rng.normal(0, 0.1), 0, 1)
             unsure = rng.random() < 0.05
             row = {
-                "annotator": f"a{a}", "prompt": f"p{p}", "rating": np.nan if unsure else round(100 * value),
-                "unsure": unsure, "trial": p, "text": f"How do I {WORDS[p % len(WORDS)]} {p}?",
+                "annotator": f"a{a}",
+                "prompt": f"p{p}",
+                "rating": np.nan if unsure else round(100 * value),
+                "unsure": unsure,
+                "trial": p,
+                "text": f"How do I {WORDS[p % len(WORDS)]} {p}?",
                 "harm_level": round(harm[p], 1),
-                "Gender": ["Man", "Woman"][a % 2], "Age": ["18-24 years old", "35-44 years old"][a % 3 == 0],
-                "Factor_1": offset * 10, "Factor_2": rng.normal(), "Factor_3": rng.normal(),
+                "Gender": ["Man", "Woman"][a % 2],
+                "Age": ["18-24 years old", "35-44 years old"][a % 3 == 0],
+                "Factor_1": offset * 10,
+                "Factor_2": rng.normal(),
+                "Factor_3": rng.normal(),
             }
             row.update(features[p])
             rows.append(row)
@@ -100,12 +108,16 @@ def test_get_params_round_trip():
 # ---------------------------------------------------------------------------------------------------
 # Baselines by hand
 
-TRAIN = pd.DataFrame({
-    "annotator": ["x", "x", "x", "y", "y", "z"],
-    "prompt": ["p1", "p2", "p3", "p1", "p2", "p3"],
-    "score": [0.1, 0.2, 0.9, 0.5, 0.7, 0.3],
-})
-TEST = pd.DataFrame({"annotator": ["x", "y", "new", AGGREGATE], "prompt": ["p1", "p3", "p2", "p3"]}, index=[10, 11, 12, 13])
+TRAIN = pd.DataFrame(
+    {
+        "annotator": ["x", "x", "x", "y", "y", "z"],
+        "prompt": ["p1", "p2", "p3", "p1", "p2", "p3"],
+        "score": [0.1, 0.2, 0.9, 0.5, 0.7, 0.3],
+    }
+)
+TEST = pd.DataFrame(
+    {"annotator": ["x", "y", "new", AGGREGATE], "prompt": ["p1", "p3", "p2", "p3"]}, index=[10, 11, 12, 13]
+)
 
 
 @pytest.mark.parametrize(
@@ -151,10 +163,16 @@ def test_baselines_land_where_arithmetic_puts_them():
 def test_fit_ramps_recovers_a_saturating_ramp():
     s = np.linspace(0.1, 0.9, 41)
     truth = [(-0.3, 1.3), (0.2, 0.6), (0.8, 0.3)]  # points of the grid (it is coarse beyond [-0.2, 1.2])
-    ramps = fit_ramps(s, np.stack([np.clip(lo + (hi - lo) * (s - 0.18) / (0.82 - 0.18), 0, 1) for lo, hi in truth]),
-                      anchors=(0.18, 0.82), lambdas=(0.0,))
+    ramps = fit_ramps(
+        s,
+        np.stack([np.clip(lo + (hi - lo) * (s - 0.18) / (0.82 - 0.18), 0, 1) for lo, hi in truth]),
+        anchors=(0.18, 0.82),
+        lambdas=(0.0,),
+    )
     for (lo, hi), fitted in zip(truth, ramps["params"]):
-        np.testing.assert_allclose(apply_ramp((0.18, 0.82), fitted, s), apply_ramp((0.18, 0.82), (lo, hi), s), atol=0.03)
+        np.testing.assert_allclose(
+            apply_ramp((0.18, 0.82), fitted, s), apply_ramp((0.18, 0.82), (lo, hi), s), atol=0.03
+        )
 
 
 def test_fit_ramps_shrinks_sparse_annotators_to_the_pool():
@@ -165,7 +183,9 @@ def test_fit_ramps_shrinks_sparse_annotators_to_the_pool():
     Y[0, :3] = 1.0
     ramps = fit_ramps(s, Y)
     assert ramps["lambda"] > 0  # cross-validation finds pooling useful here
-    assert np.abs(ramps["params"][0] - np.asarray(ramps["centre"])).sum() < np.abs(ramps["params"][0] - [1.0, 1.0]).sum()
+    assert (
+        np.abs(ramps["params"][0] - np.asarray(ramps["centre"])).sum() < np.abs(ramps["params"][0] - [1.0, 1.0]).sum()
+    )
 
 
 def test_weighted_median_by_hand():
@@ -186,9 +206,14 @@ def test_embeddings_are_offline_unit_vectors_and_cached():
 
 def test_embedding_knn_uses_the_annotators_own_neighbours():
     texts = ["bake bread at home", "bake a cake at home", "build a bomb", "make a pipe bomb"]
-    train = pd.DataFrame({
-        "annotator": ["x"] * 3, "prompt": ["p0", "p1", "p2"], "text": texts[:3], "score": [0.0, 0.1, 1.0],
-    })
+    train = pd.DataFrame(
+        {
+            "annotator": ["x"] * 3,
+            "prompt": ["p0", "p1", "p2"],
+            "text": texts[:3],
+            "score": [0.0, 0.1, 1.0],
+        }
+    )
     test = pd.DataFrame({"annotator": ["x"], "prompt": ["p3"], "text": [texts[3]]})
     predicted = get_predictor("embedding_knn", ks=(1,), hows=("mean",)).fit(train).predict(test)
     assert predicted.tolist() == [1.0]
@@ -231,7 +256,11 @@ def test_read_predictions_csv_percent_and_unit():
         ("prompt,prediction\np1,-1\n", {}, "row 2: prediction -1 is outside 0–100"),
         ("prompt,prediction\np1,50\n", {"scale": "unit"}, "row 2: prediction 50 is outside 0–1"),
         ("prompt,prediction\np1,50\np2,10\np1,60\n", {}, "row 4: duplicate of row 2 (prompt 'p1')"),
-        ("prompt,annotator,prediction\np1,a0,5\np1,a0,6\n", {}, "row 3: duplicate of row 2 (prompt 'p1', annotator 'a0')"),
+        (
+            "prompt,annotator,prediction\np1,a0,5\np1,a0,6\n",
+            {},
+            "row 3: duplicate of row 2 (prompt 'p1', annotator 'a0')",
+        ),
         ("prompt,annotator,prediction\np1,zz,5\n", {"annotators": ["a0"]}, "row 2: unknown annotator id 'zz'"),
         ("prompt,prediction\n,5\n", {}, "row 2: empty prompt id"),
         ("prompt,value\np1,5\n", {}, "missing column 'prediction'"),
@@ -253,7 +282,9 @@ def test_read_predictions_csv_lists_every_problem():
 
 
 def test_uploaded_predictions_lookup():
-    per_annotator = pd.DataFrame({"prompt": ["p1", "p1", "p2"], "annotator": ["x", "y", "x"], "prediction": [20, 40, 80]})
+    per_annotator = pd.DataFrame(
+        {"prompt": ["p1", "p1", "p2"], "annotator": ["x", "y", "x"], "prediction": [20, 40, 80]}
+    )
     model = UploadedPredictions(per_annotator).fit(TRAIN)  # auto: values above 1 mean 0–100
     test = pd.DataFrame({"annotator": ["x", "y", AGGREGATE, "y", "x"], "prompt": ["p1", "p1", "p1", "p2", "p3"]})
     predicted = model.predict(test)
@@ -268,8 +299,12 @@ def test_uploaded_predictions_are_scored_like_any_model():
     data = rated(df)
     truth = data.groupby("prompt").score.mean()
     upload = pd.DataFrame({"prompt": truth.index, "prediction": (truth * 100).round(2).to_numpy()})
-    result = run_benchmark(df, [UploadedPredictions(upload, label="oracle_means"), "global_mean"],
-                           conditions=["individual", "aggregated"], n_splits=3)
+    result = run_benchmark(
+        df,
+        [UploadedPredictions(upload, label="oracle_means"), "global_mean"],
+        conditions=["individual", "aggregated"],
+        n_splits=3,
+    )
     summary = {(r["predictor"], r["condition"]): r for r in result.summary()}
     assert summary[("oracle_means", "aggregated")]["spearman"] == pytest.approx(1.0)
     assert summary[("oracle_means", "individual")]["mae"] < summary[("global_mean", "individual")]["mae"]

@@ -1,4 +1,5 @@
 """The evaluation protocol on small hand-made frames: splits, what each condition shows, the scores."""
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -27,12 +28,21 @@ def hand_frame(n_prompts: int = 6, n_annotators: int = 5, unsure=((0, 0), (3, 4)
     for a in range(n_annotators):
         for p in range(n_prompts):
             rating = float(min(100, 10 * a + 5 * p))
-            rows.append({
-                "annotator": f"a{a}", "prompt": f"p{p}", "rating": np.nan if (a, p) in unsure else rating,
-                "unsure": (a, p) in unsure, "trial": p, "text": f"prompt number {p}", "harm_level": p / 10,
-                "action_x": p / n_prompts, "effect_y": 1 - p / n_prompts,
-                "Gender": "Woman" if a % 2 else "Man", "Factor_1": float(a),
-            })
+            rows.append(
+                {
+                    "annotator": f"a{a}",
+                    "prompt": f"p{p}",
+                    "rating": np.nan if (a, p) in unsure else rating,
+                    "unsure": (a, p) in unsure,
+                    "trial": p,
+                    "text": f"prompt number {p}",
+                    "harm_level": p / 10,
+                    "action_x": p / n_prompts,
+                    "effect_y": 1 - p / n_prompts,
+                    "Gender": "Woman" if a % 2 else "Man",
+                    "Factor_1": float(a),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -63,17 +73,30 @@ def spy():
 
 
 def test_the_release_reader_shapes_a_tiny_release(tmp_path):
-    pd.DataFrame({
-        "Question_Index": [1, 2], "Question_Content": ["first", "second"], "Harm_Level": [0.2, 0.8],
-        "action_A": [0.5, 0.1], "effect_B": [0.3, 0.9], "value_topic_0": [0.0, 1.0],
-    }).to_csv(tmp_path / "prompts.csv", index=False)
+    pd.DataFrame(
+        {
+            "Question_Index": [1, 2],
+            "Question_Content": ["first", "second"],
+            "Harm_Level": [0.2, 0.8],
+            "action_A": [0.5, 0.1],
+            "effect_B": [0.3, 0.9],
+            "value_topic_0": [0.0, 1.0],
+        }
+    ).to_csv(tmp_path / "prompts.csv", index=False)
     demographics = {c: ["x", "y"] for c in DEMOGRAPHIC_COLUMNS} | {"Gender": ["Man", "Woman"]}
-    pd.DataFrame({
-        "Participant_ID": [7, 8], **demographics,
-        "Rating_1": [10, np.nan], "Rating_2": [90, 40],
-        "Factor_1": [0.5, -0.5], "Factor_2": [0.0, 0.0], "Factor_3": [0.0, 0.0],
-        "Trial_1": [1, 0], "Trial_2": [0, 1],
-    }).to_csv(tmp_path / "annotations.csv", index=False)
+    pd.DataFrame(
+        {
+            "Participant_ID": [7, 8],
+            **demographics,
+            "Rating_1": [10, np.nan],
+            "Rating_2": [90, 40],
+            "Factor_1": [0.5, -0.5],
+            "Factor_2": [0.0, 0.0],
+            "Factor_3": [0.0, 0.0],
+            "Trial_1": [1, 0],
+            "Trial_2": [0, 1],
+        }
+    ).to_csv(tmp_path / "annotations.csv", index=False)
     long = release_read(tmp_path).long(include_text=True)
     assert len(long) == 4
     assert list(long.columns[:6]) == ["annotator", "prompt", "text", "rating", "unsure", "trial"]
@@ -203,12 +226,14 @@ def test_condition_tasks_rejects_unknown_condition():
 
 
 def test_scores_by_hand():
-    scored = pd.DataFrame({
-        "annotator": ["A", "A", "B", "B"],
-        "prompt": ["p1", "p2", "p1", "p2"],
-        "score": [0.2, 0.6, 0.4, 1.0],
-        "prediction": [0.3, 0.3, 0.2, 0.5],
-    })
+    scored = pd.DataFrame(
+        {
+            "annotator": ["A", "A", "B", "B"],
+            "prompt": ["p1", "p2", "p1", "p2"],
+            "score": [0.2, 0.6, 0.4, 1.0],
+            "prediction": [0.3, 0.3, 0.2, 0.5],
+        }
+    )
     overall, per_annotator, per_prompt = score_predictions(scored)
     # A: |0.1|, |0.3| → 0.2;  B: |0.2|, |0.5| → 0.35;  mean over annotators 0.275
     assert per_annotator.set_index("annotator").mae.to_dict() == pytest.approx({"A": 0.2, "B": 0.35})
@@ -224,10 +249,14 @@ def test_scores_by_hand():
 
 
 def test_spearman_by_hand_and_nan_for_constant():
-    scored = pd.DataFrame({
-        "annotator": ["A"] * 4, "prompt": ["p1", "p2", "p3", "p4"],
-        "score": [0.1, 0.2, 0.3, 0.4], "prediction": [0.2, 0.1, 0.4, 0.3],
-    })
+    scored = pd.DataFrame(
+        {
+            "annotator": ["A"] * 4,
+            "prompt": ["p1", "p2", "p3", "p4"],
+            "score": [0.1, 0.2, 0.3, 0.4],
+            "prediction": [0.2, 0.1, 0.4, 0.3],
+        }
+    )
     overall, _, _ = score_predictions(scored)
     # ranks (2,1,4,3) vs (1,2,3,4): d² = 1+1+1+1 = 4 → 1 − 6·4/(4·15) = 0.6
     assert overall["spearman"] == pytest.approx(0.6)
@@ -236,10 +265,14 @@ def test_spearman_by_hand_and_nan_for_constant():
 
 
 def test_missing_predictions_are_left_out_and_counted():
-    scored = pd.DataFrame({
-        "annotator": ["A", "A", "B"], "prompt": ["p1", "p2", "p1"],
-        "score": [0.2, 0.6, 0.4], "prediction": [0.3, np.nan, 0.4],
-    })
+    scored = pd.DataFrame(
+        {
+            "annotator": ["A", "A", "B"],
+            "prompt": ["p1", "p2", "p1"],
+            "score": [0.2, 0.6, 0.4],
+            "prediction": [0.3, np.nan, 0.4],
+        }
+    )
     overall, per_annotator, _ = score_predictions(scored)
     assert overall["coverage"] == pytest.approx(2 / 3)
     assert overall["mae"] == pytest.approx((0.1 + 0.0) / 2)
@@ -254,7 +287,8 @@ def test_benchmark_scores_match_a_hand_computation(spy):
         test = data[data.prompt.isin(split.test)]
         per_annotator = (test.score - mean).abs().groupby(test.annotator).mean()
         for condition in ("individual", "aggregated"):
-            row = result.per_split.query("split == @split.index and condition == @condition").iloc[0]
+            selected = (result.per_split["split"] == split.index) & (result.per_split["condition"] == condition)
+            row = result.per_split[selected].iloc[0]
             assert row.mae == pytest.approx(per_annotator.mean())
     summary = {r["condition"]: r for r in result.summary()}
     assert set(summary) == {"individual", "aggregated"}
@@ -290,8 +324,13 @@ def test_aggregated_prediction_is_broadcast_to_every_annotator():
 def test_progress_and_bad_predictions():
     df = hand_frame()
     calls = []
-    run_benchmark(df, ["global_mean", "annotator_mean"], conditions=["individual"], n_splits=3,
-                  progress=lambda f, m: calls.append((f, m)))
+    run_benchmark(
+        df,
+        ["global_mean", "annotator_mean"],
+        conditions=["individual"],
+        n_splits=3,
+        progress=lambda f, m: calls.append((f, m)),
+    )
     assert len(calls) == 6 and calls[-1][0] == pytest.approx(1.0)
     assert [f for f, _ in calls] == sorted(f for f, _ in calls)
 

@@ -1,4 +1,5 @@
 """The one reader of the release format: validation, the long frame, and the reference figures."""
+
 import subprocess
 import sys
 from pathlib import Path

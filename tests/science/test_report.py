@@ -1,4 +1,5 @@
 """The report: release figures, JSON-safety, and studies too small or too plain for some statistics."""
+
 import json
 import time
 
@@ -35,8 +36,12 @@ def test_release_descriptive_report(release_long):
     assert result["mean_pairwise_correlation"]["n_pairs"] == 4950
     assert len(result["prompts"]) == 150 and len(result["annotators"]) == 100
     first = result["prompts"][0]
-    assert first["prompt"] == "1" and first["harm_level"] == 0.5 and first["quadrant"] in {
-        "benign-agreement", "benign-disagreement", "harmful-agreement", "harmful-disagreement"}
+    assert (
+        first["prompt"] == "1"
+        and first["harm_level"] == 0.5
+        and first["quadrant"]
+        in {"benign-agreement", "benign-disagreement", "harmful-agreement", "harmful-disagreement"}
+    )
     assert set(result["groups"]) == set(DEMOGRAPHIC_COLUMNS)
     gender = result["groups"]["Gender"]
     assert {g["group"] for g in gender["groups"]} == {"Man", "Woman"}
@@ -92,10 +97,20 @@ def test_all_unsure_and_empty_prompt():
 
 
 def test_to_jsonable():
-    value = {"a": np.float64("nan"), "b": [np.int64(3), np.inf, pd.NA], "c": np.bool_(True), 4: None,
-             "d": pd.DataFrame({"x": [1.0, np.nan]})}
-    assert report.to_jsonable(value) == {"a": None, "b": [3, None, None], "c": True, "4": None,
-                                         "d": [{"x": 1.0}, {"x": None}]}
+    value = {
+        "a": np.float64("nan"),
+        "b": [np.int64(3), np.inf, pd.NA],
+        "c": np.bool_(True),
+        4: None,
+        "d": pd.DataFrame({"x": [1.0, np.nan]}),
+    }
+    assert report.to_jsonable(value) == {
+        "a": None,
+        "b": [3, None, None],
+        "c": True,
+        "4": None,
+        "d": [{"x": 1.0}, {"x": None}],
+    }
 
 
 def test_full_report_adds_mixed_effects():

@@ -1,4 +1,5 @@
 """Demographic encodings and z-scores."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,8 +16,11 @@ def test_ordinal_and_binary_mappings_strip_spaces():
         {
             "Age": ["18-24 years old", "65 years old or above", "45-54 years old"],
             "Political_Affiliation": ["Very conservative", "Very liberal", "Other"],
-            "Education": ["High school diploma or GED", "Bachelor\u2019s degree",
-                          "Graduate or professional degree (MA, MS, MBA, PhD, JD, MD, DDS etc.)"],
+            "Education": [
+                "High school diploma or GED",
+                "Bachelor\u2019s degree",
+                "Graduate or professional degree (MA, MS, MBA, PhD, JD, MD, DDS etc.)",
+            ],
             "Religion_Importance": [" Not at all important", " Somewhat important", " Very important"],
             "Social_Media_Frequency": ["Less than once a week", "At least once a day", "Over 2 hours per day"],
             "Toxicity_Experience": ["Not a problem", "Rarely a problem", "Very often a problem"],
@@ -45,11 +49,15 @@ def test_race_categories_with_commas_inside():
     assert race_categories("Latino or Hispanic,White") == {"Latino or Hispanic", "White"}
     assert race_categories("Klingon") == {"Other"}
     assert race_categories(None) is None and race_categories("Prefer not to answer") is None
-    out = encode_demographics(pd.DataFrame({"Race_Ethnicity": [f"{indigenous},White", "Black or African American", None]}))
+    out = encode_demographics(
+        pd.DataFrame({"Race_Ethnicity": [f"{indigenous},White", "Black or African American", None]})
+    )
     assert out.loc[0, ["Race_Ethnicity_Indigenous", "Race_Ethnicity_White"]].tolist() == [1, 1]
     assert out.loc[0, "Race_Ethnicity_Black"] == 0 and out.loc[1, "Race_Ethnicity_Black"] == 1
     assert out.loc[2].isna().all()
-    white_only = encode_demographics(pd.DataFrame({"Race_Ethnicity": ["White", "Latino or Hispanic,White"]}), race="white_only")
+    white_only = encode_demographics(
+        pd.DataFrame({"Race_Ethnicity": ["White", "Latino or Hispanic,White"]}), race="white_only"
+    )
     assert white_only["Race_Ethnicity_white_only"].tolist() == [1, 0]
 
 

@@ -12,7 +12,9 @@ RELEASE_DIR = Path(settings.BASE_DIR) / "benchmark" / "datasets" / "pluriharms"
 
 
 class Command(BaseCommand):
-    help = "Prepare the demo: a researcher account and the vendored PluriHarms release as study 'pluriharms'. Idempotent."
+    help = (
+        "Prepare the demo: a researcher account and the vendored PluriHarms release as study 'pluriharms'. Idempotent."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--username", default="researcher")
@@ -32,8 +34,15 @@ class Command(BaseCommand):
             study = pluriharms_import(
                 directory=RELEASE_DIR, slug="pluriharms", title="PluriHarms (public release, 100 × 150)", owner=user
             )
-            self.stdout.write(f"imported the PluriHarms release as study 'pluriharms' ({study.prompts.count()} prompts)")
+            self.stdout.write(
+                f"imported the PluriHarms release as study 'pluriharms' ({study.prompts.count()} prompts)"
+            )
         else:
             self.stdout.write("study 'pluriharms' already present")
-        self.stdout.write(self.style.SUCCESS(f"researcher login: {username} / {password}" if created
-                                             else f"researcher login: {username} (existing account)"))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"researcher login: {username} / {password}"
+                if created
+                else f"researcher login: {username} (existing account)"
+            )
+        )

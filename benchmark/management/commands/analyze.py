@@ -14,8 +14,9 @@ class Command(BaseCommand):
         parser.add_argument("slug")
         parser.add_argument("--json", dest="out", required=True, help="file to write the report to ('-' for stdout)")
         parser.add_argument("--no-mixed-effects", action="store_true", help="descriptive statistics only")
-        parser.add_argument("--include-excluded", action="store_true",
-                            help="keep annotators excluded for failed attention checks")
+        parser.add_argument(
+            "--include-excluded", action="store_true", help="keep annotators excluded for failed attention checks"
+        )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--n-boot", type=int, default=1000)
 
@@ -29,8 +30,14 @@ class Command(BaseCommand):
         def progress(fraction: float, message: str) -> None:
             self.stderr.write(f"[{fraction:4.0%}] {message}")
 
-        report = study_report(study=study, mixed_effects=not no_mixed_effects, include_excluded=include_excluded,
-                              seed=seed, n_boot=n_boot, progress=progress)
+        report = study_report(
+            study=study,
+            mixed_effects=not no_mixed_effects,
+            include_excluded=include_excluded,
+            seed=seed,
+            n_boot=n_boot,
+            progress=progress,
+        )
         text = json.dumps(report, indent=1, allow_nan=False)
         if out == "-":
             self.stdout.write(text)
@@ -39,8 +46,11 @@ class Command(BaseCommand):
             Path(out).write_text(text)
         alpha = report.get("krippendorff_alpha_interval")
         rho = report.get("spearman_harm_level_vs_mean")
-        self.stderr.write(self.style.SUCCESS(
-            f"{report['n_ratings']:,} ratings, {report['n_unsure']:,} Unsure; Krippendorff's alpha (interval) "
-            f"{alpha:.3f}" + (f"; Spearman rho(harm level, mean) {rho:.3f}" if rho is not None else "")
-            + ("" if out == "-" else f"; report written to {out}")
-        ))
+        self.stderr.write(
+            self.style.SUCCESS(
+                f"{report['n_ratings']:,} ratings, {report['n_unsure']:,} Unsure; Krippendorff's alpha (interval) "
+                f"{alpha:.3f}"
+                + (f"; Spearman rho(harm level, mean) {rho:.3f}" if rho is not None else "")
+                + ("" if out == "-" else f"; report written to {out}")
+            )
+        )

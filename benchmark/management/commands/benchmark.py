@@ -18,7 +18,9 @@ class Command(BaseCommand):
         parser.add_argument("--splits", type=int, default=10)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--predictors", default="", help="comma-separated names (default: every built-in one)")
-        parser.add_argument("--conditions", default="", help="comma-separated: individual,aggregated,new_annotator,warm")
+        parser.add_argument(
+            "--conditions", default="", help="comma-separated: individual,aggregated,new_annotator,warm"
+        )
         parser.add_argument("--json", dest="out", required=True, help="file to write the results to ('-' for stdout)")
 
     def handle(self, *args, slug, protocol, splits, seed, predictors, conditions, out, **options):
@@ -37,8 +39,12 @@ class Command(BaseCommand):
 
         try:
             summary, _ = study_benchmark(
-                study=study, predictors=names, n_splits=splits, seed=seed,
-                conditions=[c.strip() for c in conditions.split(",") if c.strip()] or None, progress=progress,
+                study=study,
+                predictors=names,
+                n_splits=splits,
+                seed=seed,
+                conditions=[c.strip() for c in conditions.split(",") if c.strip()] or None,
+                progress=progress,
             )
         except (ApplicationError, ValueError) as exc:
             raise CommandError(getattr(exc, "message", str(exc))) from exc
@@ -49,5 +55,7 @@ class Command(BaseCommand):
             Path(out).parent.mkdir(parents=True, exist_ok=True)
             Path(out).write_text(text)
         for row in summary["results"]:
-            self.stderr.write(f"{row['predictor']:>26} {row['condition']:<14} MAE {row['mae']:.3f} "
-                              f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]")
+            self.stderr.write(
+                f"{row['predictor']:>26} {row['condition']:<14} MAE {row['mae']:.3f} "
+                f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+            )

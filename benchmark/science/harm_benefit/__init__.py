@@ -23,6 +23,7 @@ Modules (each docstring documents its part of the model):
 Not implemented: the reference's harm-only / benefit-only analyses (their 23-value weight files have an
 undocumented layout) and per-effect-category weights on trees (its 36-value layout).
 """
+
 from .aggregation import (
     N_PARAMS,
     REFERENCE_EXAMPLE_H,

@@ -26,6 +26,7 @@ Each of the 29 values has a name (:data:`WEIGHT_NAMES`): its path in ``saved_par
 where the reference layout was decoded. :data:`WEIGHT_LAYOUT` maps each :class:`AggregationWeights`
 field to its slice of the flat array; code indexes the array only through these.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -73,8 +74,9 @@ def consecutive_slices(sizes: dict[str, int]) -> dict[str, slice]:
 def _side_names(field_prefix: str, json_key: str) -> dict[str, tuple[str, ...]]:
     return {
         f"{field_prefix}_extent_ratios": tuple(f"{json_key}.extent_raw_ratios.{r}" for r in EXTENT_RATIO_NAMES),
-        f"{field_prefix}_likelihood_ratios": tuple(f"{json_key}.likelihood_raw_ratios.{r}"
-                                                   for r in LIKELIHOOD_RATIO_NAMES),
+        f"{field_prefix}_likelihood_ratios": tuple(
+            f"{json_key}.likelihood_raw_ratios.{r}" for r in LIKELIHOOD_RATIO_NAMES
+        ),
         f"{field_prefix}_discount": (f"{json_key}.downstream_discount",),
     }
 
@@ -141,12 +143,21 @@ def compile_trees(trees: Iterable[Any] | CompiledTrees) -> CompiledTrees:
             for action in entry["harms"]:
                 c = ACTION_CATEGORIES.index(action["category"]) if action["category"] else N_ACTIONS
                 for e in action["effects"]:
-                    harm[n, c, EXTENT_LEVELS.index(e["extent"]), LIKELIHOOD_LEVELS.index(e["likelihood"]),
-                         int(e["immediacy"])] += 1
+                    harm[
+                        n,
+                        c,
+                        EXTENT_LEVELS.index(e["extent"]),
+                        LIKELIHOOD_LEVELS.index(e["likelihood"]),
+                        int(e["immediacy"]),
+                    ] += 1
             for action in entry["benefits"]:
                 for e in action["effects"]:
-                    benefit[n, EXTENT_LEVELS.index(e["extent"]), LIKELIHOOD_LEVELS.index(e["likelihood"]),
-                            int(e["immediacy"])] += 1
+                    benefit[
+                        n,
+                        EXTENT_LEVELS.index(e["extent"]),
+                        LIKELIHOOD_LEVELS.index(e["likelihood"]),
+                        int(e["immediacy"]),
+                    ] += 1
     return CompiledTrees(harm, benefit)
 
 
@@ -219,8 +230,9 @@ class AggregationWeights:
         v = np.asarray(values, dtype=float).reshape(-1)
         if v.size != cls.N_PARAMS:
             raise ValueError(f"expected {cls.N_PARAMS} values, got {v.size}")
-        return cls(**{name: v[part.start] if name in _SCALAR_FIELDS else v[part]
-                      for name, part in WEIGHT_LAYOUT.items()})
+        return cls(
+            **{name: v[part.start] if name in _SCALAR_FIELDS else v[part] for name, part in WEIGHT_LAYOUT.items()}
+        )
 
     def to_array(self) -> np.ndarray:
         return np.concatenate([np.atleast_1d(getattr(self, name)) for name in WEIGHT_LAYOUT])
@@ -265,15 +277,18 @@ class AggregationWeights:
 
     def to_dict(self) -> dict:
         """Named, JSON-serializable weights (the raw ratios plus the derived levels, for reading)."""
+
         def side(prefix):
             return {
                 "extent_ratios": dict(zip(EXTENT_RATIO_NAMES, getattr(self, f"{prefix}_extent_ratios").tolist())),
-                "likelihood_ratios": dict(zip(LIKELIHOOD_RATIO_NAMES,
-                                              getattr(self, f"{prefix}_likelihood_ratios").tolist())),
+                "likelihood_ratios": dict(
+                    zip(LIKELIHOOD_RATIO_NAMES, getattr(self, f"{prefix}_likelihood_ratios").tolist())
+                ),
                 "downstream_discount": getattr(self, f"{prefix}_discount"),
                 "extent_levels": dict(zip(EXTENT_LEVELS, getattr(self, f"{prefix}_extent_levels").tolist())),
-                "likelihood_levels": dict(zip(LIKELIHOOD_LEVELS,
-                                              getattr(self, f"{prefix}_likelihood_levels").tolist())),
+                "likelihood_levels": dict(
+                    zip(LIKELIHOOD_LEVELS, getattr(self, f"{prefix}_likelihood_levels").tolist())
+                ),
             }
 
         return {
@@ -286,11 +301,14 @@ class AggregationWeights:
     @classmethod
     def from_dict(cls, data: dict) -> AggregationWeights:
         """Inverse of :meth:`to_dict` (reads the ratios; the derived levels are ignored)."""
+
         def side(name):
             part = data[name]
-            return ([part["extent_ratios"][k] for k in EXTENT_RATIO_NAMES],
-                    [part["likelihood_ratios"][k] for k in LIKELIHOOD_RATIO_NAMES],
-                    part["downstream_discount"])
+            return (
+                [part["extent_ratios"][k] for k in EXTENT_RATIO_NAMES],
+                [part["likelihood_ratios"][k] for k in LIKELIHOOD_RATIO_NAMES],
+                part["downstream_discount"],
+            )
 
         he, hl, hd = side("harms")
         be, bl, bd = side("benefits")
@@ -313,17 +331,20 @@ def _side_tensor(theta: np.ndarray, side: str, jac: bool):
     theta_e = theta[WEIGHT_LAYOUT[f"{side}_extent_ratios"]]
     theta_l = theta[WEIGHT_LAYOUT[f"{side}_likelihood_ratios"]]
     d = theta[WEIGHT_LAYOUT[f"{side}_discount"].start]
-    e, l = levels_from_ratios(theta_e), levels_from_ratios(theta_l)
+    extent, likelihood = levels_from_ratios(theta_e), levels_from_ratios(theta_l)
     dvec = np.array([d, 1.0])  # immediacy index 0 = downstream (discounted), 1 = immediate
-    t = np.einsum("x,k,i->xki", e, l, dvec)
+    t = np.einsum("x,k,i->xki", extent, likelihood, dvec)
     if not jac:
         return t, None
     de, dl = _levels_jacobian(np.asarray(theta_e, float)), _levels_jacobian(np.asarray(theta_l, float))
-    j = np.concatenate([
-        np.einsum("xp,k,i->xkip", de, l, dvec),
-        np.einsum("x,kp,i->xkip", e, dl, dvec),
-        np.einsum("x,k,i->xki", e, l, np.array([1.0, 0.0]))[..., None],
-    ], axis=-1)
+    j = np.concatenate(
+        [
+            np.einsum("xp,k,i->xkip", de, likelihood, dvec),
+            np.einsum("x,kp,i->xkip", extent, dl, dvec),
+            np.einsum("x,k,i->xki", extent, likelihood, np.array([1.0, 0.0]))[..., None],
+        ],
+        axis=-1,
+    )
     return t, j
 
 

@@ -26,6 +26,7 @@ harmful-effect taxonomy's level-1 names (``"Physical harm"`` -> ``effect_Physica
 substring keys are ``"Physical harm"``, ``"Psychological"``, ``"Social"``, ``"Property"``,
 ``"Liberty"``, ``"Collective"``, ``"Ecological"``).
 """
+
 from __future__ import annotations
 
 import re
@@ -50,8 +51,9 @@ ACTION_FEATURE_COLUMNS: dict[str, str] = {f"action_{_column_suffix(c)}": c for c
 EFFECT_FEATURE_COLUMNS: dict[str, str] = {f"effect_{c.split()[0]}": c for c in EFFECT_CATEGORIES}
 
 #: :class:`FeatureWeights` field -> its slice of :meth:`FeatureWeights.to_array`.
-FEATURE_LAYOUT: dict[str, slice] = consecutive_slices({"action": N_ACTIONS, "effect": N_EFFECTS,
-                                                       "scale": 1, "offset": 1})
+FEATURE_LAYOUT: dict[str, slice] = consecutive_slices(
+    {"action": N_ACTIONS, "effect": N_EFFECTS, "scale": 1, "offset": 1}
+)
 # The vector the fit optimizes: effective action weights (scale * action), effect weights, offset.
 _FIT_LAYOUT = consecutive_slices({"effective_action": N_ACTIONS, "effect": N_EFFECTS, "offset": 1})
 _FIT_ACTION, _FIT_EFFECT = _FIT_LAYOUT["effective_action"], _FIT_LAYOUT["effect"]
@@ -120,8 +122,11 @@ def feature_matrices(X) -> tuple[np.ndarray, np.ndarray | None]:
         if missing:
             raise ValueError(f"missing action columns: {', '.join(missing)}")
         P = X[list(ACTION_FEATURE_COLUMNS)].to_numpy(dtype=float)
-        Q = X[list(EFFECT_FEATURE_COLUMNS)].to_numpy(dtype=float) if all(
-            c in X.columns for c in EFFECT_FEATURE_COLUMNS) else None
+        Q = (
+            X[list(EFFECT_FEATURE_COLUMNS)].to_numpy(dtype=float)
+            if all(c in X.columns for c in EFFECT_FEATURE_COLUMNS)
+            else None
+        )
     else:
         arr = np.asarray(X, dtype=float)
         if arr.ndim != 2 or arr.shape[1] not in (N_ACTIONS, N_ACTIONS + N_EFFECTS):
@@ -152,9 +157,19 @@ class FeatureLevelSafetyAnalyst:
     Learned: ``weights_`` (:class:`FeatureWeights`), ``loss_value_``, ``converged_``.
     """
 
-    def __init__(self, weights: FeatureWeights | AggregationWeights | None = None, *, use_effects: bool = False,
-                 fit_scale: bool = True, fit_offset: bool = True, l2: float = 0.01, l2_offset: float = 0.0,
-                 loss: str = "squared", rating_scale: float = 100.0, max_iter: int = 2000):
+    def __init__(
+        self,
+        weights: FeatureWeights | AggregationWeights | None = None,
+        *,
+        use_effects: bool = False,
+        fit_scale: bool = True,
+        fit_offset: bool = True,
+        l2: float = 0.01,
+        l2_offset: float = 0.0,
+        loss: str = "squared",
+        rating_scale: float = 100.0,
+        max_iter: int = 2000,
+    ):
         self.weights = weights
         self.use_effects = use_effects
         self.fit_scale = fit_scale
@@ -239,8 +254,14 @@ class FeatureLevelSafetyAnalyst:
         bounds_all[_FIT_EFFECT] = [(0.0, 1.0)] * N_EFFECTS
         bounds = [b for b, f in zip(bounds_all, free) if f]
         with single_thread():
-            result = optimize.minimize(objective, start[free], jac=True, method="L-BFGS-B", bounds=bounds,
-                                       options={"maxiter": self.max_iter, "ftol": 1e-13, "gtol": 1e-9})
+            result = optimize.minimize(
+                objective,
+                start[free],
+                jac=True,
+                method="L-BFGS-B",
+                bounds=bounds,
+                options={"maxiter": self.max_iter, "ftol": 1e-13, "gtol": 1e-9},
+            )
         x = start.copy()
         x[free] = result.x
         v = np.clip(x[_FIT_ACTION], 0.0, v_max)

@@ -23,6 +23,7 @@ dominate it):
 
 The losses, target checks and thread limit here are shared with the feature-level variant.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -112,8 +113,9 @@ def sample_weights(sample_weight, n: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 # Tree-level fit as pure functions
 # --------------------------------------------------------------------------------------------------
-def tree_objective(compiled: CompiledTrees, r: np.ndarray, w: np.ndarray, loss: str, *, calibrate: bool,
-                   start: np.ndarray, l2: float) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
+def tree_objective(
+    compiled: CompiledTrees, r: np.ndarray, w: np.ndarray, loss: str, *, calibrate: bool, start: np.ndarray, l2: float
+) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
     """(value, gradient) of the penalized loss over the 29 raw values (+ intercept if calibrated).
 
     With calibration, the :data:`SLOPE_SCALED` entries are the *effective* action and benefit weights
@@ -155,8 +157,9 @@ def global_search(objective, bounds, *, seed: int | None, maxiter: int) -> np.nd
     finite = [(-20.0 if low is None else low, 20.0 if high is None else high) for low, high in bounds]
     if bounds[BENEFIT_WEIGHT][1] is None:
         finite[BENEFIT_WEIGHT] = (0.0, 5.0)
-    result = optimize.differential_evolution(lambda x: objective(x)[0], finite, seed=seed, maxiter=maxiter,
-                                             tol=1e-8, polish=False)
+    result = optimize.differential_evolution(
+        lambda x: objective(x)[0], finite, seed=seed, maxiter=maxiter, tol=1e-8, polish=False
+    )
     return result.x
 
 
@@ -194,10 +197,20 @@ class SafetyAnalystAggregator:
     ``n_iter_``, ``converged_``.
     """
 
-    def __init__(self, weights: AggregationWeights | None = None, *, l2: float = 1.0, loss: str = "squared",
-                 calibrate: bool = True, rating_scale: float = 100.0, method: str = "L-BFGS-B",
-                 benefit_weight_max: float | None = None, max_iter: int = 2000, de_maxiter: int = 200,
-                 random_state: int | None = 0):
+    def __init__(
+        self,
+        weights: AggregationWeights | None = None,
+        *,
+        l2: float = 1.0,
+        loss: str = "squared",
+        calibrate: bool = True,
+        rating_scale: float = 100.0,
+        method: str = "L-BFGS-B",
+        benefit_weight_max: float | None = None,
+        max_iter: int = 2000,
+        de_maxiter: int = 200,
+        random_state: int | None = 0,
+    ):
         self.weights = weights
         self.l2 = l2
         self.loss = loss
@@ -261,8 +274,14 @@ class SafetyAnalystAggregator:
         with single_thread():
             if self.method == "differential_evolution":
                 x0 = global_search(objective, bounds, seed=self.random_state, maxiter=self.de_maxiter)
-            result = optimize.minimize(objective, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                       options={"maxiter": self.max_iter, **_LBFGS_OPTIONS})
+            result = optimize.minimize(
+                objective,
+                x0,
+                jac=True,
+                method="L-BFGS-B",
+                bounds=bounds,
+                options={"maxiter": self.max_iter, **_LBFGS_OPTIONS},
+            )
         self.weights_, self.calibration_ = tree_solution(result.x, calibrate=calibrate)
         self.target_ = target
         self.loss_value_ = float(result.fun)

@@ -31,6 +31,7 @@ reference rule, so both the prompted form ``"##L1## #Hate/Toxicity# leaf"`` and 
 ``"Content Safety Risks: Hate/Toxicity (...)"`` match. A harm action matching no category gets weight 0.
 Benefit actions are free text and get no category weight.
 """
+
 from __future__ import annotations
 
 import functools

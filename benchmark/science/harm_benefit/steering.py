@@ -1,4 +1,5 @@
 """Steering: refit the weights to a group's ratings and see which items change side."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,14 +35,29 @@ class SteeringResult:
         return np.flatnonzero((self.old_score > 0) & (self.new_score <= 0))
 
     def table(self) -> pd.DataFrame:
-        return pd.DataFrame({"old_score": self.old_score, "new_score": self.new_score,
-                             "old_harmful": self.old_score > 0, "new_harmful": self.new_score > 0,
-                             "changed": self.changed})
+        return pd.DataFrame(
+            {
+                "old_score": self.old_score,
+                "new_score": self.new_score,
+                "old_harmful": self.old_score > 0,
+                "new_harmful": self.new_score > 0,
+                "changed": self.changed,
+            }
+        )
 
 
-def steer(weights: AggregationWeights | FeatureWeights | None, *, trees_or_features, ratings,
-          target: str = "rating", l2: float | None = None, loss: str = "squared", sample_weight=None,
-          use_effects: bool = False, rating_scale: float = 100.0) -> SteeringResult:
+def steer(
+    weights: AggregationWeights | FeatureWeights | None,
+    *,
+    trees_or_features,
+    ratings,
+    target: str = "rating",
+    l2: float | None = None,
+    loss: str = "squared",
+    sample_weight=None,
+    use_effects: bool = False,
+    rating_scale: float = 100.0,
+) -> SteeringResult:
     """Fit weights to a group's ratings (or labels) starting from, and pulled toward, `weights`.
 
     With trees, the tree-level weights are refitted without calibration, so the new
@@ -53,11 +69,15 @@ def steer(weights: AggregationWeights | FeatureWeights | None, *, trees_or_featu
     """
     kwargs = {} if l2 is None else {"l2": l2}
     if isinstance(trees_or_features, (pd.DataFrame, np.ndarray)):
-        start = FeatureWeights.reference() if weights is None else (
-            FeatureWeights.from_aggregation(weights) if isinstance(weights, AggregationWeights) else weights)
+        start = (
+            FeatureWeights.reference()
+            if weights is None
+            else (FeatureWeights.from_aggregation(weights) if isinstance(weights, AggregationWeights) else weights)
+        )
         before = FeatureLevelSafetyAnalyst(start, use_effects=use_effects, rating_scale=rating_scale)
-        model = FeatureLevelSafetyAnalyst(start, use_effects=use_effects, loss=loss, rating_scale=rating_scale,
-                                          **kwargs)
+        model = FeatureLevelSafetyAnalyst(
+            start, use_effects=use_effects, loss=loss, rating_scale=rating_scale, **kwargs
+        )
         model.fit(trees_or_features, ratings, target=target, sample_weight=sample_weight)
         old, new = before.decision_function(trees_or_features), model.decision_function(trees_or_features)
     else:

@@ -3,9 +3,9 @@
 `builtin_names()` lists the predictors that run with no configuration (no endpoint, no uploaded file):
 what the benchmark runs by default.
 """
+
 from __future__ import annotations
 
-from benchmark.science.predictors.base import AGGREGATE, CONDITIONS, REGISTRY, Predictor, get_predictor, register
 from benchmark.science.predictors import (  # noqa: F401
     baselines,
     collaborative,
@@ -16,6 +16,7 @@ from benchmark.science.predictors import (  # noqa: F401
     traits_model,
     uploaded,
 )
+from benchmark.science.predictors.base import AGGREGATE, CONDITIONS, REGISTRY, Predictor, get_predictor, register
 
 try:  # written separately; the rest works before it lands
     from benchmark.science.predictors import safetyanalyst  # noqa: F401

@@ -13,8 +13,10 @@ Data (long DataFrames, one row per annotator × prompt; see `benchmark.science.p
     aligned with `test.index`. In the aggregated condition, `test.annotator` is `AGGREGATE` and one
     prediction per prompt is expected.
 """
+
 from __future__ import annotations
 
+import inspect
 from typing import ClassVar
 
 import pandas as pd
@@ -30,7 +32,7 @@ class Predictor:
     conditions: ClassVar[tuple[str, ...]] = CONDITIONS
     description: ClassVar[str] = ""
 
-    def fit(self, train: pd.DataFrame) -> "Predictor":  # pragma: no cover - interface
+    def fit(self, train: pd.DataFrame) -> Predictor:  # pragma: no cover - interface
         raise NotImplementedError
 
     def predict(self, test: pd.DataFrame) -> pd.Series:  # pragma: no cover - interface
@@ -38,7 +40,6 @@ class Predictor:
 
     def get_params(self) -> dict:
         """Hyperparameters as passed to __init__ (stored unchanged, scikit-learn style)."""
-        import inspect
 
         names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
         return {name: getattr(self, name) for name in names if hasattr(self, name)}

@@ -6,6 +6,7 @@ gives them (individual, warm); for a row whose annotator has none — every row 
 median of the training scores.  `prompt_mean` / `prompt_median` need ratings of the predicted prompts
 by other people, so they run only where those exist (new_annotator, warm).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,7 +23,7 @@ class UniformRandom(Predictor):
     def __init__(self, seed: int = 0):
         self.seed = seed
 
-    def fit(self, train: pd.DataFrame) -> "UniformRandom":
+    def fit(self, train: pd.DataFrame) -> UniformRandom:
         self.n_train_ = len(train)
         return self
 
@@ -36,7 +37,7 @@ class GlobalMean(Predictor):
     name = "global_mean"
     description = "The mean training score, for every row."
 
-    def fit(self, train: pd.DataFrame) -> "GlobalMean":
+    def fit(self, train: pd.DataFrame) -> GlobalMean:
         self.value_ = float(train["score"].mean())
         return self
 
@@ -49,7 +50,7 @@ class GlobalMedian(Predictor):
     name = "global_median"
     description = "The median training score (the best constant for MAE), for every row."
 
-    def fit(self, train: pd.DataFrame) -> "GlobalMedian":
+    def fit(self, train: pd.DataFrame) -> GlobalMedian:
         self.value_ = float(train["score"].median())
         return self
 

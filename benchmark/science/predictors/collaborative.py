@@ -8,10 +8,12 @@
   Tibshirani 2010).  λ is chosen on a seeded 10% of the *training* cells held out, then the model is
   refitted on all of them.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from benchmark.science.predictors.base import Predictor, register
 from benchmark.science.predictors.common import apply_ramp, fit_ramps, score_matrix
@@ -34,7 +36,7 @@ class ObservedRamp(Predictor):
     def __init__(self, seed: int = 0):
         self.seed = seed
 
-    def fit(self, train: pd.DataFrame) -> "ObservedRamp":
+    def fit(self, train: pd.DataFrame) -> ObservedRamp:
         pivot, Y = score_matrix(train)
         self.s_ = pd.Series(np.nanmean(Y, axis=0), index=pivot.columns.astype(str))
         # Fit only on prompts the annotator rated; the others' leave-self-out mean is its input.
@@ -62,8 +64,9 @@ def _biases(Y: np.ndarray, mask: np.ndarray, reg: float = 5.0, rounds: int = 10)
     return mu, b_a, b_p
 
 
-def _soft_impute(R: np.ndarray, mask: np.ndarray, lam: float, Z: np.ndarray | None = None, iters: int = 60, tol: float = 1e-4):
-    from threadpoolctl import threadpool_limits
+def _soft_impute(
+    R: np.ndarray, mask: np.ndarray, lam: float, Z: np.ndarray | None = None, iters: int = 60, tol: float = 1e-4
+):
 
     Z = np.zeros_like(R) if Z is None else Z
     # One BLAS thread: on a 100 × 150 matrix, thread start-up costs more than the SVD itself.
@@ -95,7 +98,7 @@ class SoftImpute(Predictor):
         self.holdout = holdout
         self.seed = seed
 
-    def fit(self, train: pd.DataFrame) -> "SoftImpute":
+    def fit(self, train: pd.DataFrame) -> SoftImpute:
         pivot, Y = score_matrix(train)
         mask = ~np.isnan(Y)
         rng = np.random.default_rng(self.seed)

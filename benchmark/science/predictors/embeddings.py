@@ -9,6 +9,7 @@
   aggregated row (and annotators without training ratings) the per-prompt median rating stands in for
   an annotator's ratings.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -46,7 +47,7 @@ class EmbeddingKNN(Predictor):
         self.ks = ks
         self.hows = hows
 
-    def fit(self, train: pd.DataFrame) -> "EmbeddingKNN":
+    def fit(self, train: pd.DataFrame) -> EmbeddingKNN:
         pivot, Y = score_matrix(train)
         medians = np.nanmedian(Y, axis=0)
         self.prompts_ = pivot.columns.astype(str)

@@ -11,12 +11,17 @@ scores as noisy as those of unseen prompts) and full-fit for the prompts to pred
 memoised on their inputs because the individual and aggregated conditions of a split train on the
 same data.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
 
 import numpy as np
 import pandas as pd
+from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingRegressor
+from sklearn.linear_model import RidgeCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from benchmark.science.predictors.base import Predictor, register
 from benchmark.science.predictors.common import (
@@ -39,10 +44,6 @@ def _representation(kind: str, table: pd.DataFrame) -> np.ndarray:
 
 
 def _learner(model: str, seed: int):
-    from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingRegressor
-    from sklearn.linear_model import RidgeCV
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     if model == "ridge_features":
         return "features", make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-1, 4, 26)))
@@ -50,11 +51,19 @@ def _learner(model: str, seed: int):
         return "embeddings", RidgeCV(alphas=np.logspace(-3, 2, 26))
     if model == "boosting":
         return "features", GradientBoostingRegressor(
-            n_estimators=150, learning_rate=0.05, max_depth=2, subsample=0.8, random_state=seed,
+            n_estimators=150,
+            learning_rate=0.05,
+            max_depth=2,
+            subsample=0.8,
+            random_state=seed,
         )
     if model == "extra_trees":
         return "features", ExtraTreesRegressor(
-            n_estimators=150, min_samples_leaf=2, max_features=0.5, random_state=seed, n_jobs=1,
+            n_estimators=150,
+            min_samples_leaf=2,
+            max_features=0.5,
+            random_state=seed,
+            n_jobs=1,
         )
     raise ValueError(f"unknown population model {model!r}; known: {', '.join(POPULATION_MODELS)}")
 
@@ -65,7 +74,7 @@ def _fit_predict(model: str, seed: int, X_train: np.ndarray, y: np.ndarray, X_pr
     return learner.predict(X_pred)
 
 
-_MEMO: "OrderedDict[str, np.ndarray]" = OrderedDict()
+_MEMO: OrderedDict[str, np.ndarray] = OrderedDict()
 _MEMO_SIZE = 64
 
 
@@ -86,7 +95,12 @@ def _table_key(table: pd.DataFrame) -> list:
 
 
 def population_predict(
-    train_table: pd.DataFrame, y: np.ndarray, predict_table: pd.DataFrame, *, models=POPULATION_MODELS, seed: int = 0,
+    train_table: pd.DataFrame,
+    y: np.ndarray,
+    predict_table: pd.DataFrame,
+    *,
+    models=POPULATION_MODELS,
+    seed: int = 0,
 ) -> np.ndarray:
     """The average of the listed models, fitted on (train_table, y), at the prompts of predict_table."""
     models = tuple(models)
@@ -109,7 +123,12 @@ def population_predict(
 
 
 def population_oof(
-    train_table: pd.DataFrame, y: np.ndarray, *, models=POPULATION_MODELS, folds: int = 5, seed: int = 0,
+    train_table: pd.DataFrame,
+    y: np.ndarray,
+    *,
+    models=POPULATION_MODELS,
+    folds: int = 5,
+    seed: int = 0,
 ) -> np.ndarray:
     """Out-of-fold scores for the training prompts (`folds`-fold cross-fitting, seeded)."""
     models = tuple(models)
@@ -124,7 +143,11 @@ def population_oof(
         for k in range(folds):
             inside = fold_of != k
             oof[~inside] = population_predict(
-                train_table[inside], y[inside], train_table[~inside], models=models, seed=seed,
+                train_table[inside],
+                y[inside],
+                train_table[~inside],
+                models=models,
+                seed=seed,
             )
         return oof
 

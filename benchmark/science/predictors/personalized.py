@@ -18,6 +18,7 @@ added to the prediction; k and γ ∈ {0, .25, .5, .75, 1} are chosen by leave-o
 alignment prompts.  On a development subset of the release it moved MAE by −0.0004, so it is not in
 `ensemble_ramp`'s defaults.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -101,7 +102,9 @@ class RampPredictor(Predictor):
 
     def _residual_shift(self, test: pd.DataFrame) -> np.ndarray:
         table = prompt_table(test)
-        order = np.argsort(-(embed_texts(table["text"].astype(str).tolist()) @ self.E_.T), axis=1)[:, : self.residual_k_]
+        order = np.argsort(-(embed_texts(table["text"].astype(str).tolist()) @ self.E_.T), axis=1)[
+            :, : self.residual_k_
+        ]
         column = {p: j for j, p in enumerate(table.index.astype(str))}
         rows = self.params_.index.get_indexer(test["annotator"].astype(str))
         cols = np.array([column[p] for p in test["prompt"].astype(str)])

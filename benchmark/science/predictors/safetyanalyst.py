@@ -32,6 +32,7 @@ scale, whose curvature per rating is small, hence the small values: population `
 inner MAE by less than 0.001 (0.2668), so it is off for simplicity; the smoothed absolute loss per
 annotator was worse (0.272) than squared error through the sigmoid.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -74,13 +75,15 @@ def _predict(weights: FeatureWeights, rows: pd.DataFrame, use_effects: bool) -> 
 @register
 class SafetyAnalystReference(Predictor):
     name = "safetyanalyst_reference"
-    description = ("SafetyAnalyst's published aggregation weights on the prompt's action-category "
-                   "distribution: sigmoid(expected action weight); nothing fitted")
+    description = (
+        "SafetyAnalyst's published aggregation weights on the prompt's action-category "
+        "distribution: sigmoid(expected action weight); nothing fitted"
+    )
 
     def __init__(self):
         pass
 
-    def fit(self, train: pd.DataFrame) -> "SafetyAnalystReference":
+    def fit(self, train: pd.DataFrame) -> SafetyAnalystReference:
         self.weights_ = FeatureWeights.reference()
         return self
 
@@ -91,12 +94,22 @@ class SafetyAnalystReference(Predictor):
 @register
 class SafetyAnalystFit(Predictor):
     name = "safetyanalyst_fit"
-    description = ("SafetyAnalyst feature-level aggregation fitted to the alignment ratings (population), "
-                   "then refitted per annotator and shrunk toward the population")
+    description = (
+        "SafetyAnalyst feature-level aggregation fitted to the alignment ratings (population), "
+        "then refitted per annotator and shrunk toward the population"
+    )
 
-    def __init__(self, use_effects: bool = False, l2: float = 0.01, population_loss: str = "squared",
-                 per_annotator: bool = True, individual_loss: str = "squared", shrinkage: float = 0.003,
-                 shrinkage_offset: float = 0.0, min_ratings: int = 5):
+    def __init__(
+        self,
+        use_effects: bool = False,
+        l2: float = 0.01,
+        population_loss: str = "squared",
+        per_annotator: bool = True,
+        individual_loss: str = "squared",
+        shrinkage: float = 0.003,
+        shrinkage_offset: float = 0.0,
+        min_ratings: int = 5,
+    ):
         self.use_effects = use_effects
         self.l2 = l2
         self.population_loss = population_loss
@@ -106,7 +119,7 @@ class SafetyAnalystFit(Predictor):
         self.shrinkage_offset = shrinkage_offset
         self.min_ratings = min_ratings
 
-    def fit(self, train: pd.DataFrame) -> "SafetyAnalystFit":
+    def fit(self, train: pd.DataFrame) -> SafetyAnalystFit:
         columns = _columns(self.use_effects)
         train = train[_usable(train, columns)]
         self.annotator_weights_: dict[str, FeatureWeights] = {}
@@ -117,7 +130,11 @@ class SafetyAnalystFit(Predictor):
         features = train.groupby("prompt", sort=True)[columns].first().astype(float)
         mean = train.groupby("prompt", sort=True)["score"].mean().loc[features.index]
         population = FeatureLevelSafetyAnalyst(
-            None, use_effects=self.use_effects, l2=self.l2, loss=self.population_loss, rating_scale=1.0,
+            None,
+            use_effects=self.use_effects,
+            l2=self.l2,
+            loss=self.population_loss,
+            rating_scale=1.0,
         ).fit(features, mean.to_numpy())
         self.population_weights_ = population.weights_
         if self.per_annotator:
@@ -125,8 +142,12 @@ class SafetyAnalystFit(Predictor):
                 if annotator == AGGREGATE or len(rows) < self.min_ratings:
                     continue
                 model = FeatureLevelSafetyAnalyst(
-                    self.population_weights_, use_effects=self.use_effects, l2=self.shrinkage,
-                    l2_offset=self.shrinkage_offset, loss=self.individual_loss, rating_scale=1.0,
+                    self.population_weights_,
+                    use_effects=self.use_effects,
+                    l2=self.shrinkage,
+                    l2_offset=self.shrinkage_offset,
+                    loss=self.individual_loss,
+                    rating_scale=1.0,
                 ).fit(rows[columns].astype(float), rows["score"].to_numpy())
                 self.annotator_weights_[annotator] = model.weights_
         return self

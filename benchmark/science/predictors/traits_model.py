@@ -13,6 +13,7 @@ annotator's traits.
 `pooled_ramp` is the same without traits (everyone gets the pooled ramp): the yardstick that says
 what traits add.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,8 +44,11 @@ def encode_traits(frame: pd.DataFrame, columns: list[str], categories: dict | No
     for column in columns:
         if column in categories:
             values = frame[column].astype(str).to_numpy()
-            parts.append(np.stack([(values == c).astype(float) for c in categories[column]], axis=1)
-                         if categories[column] else np.zeros((len(frame), 0)))
+            parts.append(
+                np.stack([(values == c).astype(float) for c in categories[column]], axis=1)
+                if categories[column]
+                else np.zeros((len(frame), 0))
+            )
         else:
             parts.append(pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)[:, None])
     matrix = np.hstack(parts) if parts else np.zeros((len(frame), 0))

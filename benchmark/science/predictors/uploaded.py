@@ -16,6 +16,7 @@ else the file's per-prompt value; the aggregated row takes the file's per-prompt
 is per annotator, the mean over its annotators.  Rows the file does not cover are NaN, which the
 protocol leaves out of the scores (and reports as `coverage`).
 """
+
 from __future__ import annotations
 
 import io
@@ -58,8 +59,10 @@ def _duplicate_columns(columns: list[str]) -> list[tuple[int | None, str]]:
     for position, column in enumerate(columns, start=1):
         key = _column_key(column)
         if key in first:
-            message = (f"duplicate column {column!r} (column {position}; column {first[key]} has the same name, "
-                       "ignoring case and spaces): keep one")
+            message = (
+                f"duplicate column {column!r} (column {position}; column {first[key]} has the same name, "
+                "ignoring case and spaces): keep one"
+            )
             errors.append((1, message))
         else:
             first[key] = position
@@ -189,7 +192,7 @@ class UploadedPredictions(Predictor):
         self.scale = scale
         self.label = label
 
-    def fit(self, train: pd.DataFrame) -> "UploadedPredictions":
+    def fit(self, train: pd.DataFrame) -> UploadedPredictions:
         if self.frame is None:
             raise ValueError("UploadedPredictions needs a frame (see read_predictions_csv)")
         if self.scale not in SCALES:

@@ -7,6 +7,7 @@ The importer (`annotation.importers`), the evaluation protocol, the benchmarks i
 analytics read releases through here, and take the format's names from `columns`.  Annotators are
 "P0001" … in file row order everywhere: in the long frame and as the imported annotators' pseudonyms.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -58,4 +59,3 @@ __all__ = [
     "release_read",
     "trial_column",
 ]
-

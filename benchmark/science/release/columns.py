@@ -6,6 +6,7 @@
 `Factor_1..3`.  Every reader and writer of the format (the science code, the importer, the exporter,
 the benchmarks) takes the names from here.
 """
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """A release as the long ratings frame: one row per (annotator, prompt) rating."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

@@ -4,6 +4,7 @@ Both files are read completely, every cell as text, and every problem is collect
 file, row and column, before `ReleaseFormatError` is raised with all of them: a file with a problem
 is refused as a whole, so an importer that reads through here writes nothing from it.
 """
+
 from __future__ import annotations
 
 import csv
@@ -155,7 +156,8 @@ def _duplicate_columns(name: str, text: str, problems: _Problems) -> bool:
             problems.add(name, "duplicate column", column=_shown(column))
         elif prompt is not None:
             problems.add(
-                name, f"duplicate column: {_shown(earlier)} and {_shown(column)} both name prompt {prompt}",
+                name,
+                f"duplicate column: {_shown(earlier)} and {_shown(column)} both name prompt {prompt}",
                 column=_shown(column),
             )
         else:
@@ -255,9 +257,7 @@ def _annotation_columns(frame: pd.DataFrame, prompt_ids: list[str], problems: _P
             problems.add(name, "unexpected column", column=column)
             ok = False
     missing = [c for c in fixed if c not in columns]
-    missing += [
-        f"{kind}_{p}" for kind in ("Rating", "Trial") for p in prompt_ids if f"{kind}_{p}" not in columns
-    ]
+    missing += [f"{kind}_{p}" for kind in ("Rating", "Trial") for p in prompt_ids if f"{kind}_{p}" not in columns]
     if missing:
         shown = ", ".join(missing[:10]) + (f" (and {len(missing) - 10} more)" if len(missing) > 10 else "")
         problems.add(name, f"missing column(s): {shown}")
@@ -276,7 +276,9 @@ def _participants(frame: pd.DataFrame, problems: _Problems) -> pd.Series:
             # Anything but a pseudonymous id may be a raw recruitment id, which must never enter
             # the database or an export.
             problems.add(
-                name, f"{pid!r} is not a pseudonymous id (a whole number or P0001-style)", row=i,
+                name,
+                f"{pid!r} is not a pseudonymous id (a whole number or P0001-style)",
+                row=i,
                 column=PARTICIPANT_ID,
             )
         elif pid in first_row:
@@ -302,13 +304,17 @@ def _parse_annotations(frame: pd.DataFrame, prompt_ids: list[str], problems: _Pr
         values, bad = ratings[:, j], bad_ratings[:, j]
         for i in np.flatnonzero(bad):
             problems.add(
-                name, f"rating {frame[column].iloc[i]!r} is not a number (participant {participants.iloc[i]})",
-                row=i + 1, column=column,
+                name,
+                f"rating {frame[column].iloc[i]!r} is not a number (participant {participants.iloc[i]})",
+                row=i + 1,
+                column=column,
             )
         for i in np.flatnonzero((values < 0) | (values > 100)):
             problems.add(
-                name, f"rating {values[i]:g} is outside 0–100 (participant {participants.iloc[i]})",
-                row=i + 1, column=column,
+                name,
+                f"rating {values[i]:g} is outside 0–100 (participant {participants.iloc[i]})",
+                row=i + 1,
+                column=column,
             )
     positions, bad_positions = _number_block(frame, trial_cols)
     trials = np.zeros((len(frame), len(prompt_ids)), dtype=np.int64)
