@@ -26,8 +26,3 @@ def get_study_for_user(user, slug: str) -> Study:
     if study is None:
         raise Http404("No such study")
     return study
-
-
-def is_study_owner(user, study: Study) -> bool:
-    """Owner (or staff): may change the study's settings and collaborators, not only read it."""
-    return user.is_authenticated and (user.is_staff or study.owner_id == user.pk)

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from django.core.cache import cache
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Q
 
-from annotation.models import Study
+from annotation.models import Annotator, Study
 from annotation.selectors import prompts_frame
 from config.errors import ApplicationError
 
@@ -31,7 +31,7 @@ from .science.release import DEMOGRAPHIC_COLUMNS
 logger = logging.getLogger(__name__)
 
 ACTION_COLUMNS = list(hb.ACTION_FEATURE_COLUMNS)
-CACHE_SECONDS = 7 * 24 * 3600
+CACHE_SECONDS = 24 * 3600
 MIN_GROUP_PROMPTS = 5
 
 
@@ -58,14 +58,19 @@ class SteeringModel:
 def study_version(*, study: Study) -> str:
     """Changes whenever the study's prompts, annotators or ratings change; cheap (no scan of ratings).
 
-    Every answer moves its annotator's `last_seen_at`; imports and exclusions change the counts or the
-    statuses; prompt edits touch the study's `updated_at` or the prompt count.
+    Every answer moves its annotator's `last_seen_at`; imports change the counts; an exclusion (or a
+    return) changes the count of annotators in that status. Prompts are counted and their highest id
+    taken; an edit of a prompt's features in the admin is not seen until the cache entry expires
+    (CACHE_SECONDS), a limit the steering page states.
     """
     annotators = study.annotators.aggregate(
-        n=Count("id"), seen=Max("last_seen_at"), done=Max("completed_at"), status=Max("status")
+        n=Count("id"),
+        seen=Max("last_seen_at"),
+        done=Max("completed_at"),
+        **{status: Count("id", filter=Q(status=status)) for status in Annotator.Status.values},
     )
-    n_prompts = study.prompts.count()
-    return "|".join(str(v) for v in (study.updated_at.isoformat(), n_prompts, *annotators.values()))
+    prompts = study.prompts.aggregate(n=Count("id"), last=Max("id"))
+    return "|".join(str(v) for v in (study.updated_at.isoformat(), *prompts.values(), *annotators.values()))
 
 
 def _prompt_means(ratings: pd.DataFrame, order: pd.Index) -> GroupMeans:
@@ -109,15 +114,30 @@ def steering_model_build(*, study: Study) -> SteeringModel:
     return SteeringModel([str(p) for p in order], prompts["text"].astype(str).tolist(), X, overall, groups, baseline)
 
 
-def steering_model(*, study: Study) -> SteeringModel:
-    """The study's steering model, from the cache when the study has not changed since it was built."""
+def _cache_key(study: Study, version: str) -> str:
+    return f"steering:v1:{study.pk}:{version}"
+
+
+def steering_model(*, study: Study) -> tuple[str, SteeringModel]:
+    """(version, model): the study's steering model, built only when the study changed since the last
+    build. Pages that open steering call this; slider moves ask for the version their page was built
+    from (`steering_model_at`), so a study that is collecting never makes a slider move rebuild."""
     version = hashlib.sha256(study_version(study=study).encode()).hexdigest()[:32]
-    key = f"steering:v1:{study.pk}:{version}"
-    model = cache.get(key)
+    model = cache.get(_cache_key(study, version))
     if model is None:
         model = steering_model_build(study=study)
-        cache.set(key, model, CACHE_SECONDS)
-    return model
+        cache.set(_cache_key(study, version), model, CACHE_SECONDS)
+    return version, model
+
+
+def steering_model_at(*, study: Study, version: str) -> tuple[str, SteeringModel]:
+    """The model a page was built from (its baseline is what the page's sliders started at); the current
+    one if that version is unknown or has left the cache."""
+    if version and len(version) == 32 and all(c in "0123456789abcdef" for c in version):
+        model = cache.get(_cache_key(study, version))
+        if model is not None:
+            return version, model
+    return steering_model(study=study)
 
 
 def group_fit(model: SteeringModel, *, column: str, value: str) -> hb.SteeringResult:

@@ -73,7 +73,8 @@ class JobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         return JobDetailSerializer if self.action == "retrieve" else JobSerializer
 
     def get_queryset(self):
-        return jobs_for_user(self.request.user).select_related("study").prefetch_related("artifacts")
+        queryset = jobs_for_user(self.request.user).select_related("study").prefetch_related("artifacts")
+        return queryset.defer("result") if self.action == "list" else queryset
 
     @extend_schema(request=JobCreateSerializer, responses={201: JobDetailSerializer})
     def create(self, request, *args, **kwargs):

@@ -54,10 +54,6 @@ def kind_get(name: str) -> JobKind:
         ) from None
 
 
-def kind_names() -> list[str]:
-    return sorted(_KINDS)
-
-
 def kind_choices() -> list[tuple[str, str]]:
     return [(name, _KINDS[name].label) for name in sorted(_KINDS)]
 

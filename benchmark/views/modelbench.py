@@ -15,7 +15,7 @@ from .. import figures
 from ..evaluation import PUBLISHED, builtin_predictors, predictor_names
 from ..science.harm_benefit import ACTION_CATEGORIES
 from ..selectors import job_in_progress, job_latest_succeeded
-from ..steering import group_fit, score_table, steering_model, weights_from_form
+from ..steering import group_fit, score_table, steering_model, steering_model_at, weights_from_form
 from ..uploads import benchmark_job_start
 
 
@@ -159,8 +159,10 @@ def _steering_context(study, model, weights, *, group=None, fitted=None):
     }
 
 
-def _steering_model_or_error(request, study):
+def _steering_model_or_error(request, study, *, version: str | None = None):
     try:
+        if version is not None:
+            return steering_model_at(study=study, version=version), None
         return steering_model(study=study), None
     except ApplicationError as exc:
         if request.htmx:
@@ -174,11 +176,12 @@ def _steering_model_or_error(request, study):
 @login_required
 def steering(request, slug: str):
     study = get_study_for_user(request.user, slug)
-    model, error = _steering_model_or_error(request, study)
+    found, error = _steering_model_or_error(request, study)
     if error:
         return error
+    version, model = found
     context = _steering_context(study, model, model.baseline)
-    context["groups"] = model.group_values()
+    context.update(groups=model.group_values(), model_version=version)
     return render(request, "benchmark/steering.html", context)
 
 
@@ -187,9 +190,10 @@ def steering(request, slug: str):
 def steering_score(request, slug: str):
     """Re-score every prompt with the slider weights (htmx, on each slider change): a cached model, one product."""
     study = get_study_for_user(request.user, slug)
-    model, error = _steering_model_or_error(request, study)
+    found, error = _steering_model_or_error(request, study, version=request.POST.get("model", ""))
     if error:
         return error
+    _version, model = found
     try:
         weights = weights_from_form(request.POST, model.baseline)
     except ApplicationError as exc:
@@ -202,9 +206,10 @@ def steering_score(request, slug: str):
 def steering_fit(request, slug: str):
     """Fit the weights to one demographic group's ratings; show which prompts change side."""
     study = get_study_for_user(request.user, slug)
-    model, error = _steering_model_or_error(request, study)
+    found, error = _steering_model_or_error(request, study)
     if error:
         return error
+    version, model = found
     column, value = request.POST.get("column", ""), request.POST.get("value", "")
     if ":" in value and not column:
         column, value = value.split(":", 1)
@@ -213,7 +218,6 @@ def steering_fit(request, slug: str):
     except ApplicationError as exc:
         return error_response(request, exc.message, status=exc.status_code)
     context = _steering_context(study, model, result.weights, group=f"{column} = {value}", fitted=True)
-    context["groups"] = model.group_values()
-    context["group_key"] = f"{column}:{value}"
+    context.update(groups=model.group_values(), group_key=f"{column}:{value}", model_version=version)
     template = "benchmark/_steering_panel.html" if request.htmx else "benchmark/steering.html"
     return render(request, template, context)

@@ -174,3 +174,36 @@ def test_api_clients_upload_predictions_and_name_them_by_id(
     stranger.force_authenticate(outsider)
     refused = stranger.post(url, {"file": SimpleUploadedFile("p.csv", GOOD_CSV.encode())}, format="multipart")
     assert refused.status_code == 404 and Upload.objects.count() == 1
+
+
+@pytest.mark.parametrize("via", ["page", "api"])
+def test_an_oversized_upload_is_refused_before_it_is_read(client, api, researcher, small_study, via):
+    from django.conf import settings as live
+
+    client.force_login(researcher)
+    body = SimpleUploadedFile("p.csv", GOOD_CSV.encode())
+    too_big = str(live.MAX_REQUEST_BYTES + 1)  # the declared length: nothing of the body is read
+    if via == "page":
+        response = client.post(
+            reverse("benchmark:benchmark_start", args=["small"]), {"predictions": body}, CONTENT_LENGTH=too_big
+        )
+    else:
+        response = api.post(
+            "/api/studies/small/uploads/predictions/", {"file": body}, format="multipart", CONTENT_LENGTH=too_big
+        )
+    assert response.status_code == 413 and b"20 MB" in response.content
+    assert Upload.objects.count() == 0 and Job.objects.count() == 0
+
+
+def test_the_upload_service_refuses_a_file_over_its_limit(small_study, researcher):
+    from annotation.services.uploads import upload_create
+
+    with pytest.raises(Exception, match="larger than"):
+        upload_create(
+            study=small_study,
+            kind="predictions",
+            upload=SimpleUploadedFile("p.csv", b"x" * 2048),
+            user=researcher,
+            max_bytes=1024,
+        )
+    assert Upload.objects.count() == 0

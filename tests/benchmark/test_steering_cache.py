@@ -1,6 +1,8 @@
 """Steering: the per-study model is built once per study version and cached, so a slider move reads no
 ratings; a new answer (or an import) changes the version and the model is rebuilt."""
 
+import re
+
 import numpy as np
 import pytest
 from django.db import connection
@@ -28,7 +30,7 @@ def test_a_slider_move_reads_no_ratings_once_the_model_is_cached(client, researc
 
 
 def test_the_cached_model_scores_as_the_model_does(release_study):
-    model = steering.steering_model(study=release_study)
+    _, model = steering.steering_model(study=release_study)
     weights = hb.FeatureWeights(
         np.linspace(0, 1, 16), model.baseline.effect, model.baseline.scale, model.baseline.offset
     )
@@ -42,7 +44,7 @@ def test_the_cached_model_scores_as_the_model_does(release_study):
 
 
 def test_a_group_fit_from_cached_means_equals_a_fit_on_every_rating(release_study):
-    model = steering.steering_model(study=release_study)
+    _, model = steering.steering_model(study=release_study)
     fitted = steering.group_fit(model, column="Gender", value="Woman").weights
     # The same fit, from the group's individual ratings (one row per rating).
     ratings = Rating.objects.filter(
@@ -56,18 +58,50 @@ def test_a_group_fit_from_cached_means_equals_a_fit_on_every_rating(release_stud
     assert np.allclose(fitted.action, direct.action, atol=1e-4)
 
 
-def test_a_new_answer_changes_the_version_and_the_model(release_study, monkeypatch):
+def _answer_one_prompt(client, study) -> None:
+    """A new annotator rates one prompt through the real views (link, consent, instructions, submit)."""
+    from annotation.models import Study
+
+    Study.objects.filter(pk=study.pk).update(status=Study.Status.RECRUITING, instruments=[])
+    client.get(f"/s/{study.slug}/?PROLIFIC_PID=5f1e3c0a9b8d7e6f5a4b3c2d&STUDY_ID=st&SESSION_ID=se")
+    client.post(reverse("take:consent", args=[study.slug]), {"consent": "agree"})
+    client.post(reverse("take:instructions", args=[study.slug]))
+    annotator = Annotator.objects.get(study=study, status="rating")
+    trial = annotator.assignments.filter(kind="prompt").order_by("position").first()
+    response = client.post(
+        reverse("take:rate_submit", args=[study.slug, trial.pk]), {"rating": "100"}, HTTP_HX_REQUEST="true"
+    )
+    assert response.status_code == 200 and Rating.objects.filter(assignment=trial).exists()
+
+
+def test_a_new_answer_changes_the_version_and_the_model(client, release_study, monkeypatch):
     builds = []
     original = steering.steering_model_build
     monkeypatch.setattr(steering, "steering_model_build", lambda **kw: builds.append(1) or original(**kw))
-    before = steering.steering_model(study=release_study)
+    first_version, before = steering.steering_model(study=release_study)
     steering.steering_model(study=release_study)
     assert len(builds) == 1
+    _answer_one_prompt(client, release_study)
+    version, after = steering.steering_model(study=release_study)
+    assert len(builds) == 2 and version != first_version
+    assert after.overall.counts.sum() == before.overall.counts.sum() + 1
+
+
+def test_an_exclusion_changes_the_version(release_study):
+    version, _ = steering.steering_model(study=release_study)
     annotator = Annotator.objects.filter(study=release_study).first()
-    rating = Rating.objects.filter(annotator=annotator, unsure=False).select_related("prompt").first()
-    Rating.objects.filter(pk=rating.pk).update(value=100 - rating.value)
-    Annotator.objects.filter(pk=annotator.pk).update(last_seen_at=timezone.now())  # as every answer does
-    after = steering.steering_model(study=release_study)
-    assert len(builds) == 2
-    position = after.prompt_ids.index(rating.prompt.external_id)
-    assert after.overall.means[position] != before.overall.means[position]
+    # Excluding someone changes no timestamp; the version must still move (it counts statuses).
+    Annotator.objects.filter(pk=annotator.pk).update(status=Annotator.Status.EXCLUDED)
+    assert steering.steering_model(study=release_study)[0] != version
+
+
+def test_slider_moves_use_the_model_their_page_was_built_from(client, researcher, release_study, monkeypatch):
+    client.force_login(researcher)
+    page = client.get(reverse("benchmark:steering", args=["pluriharms"])).content.decode()
+    version = re.search(r'name="model" value="([0-9a-f]{32})"', page).group(1)
+    Annotator.objects.filter(study=release_study).update(last_seen_at=timezone.now())  # the study moves on
+    builds = []
+    monkeypatch.setattr(steering, "steering_model_build", lambda **kw: builds.append(1))
+    url = reverse("benchmark:steering_score", args=["pluriharms"])
+    assert client.post(url, {"model": version, "w0": "0.3"}, HTTP_HX_REQUEST="true").status_code == 200
+    assert builds == []  # no rebuild during a slider move, however the study changed since the page

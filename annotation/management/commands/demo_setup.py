@@ -1,14 +1,11 @@
 import secrets
-from pathlib import Path
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 from annotation.importers import pluriharms_import
 from annotation.models import Study
-
-RELEASE_DIR = Path(settings.BASE_DIR) / "benchmark" / "datasets" / "pluriharms"
+from benchmark.science.release import RELEASE_DIR
 
 
 class Command(BaseCommand):
