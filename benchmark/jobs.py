@@ -19,10 +19,9 @@ from jobs.params import StrictBooleanField, StrictParams, seed_field
 from jobs.registry import JobKind, Progress
 from jobs.services import artifact_dir, artifact_save
 
-from .analysis import study_report
-from .evaluation import predictor_names, study_benchmark
-from .science.protocol import CONDITIONS
-from .science.report import to_jsonable
+# The science behind these kinds (scipy, scikit-learn, statsmodels, the predictors) takes seconds to
+# import. This module is imported in BenchmarkConfig.ready(), i.e. by every process (web, worker,
+# manage.py), so the handlers and validators import it when a job is checked or run, not here.
 
 
 class AnalysisParams(StrictParams):
@@ -46,17 +45,23 @@ class BenchmarkParams(StrictParams):
     )
 
     def validate_predictors(self, value):
+        from .evaluation import predictor_names  # noqa: PLC0415  (see the note at the imports)
+
         unknown = sorted(set(value) - set(predictor_names()))
         if unknown:
             raise serializers.ValidationError(f"unknown predictor(s): {', '.join(unknown)}")
         return value
 
     def validate_conditions(self, value):
+        from .science.protocol import CONDITIONS  # noqa: PLC0415  (see the note at the imports)
+
         if not set(value) <= set(CONDITIONS):
             raise serializers.ValidationError(f"conditions must be a non-empty list from {', '.join(CONDITIONS)}")
         return value
 
     def validate(self, attrs):
+        from .science.protocol import CONDITIONS  # noqa: PLC0415  (see the note at the imports)
+
         attrs.setdefault("conditions", list(CONDITIONS))
         study: Study | None = self.context.get("study")
         upload = attrs.get("upload")
@@ -74,6 +79,8 @@ class BenchmarkParams(StrictParams):
 
 
 def analysis_run(job: Job, progress: Progress) -> dict:
+    from .analysis import study_report  # noqa: PLC0415  (see the note at the imports)
+
     report = study_report(study=job.study, progress=progress, **job.params)
     out = artifact_dir(job)
     out.mkdir(parents=True, exist_ok=True)
@@ -87,6 +94,9 @@ def analysis_run(job: Job, progress: Progress) -> dict:
 
 
 def benchmark_run(job: Job, progress: Progress) -> dict:
+    from .evaluation import study_benchmark  # noqa: PLC0415  (see the note at the imports)
+    from .science.report import to_jsonable  # noqa: PLC0415
+
     p = job.params
     summary, result = study_benchmark(
         study=job.study,
