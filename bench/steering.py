@@ -27,12 +27,18 @@ QUICK_SYNTHETIC = 1_000
 
 
 def _moves(client, slug: str, rng) -> list[float]:
+    """Open the steering page (it builds the model if the study changed), then move sliders as its form
+    does: each move names the model version the page was built from."""
+    import re
+
     from django.urls import reverse
 
+    page = client.get(reverse("benchmark:steering", args=[slug])).content.decode()
+    version = re.search(r'name="model" value="([0-9a-f]{32})"', page).group(1)
     url = reverse("benchmark:steering_score", args=[slug])
     timings = []
     for _ in range(MOVES):
-        data = {f"w{i}": f"{value:.3f}" for i, value in enumerate(rng.random(16))}
+        data = {"model": version, **{f"w{i}": f"{value:.3f}" for i, value in enumerate(rng.random(16))}}
         start = time.perf_counter()
         response = client.post(url, data, HTTP_HX_REQUEST="true")
         timings.append((time.perf_counter() - start) * 1000)
@@ -49,8 +55,9 @@ def _case(client, study, rng) -> dict:
     start = time.perf_counter()
     steering.steering_model_build(study=study)
     build_s = time.perf_counter() - start
-    first = _moves(client, study.slug, rng)[:1]  # fills the cache (builds once more, through the page)
-    timings = np.sort(_moves(client, study.slug, rng))
+    start = time.perf_counter()
+    timings = np.sort(_moves(client, study.slug, rng))  # the page load builds and caches the model
+    first = [(time.perf_counter() - start) * 1000 - float(timings.sum())]
     return {
         "slug": study.slug,
         "ratings": n_ratings,
@@ -99,7 +106,7 @@ def run(quick: bool = False) -> bool:
         f"Machine: {machine['cpus']} CPUs ({machine['cpu']}), {machine['memory']} memory, "
         f"Python {machine['python']}, PostgreSQL {machine['postgresql']}.",
         "",
-        "| Study | Ratings | Model build s (once per version) | First move ms | Median ms | p95 ms | Max ms "
+        "| Study | Ratings | Model build s (once per version) | Page load ms | Median ms | p95 ms | Max ms "
         "| Target | Result |",
         "|---|---:|---:|---:|---:|---:|---:|---|---|",
         *[
@@ -109,11 +116,12 @@ def run(quick: bool = False) -> bool:
             for c in cases
         ],
         "",
-        f"{MOVES} slider moves per study with random weights, each an htmx POST through the real view: session, "
-        "access check, the study's version (one aggregate over its annotators), the cached steering model, "
-        "the re-scoring product and the rendering of the 150-row table. The first move after a change builds the "
-        "model (it reads every rating) and stores it in the cache backend (the database cache here; Redis when "
-        "`REDIS_URL` is set). The synthetic study is the import benchmark's generator "
+        f"The steering page is opened once (it builds the model when the study changed: it reads every rating, "
+        "and stores the model in the cache backend, the database cache here or Redis when `REDIS_URL` is set), "
+        f"then {MOVES} slider moves with random weights, each an htmx POST through the real view as the page's "
+        "form sends it: session, access check, the cached model of the version the page was built from, the "
+        "re-scoring product and the rendering of the 150-row table. The synthetic study is the import "
+        "benchmark's generator "
         f"({n_synthetic:,} annotators x 150 prompts).",
         "<!-- /bench:steering -->",
     ]
