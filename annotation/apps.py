@@ -17,6 +17,7 @@ class AnnotationConfig(AppConfig):
     def ready(self):
         from django.core import checks
 
+        from config.checks import keys_check
         from jobs import registry
 
         from . import access
@@ -27,3 +28,4 @@ class AnnotationConfig(AppConfig):
         registry.access_set(access.studies_for_user)
         post_migrate.connect(_cache_tables_create, sender=self, dispatch_uid="annotation.cache_tables_create")
         checks.register(rate_limit_check)
+        checks.register(keys_check, deploy=True)

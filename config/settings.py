@@ -5,6 +5,7 @@ transport (./var/celery), so jobs run in a separate worker process without Redis
 """
 
 import os
+import secrets
 from pathlib import Path
 
 import dj_database_url
@@ -26,28 +27,30 @@ def env_list(name: str, default: str) -> list[str]:
 VAR_DIR = Path(os.environ.get("PLURIHARMS_VAR_DIR", BASE_DIR / "var"))
 
 DEBUG = env_bool("DEBUG", False)
-# Tests (pytest sets PYTEST_VERSION) and `make demo` (PLURIHARMS_DEV=1) may use throwaway keys; anything else
-# (a real deployment) refuses to start without its own keys: a public fallback key would let anyone
-# forge sessions and re-identify participants from their recruitment-id hashes.
+# Tests (pytest sets PYTEST_VERSION) and `make demo` (PLURIHARMS_DEV=1) may use throwaway keys. A real
+# deployment must bring its own: a public fallback key would let anyone forge sessions and re-identify
+# participants from their recruitment-id hashes. Without them the site refuses to serve (config.checks:
+# the WSGI application that gunicorn and runserver load, and the Celery worker and beat, refuse to start;
+# `check --deploy` reports it); commands that serve nothing (makemigrations, collectstatic) still run,
+# on random keys that live as long as the process.
 DEV_KEYS_ALLOWED = DEBUG or env_bool("PLURIHARMS_DEV", False) or "PYTEST_VERSION" in os.environ
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 # Keyed hash for recruitment ids (Prolific PIDs); separate from SECRET_KEY so that rotating one does
 # not orphan every annotator, and so that a leaked SECRET_KEY alone does not re-identify anyone.
 RECRUITMENT_HASH_KEY = os.environ.get("RECRUITMENT_HASH_KEY", "")
-if not SECRET_KEY or not RECRUITMENT_HASH_KEY:
-    if not DEV_KEYS_ALLOWED:
-        from django.core.exceptions import ImproperlyConfigured
-
-        raise ImproperlyConfigured(
-            "SECRET_KEY and RECRUITMENT_HASH_KEY must both be set when DEBUG is off "
-            "(set PLURIHARMS_DEV=1 for a local, non-public run with throwaway keys)."
-        )
+KEYS_PROBLEM = ""
+if DEV_KEYS_ALLOWED:
     SECRET_KEY = SECRET_KEY or "insecure-development-key-change-me-" + "x" * 20
     RECRUITMENT_HASH_KEY = RECRUITMENT_HASH_KEY or "insecure-development-recruitment-key"
-if SECRET_KEY == RECRUITMENT_HASH_KEY and not DEV_KEYS_ALLOWED:
-    from django.core.exceptions import ImproperlyConfigured
-
-    raise ImproperlyConfigured("RECRUITMENT_HASH_KEY must differ from SECRET_KEY")
+elif not SECRET_KEY or not RECRUITMENT_HASH_KEY:
+    KEYS_PROBLEM = (
+        "SECRET_KEY and RECRUITMENT_HASH_KEY must both be set when DEBUG is off "
+        "(set PLURIHARMS_DEV=1 for a local, non-public run with throwaway keys)."
+    )
+    SECRET_KEY = SECRET_KEY or secrets.token_urlsafe(50)
+    RECRUITMENT_HASH_KEY = RECRUITMENT_HASH_KEY or secrets.token_urlsafe(50)
+elif SECRET_KEY == RECRUITMENT_HASH_KEY:
+    KEYS_PROBLEM = "RECRUITMENT_HASH_KEY must differ from SECRET_KEY"
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")

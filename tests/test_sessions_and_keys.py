@@ -22,36 +22,55 @@ ROOT = Path(__file__).resolve().parent.parent
 DEV_SECRET = "insecure-development-key-change-me-" + "x" * 20
 
 
-def _manage_check(tmp_path, **env_values) -> subprocess.CompletedProcess:
+def _run(tmp_path, *args, **env_values) -> subprocess.CompletedProcess:
     env = {
         key: value
         for key, value in os.environ.items()
         if key not in {"PYTEST_VERSION", "PLURIHARMS_DEV", "DEBUG", "SECRET_KEY", "RECRUITMENT_HASH_KEY"}
     }
-    env.update({"PLURIHARMS_VAR_DIR": str(tmp_path), **env_values})
-    return subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    env.update({"PLURIHARMS_VAR_DIR": str(tmp_path), "DEBUG": "0", **env_values})
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True)
 
 
+# What gunicorn and runserver load, and what starts a Celery worker or beat.
+SERVE = ("-c", "import config.wsgi")
+WORKER = ("-c", "import django; django.setup(); from celery.signals import worker_init; worker_init.send(sender=None)")
+DEPLOY_CHECK = ("manage.py", "check", "--deploy")
+BOTH = "SECRET_KEY and RECRUITMENT_HASH_KEY must both be set"
+
+
+@pytest.mark.parametrize("entry", [SERVE, WORKER, DEPLOY_CHECK], ids=["wsgi", "worker", "check-deploy"])
 @pytest.mark.parametrize(
     "env_values,complaint",
     [
-        ({}, "SECRET_KEY and RECRUITMENT_HASH_KEY must both be set"),
-        ({"SECRET_KEY": "s" * 50}, "SECRET_KEY and RECRUITMENT_HASH_KEY must both be set"),
-        ({"RECRUITMENT_HASH_KEY": "r" * 50}, "SECRET_KEY and RECRUITMENT_HASH_KEY must both be set"),
+        ({}, BOTH),
+        ({"SECRET_KEY": "s" * 50}, BOTH),
+        ({"RECRUITMENT_HASH_KEY": "r" * 50}, BOTH),
         (
             {"SECRET_KEY": "s" * 50, "RECRUITMENT_HASH_KEY": "s" * 50},
             "RECRUITMENT_HASH_KEY must differ from SECRET_KEY",
         ),
     ],
 )
-def test_the_site_refuses_to_start_without_its_own_keys(tmp_path, env_values, complaint):
-    result = _manage_check(tmp_path, DEBUG="0", **env_values)
+def test_the_site_refuses_to_serve_without_its_own_keys(tmp_path, entry, env_values, complaint):
+    result = _run(tmp_path, *entry, DJANGO_SETTINGS_MODULE="config.settings", **env_values)
     assert result.returncode != 0 and complaint in result.stderr
 
 
-def test_the_site_starts_with_both_keys_or_in_a_local_run(tmp_path):
-    assert _manage_check(tmp_path, DEBUG="0", SECRET_KEY="s" * 50, RECRUITMENT_HASH_KEY="r" * 50).returncode == 0
-    assert _manage_check(tmp_path, DEBUG="0", PLURIHARMS_DEV="1").returncode == 0
+def test_the_site_serves_with_both_keys_or_in_a_local_run(tmp_path):
+    keys = {"SECRET_KEY": "s" * 50, "RECRUITMENT_HASH_KEY": "r" * 50}
+    for entry in (SERVE, WORKER):
+        assert _run(tmp_path, *entry, DJANGO_SETTINGS_MODULE="config.settings", **keys).returncode == 0
+        assert _run(tmp_path, *entry, DJANGO_SETTINGS_MODULE="config.settings", PLURIHARMS_DEV="1").returncode == 0
+
+
+def test_commands_that_serve_nothing_run_without_keys_on_random_ones(tmp_path):
+    # e.g. `makemigrations --check` in a checkout without a .env; nothing is signed with a known key.
+    assert _run(tmp_path, "manage.py", "makemigrations", "--check", "--dry-run").returncode == 0
+    shown = _run(tmp_path, "manage.py", "shell", "-c", "from django.conf import settings; print(settings.SECRET_KEY)")
+    again = _run(tmp_path, "manage.py", "shell", "-c", "from django.conf import settings; print(settings.SECRET_KEY)")
+    assert shown.returncode == 0 and len(shown.stdout.strip()) >= 50 and shown.stdout != again.stdout
+    assert "insecure" not in shown.stdout
 
 
 @pytest.mark.django_db

@@ -26,20 +26,8 @@ from annotation.surveys import (
     load_factor_loadings,
     multi_split,
 )
+from benchmark.science.release import DEMOGRAPHIC_COLUMNS, RELEASE_DIR
 
-RELEASE_DIR = surveys.BASE_DIR / "benchmark" / "datasets" / "pluriharms"
-DEMOGRAPHIC_COLUMNS = [
-    "Race_Ethnicity",
-    "Gender",
-    "Sexual_Orientation",
-    "Age",
-    "Political_Affiliation",
-    "Education",
-    "Religion_Importance",
-    "Social_Media_Frequency",
-    "Toxicity_Experience",
-    "Income",
-]
 LOADING_NAMES = [
     "Schwartz_Power_mean",
     "Schwartz_Achievement_mean",
@@ -181,7 +169,7 @@ def test_subscale_outputs_cover_exactly_the_loadings():
 
 def test_demographic_keys_are_the_release_columns():
     demographics = instrument_load("demographics")
-    assert [i["id"] for i in demographics["items"]] == DEMOGRAPHIC_COLUMNS
+    assert [i["id"] for i in demographics["items"]] == list(DEMOGRAPHIC_COLUMNS)
     assert {i["id"]: i["type"] for i in demographics["items"] if i["type"] == "multi"} == {
         "Race_Ethnicity": "multi",
         "Sexual_Orientation": "multi",
@@ -193,7 +181,7 @@ def test_demographic_keys_are_the_release_columns():
 
 
 def test_demographic_options_cover_every_release_value():
-    release = pd.read_csv(RELEASE_DIR / "annotations.csv", usecols=DEMOGRAPHIC_COLUMNS)
+    release = pd.read_csv(RELEASE_DIR / "annotations.csv", usecols=list(DEMOGRAPHIC_COLUMNS))
     demographics = _items(instrument_load("demographics"))
     checked = 0
     for column in DEMOGRAPHIC_COLUMNS:
