@@ -1,15 +1,25 @@
 """The shared cast (researcher, collaborator, outsider, staff) and the release data in small and full size."""
 
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from hypothesis import settings as hypothesis_settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from annotation.importers import pluriharms_import
 
 RELEASE_DIR = Path(settings.BASE_DIR) / "benchmark" / "datasets" / "pluriharms"
+
+# Property-based tests: no example database and Hypothesis's own caches in the temporary folder
+# (nothing written to a .hypothesis folder in the tree); no per-example deadline (a first example
+# pays for imports and the database).
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "pluriharms-hypothesis")
+hypothesis_settings.register_profile("pluriharms", database=None, deadline=None, print_blob=True)
+hypothesis_settings.load_profile("pluriharms")
 
 
 @pytest.fixture(autouse=True)
