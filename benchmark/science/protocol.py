@@ -45,6 +45,7 @@ were scored.
 from __future__ import annotations
 
 import copy
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -100,6 +101,13 @@ class Split:
     warm_folds: tuple[tuple[str, ...], ...]  # annotator folds in warm
 
 
+def _natural_key(value: str) -> tuple:
+    """Digit runs compare as numbers ("2" < "10", "P0002" < "P0010"); the text itself breaks ties."""
+    parts = re.split(r"([0-9]+)", value)
+    # A digit run as (length without leading zeros, digits): numeric order without int() of any size.
+    return tuple((len(p.lstrip("0")), p.lstrip("0")) if i % 2 else p for i, p in enumerate(parts)), value
+
+
 def make_splits(
     prompts: Iterable[str],
     annotators: Iterable[str],
@@ -110,9 +118,14 @@ def make_splits(
     new_annotator_fraction: float = 0.2,
     warm_folds: int = 5,
 ) -> list[Split]:
-    """Seeded splits; split i depends only on (seed, i) and the order of the ids given."""
-    prompts = list(dict.fromkeys(map(str, prompts)))
-    annotators = list(dict.fromkeys(map(str, annotators)))
+    """Seeded splits; split i depends only on (seed, i) and the set of ids given, not their order.
+
+    The ids are taken in natural order (`_natural_key`), so a frame's row order never changes the
+    splits: the release frame (prompts "1" … "150", annotators "P0001" …) and the imported study's
+    frame (rows in trial order) get the same ones.
+    """
+    prompts = sorted(set(map(str, prompts)), key=_natural_key)
+    annotators = sorted(set(map(str, annotators)), key=_natural_key)
     if len(prompts) < 2:
         raise ValueError("a split needs at least two prompts")
     n_test = min(len(prompts) - 1, max(1, int(round(len(prompts) * test_fraction))))
