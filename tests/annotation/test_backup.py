@@ -324,3 +324,42 @@ def test_assignments_and_instrument_rows_restore_with_their_links(full_study, tm
     )
     assert SurveyResponse.objects.get().instrument.key == "demographics"
     assert restored.annotators.get(recruitment_hash__gt="").demographics == demographics
+
+
+def test_a_dump_without_a_newer_field_restores_with_its_default(full_study, tmp_path, capsys):
+    """A dump made before a field was added (say jobs.job.attempts) restores; the field gets its default."""
+    Job.objects.update(attempts=3)
+    doc = json.loads(_dump(full_study, tmp_path))
+    section = next(s for s in doc["models"] if s["model"] == "jobs.job")
+    column = section["fields"].index("attempts")
+    del section["fields"][column]
+    for row in section["rows"]:
+        row.pop(column)
+    (tmp_path / "old.json").write_text(json.dumps(doc))
+    full_study.delete()
+    Job.objects.filter(study__isnull=True).delete()
+    restored = _restore(tmp_path / "old.json")
+    assert "jobs.job: the dump has no attempts" in capsys.readouterr().err
+    assert set(Job.objects.filter(study=restored).values_list("attempts", flat=True)) == {0}
+
+
+def test_unfinished_jobs_are_restored_as_they_were_with_a_warning(full_study, tmp_path, capsys):
+    queued = Job.objects.create(kind="export", study=full_study)
+    _dump(full_study, tmp_path)
+    full_study.delete()
+    _restore(tmp_path / "dump.json")
+    assert f"job(s) {queued.pk} were queued or running" in capsys.readouterr().err
+    assert Job.objects.get(pk=queued.pk).status == Job.Status.QUEUED
+
+
+def test_a_different_file_in_the_way_is_refused_and_nothing_written(full_study, tmp_path):
+    _dump(full_study, tmp_path, "dump.json", "--with-files")
+    upload = Upload.objects.get()
+    full_study.delete()
+    path = Path(settings.MEDIA_ROOT) / upload.file.name
+    path.write_bytes(b"someone else's file")
+    artifact = next(Path(settings.MEDIA_ROOT, "jobs").rglob("table.csv"))
+    artifact.unlink()  # restored before the conflict is found: it must be removed again
+    with pytest.raises(CommandError, match="a different file is already stored"):
+        _restore(tmp_path / "dump.json")
+    assert not Study.objects.exists() and path.read_bytes() == b"someone else's file" and not artifact.exists()

@@ -50,6 +50,7 @@ class _Section:
     m2m: list[models.ManyToManyField]  # their values follow the concrete ones in each row
     rows: list[list]
     pk_index: int = 0
+    kinds: list[str | None] = field(default_factory=list)  # relation_kind of each concrete field
 
 
 def dump_parse(raw: bytes) -> dict:
@@ -84,6 +85,7 @@ def study_restore(*, raw: bytes, create_users: bool = False) -> RestoreReport:
     if missing:
         raise BackupError(f"malformed dump: answers to instruments the file does not hold: {', '.join(missing)}")
     files = _files(doc)
+    report.warnings += _unfinished_jobs(sections)
     if doc["schema"] != schema():
         report.warnings.append(f"the dump was made at migrations {doc['schema']}, this database is at {schema()}")
     written: list[tuple] = []  # (storage, name) of files stored, removed again if the transaction fails
@@ -124,7 +126,8 @@ def _sections(doc: dict, warnings: list[str]) -> list[_Section]:
             links = row[len(section.fields) :]
             if not all(isinstance(names, list) and all(isinstance(n, str) for n in names) for names in links):
                 raise BackupError(f"malformed dump: {where}: many-to-many values are lists of usernames")
-            decoded.append([_value(f, v, where, ids) for f, v in zip(section.fields, row)] + links)
+            values = [_value(f, kind, v, where, ids) for f, kind, v in zip(section.fields, section.kinds, row)]
+            decoded.append(values + links)
         section.rows = decoded
         section_ids = [row[section.pk_index] for row in decoded]
         if not all(_is_id(pk) for pk in section_ids) or len(set(section_ids)) != len(section_ids):
@@ -161,11 +164,11 @@ def _section_head(raw_section, number: int, seen: list[str], warnings: list[str]
     if fields != concrete + [f for f in fields if f.many_to_many]:
         raise BackupError(f"malformed dump: {label}: many-to-many fields come last")
     pk_index = next(i for i, f in enumerate(concrete) if f.primary_key)
-    return _Section(label, model, concrete, fields[len(concrete) :], raw_section["rows"], pk_index)
+    kinds = [relation_kind(f) for f in concrete]
+    return _Section(label, model, concrete, fields[len(concrete) :], raw_section["rows"], pk_index, kinds)
 
 
-def _value(f: models.Field, value, where: str, ids: dict[str, set]):
-    kind = relation_kind(f)
+def _value(f: models.Field, kind: str | None, value, where: str, ids: dict[str, set]):
     if kind is None:
         return decode(f, value, where)
     if value is None:
@@ -220,6 +223,20 @@ def _files(doc: dict) -> dict[str, dict]:
     return entries
 
 
+def _unfinished_jobs(sections: list[_Section]) -> list[str]:
+    jobs = next((s for s in sections if s.label == "jobs.job"), None)
+    names = [f.name for f in jobs.fields] if jobs else []
+    if "status" not in names:
+        return []
+    status = names.index("status")
+    waiting = sorted(row[jobs.pk_index] for row in jobs.rows if row[status] in ("queued", "running"))
+    if not waiting:
+        return []
+    return [
+        f"job(s) {', '.join(map(str, waiting))} were queued or running when dumped: restored as they were, not queued"
+    ]
+
+
 # --- writing -------------------------------------------------------------------------------------
 
 
@@ -266,8 +283,7 @@ def _write(doc, sections, instruments, files, create_users, report: RestoreRepor
 def _attrs(section: _Section, row: list, remap: bool, id_maps, users, instrument_ids) -> dict:
     """A row's values by attribute name, its references translated to the ids of this database."""
     attrs = {}
-    for f, value in zip(section.fields, row):
-        kind = relation_kind(f)
+    for f, kind, value in zip(section.fields, section.kinds, row):
         if value is not None and kind == "row":
             value = id_maps[f.related_model._meta.label_lower][value]
         elif value is not None and kind == "user":
@@ -288,7 +304,7 @@ def _attrs(section: _Section, row: list, remap: bool, id_maps, users, instrument
 
 
 def _instrument_refs(section: _Section) -> Iterator[tuple[str, str]]:
-    columns = [i for i, f in enumerate(section.fields) if relation_kind(f) == "instrument"]
+    columns = [i for i, kind in enumerate(section.kinds) if kind == "instrument"]
     return (row[i] for row in section.rows for i in columns if row[i] is not None)
 
 
@@ -314,7 +330,7 @@ def _users(sections: list[_Section], create_users: bool, warnings: list[str]) ->
     User = get_user_model()
     names = set()
     for section in sections:
-        columns = [i for i, f in enumerate(section.fields) if relation_kind(f) == "user"]
+        columns = [i for i, kind in enumerate(section.kinds) if kind == "user"]
         for row in section.rows:
             names.update(row[i] for i in columns if row[i] is not None)
             for links in row[len(section.fields) :]:
@@ -361,7 +377,7 @@ def _file_names(section: _Section, objs: list, names: dict) -> None:
             if not callable(f.upload_to):
                 continue
             before = section.model(
-                **{g.attname: v for g, v in zip(section.fields, row) if relation_kind(g) in (None, "row")}
+                **{g.attname: v for g, kind, v in zip(section.fields, section.kinds, row) if kind in (None, "row")}
             )
             base = posixpath.basename(name)
             if f.generate_filename(before, base) == name and (renamed := f.generate_filename(obj, base)) != name:
