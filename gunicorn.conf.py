@@ -5,6 +5,16 @@ recruitment ids (`/s/<study>/?PROLIFIC_PID=…&STUDY_ID=…&SESSION_ID=…`). So
 the query), %(q)s (the query) or %(f)s (the Referer, which can be such a link); %(U)s is the path only.
 """
 
+import os
+
+# Production defaults, measured with bench/load.py on 2 cores (BENCHMARKS.md): one process per core, each
+# with threads, so that a request waiting on PostgreSQL or Redis leaves the core to another request, and
+# kept-alive connections (a browser rating card after card reuses its connection).
+workers = int(os.environ.get("WEB_CONCURRENCY", str(os.cpu_count() or 2)))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+keepalive = 75
+timeout = 60
 accesslog = "-"
 access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s" %(M)sms'
 

@@ -15,6 +15,30 @@ from django.db.models import Count, Q
 from django.db.models.functions import TruncHour
 
 from .models import Annotator, Assignment, Prompt, Rating, Study
+from .rows import column_count, columns_sql, instance
+
+
+def annotator_in_study(*, annotator_id, slug: str) -> Annotator | None:
+    """The annotator with its study loaded, if it belongs to the study with this slug (one SQL query:
+    every page of the annotator's path starts here, so it skips the ORM's query building)."""
+    try:
+        annotator_id = int(annotator_id)
+    except (TypeError, ValueError):
+        return None
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {columns_sql(Annotator, 'n')}, {columns_sql(Study, 's')} FROM {quote(Annotator._meta.db_table)} n "
+            f"JOIN {quote(Study._meta.db_table)} s ON s.id = n.study_id WHERE n.id = %s AND s.slug = %s",
+            [annotator_id, slug],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    split = column_count(Annotator)
+    annotator = instance(Annotator, row[:split])
+    annotator.study = instance(Study, row[split:])
+    return annotator
 
 
 def prompts_frame(*, study: Study) -> pd.DataFrame:

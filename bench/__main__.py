@@ -15,6 +15,7 @@ BENCHMARKS = {
     "analytics": "bench.analytics",
     "prediction": "bench.prediction",
     "steering": "bench.steering",
+    "load": "bench.load",
 }
 
 

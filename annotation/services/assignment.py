@@ -12,11 +12,12 @@ from datetime import timedelta
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
-from ..models import Annotator, Assignment, Rating, Study
+from ..models import Annotator, Assignment, Prompt, Rating, Study
+from ..rows import columns_sql, instance
 
 CHECK_VALUES = (10, 20, 30, 70, 80, 90)  # far from the midpoint, as Prolific asks
 
@@ -126,12 +127,42 @@ def assignments_create(*, annotator: Annotator) -> int:
 
 
 def assignment_current(*, annotator: Annotator) -> Assignment | None:
-    """The first unanswered trial, marked as shown the first time it is served."""
-    assignment = annotator.assignments.filter(rating__isnull=True).select_related("prompt").order_by("position").first()
-    if assignment is not None and assignment.shown_at is None:
-        now = timezone.now()
-        Assignment.objects.filter(pk=assignment.pk, shown_at__isnull=True).update(shown_at=now)
-        assignment.shown_at = now
+    """The first unanswered trial (with its prompt), marked as shown the first time it is served.
+
+    In SQL (annotation/rows.py says why): on PostgreSQL one statement finds, marks and returns it.
+    """
+    table, ratings, prompts = (connection.ops.quote_name(m._meta.db_table) for m in (Assignment, Rating, Prompt))
+    first = (
+        f"SELECT a.id FROM {table} a WHERE a.annotator_id = %s AND NOT EXISTS "
+        f"(SELECT 1 FROM {ratings} r WHERE r.assignment_id = a.id) ORDER BY a.position LIMIT 1"
+    )
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"WITH shown AS (UPDATE {table} SET shown_at = COALESCE(shown_at, %s) WHERE id = ({first}) "
+                f"RETURNING *) SELECT {columns_sql(Assignment, 'shown')}, p.text FROM shown "
+                f"LEFT JOIN {prompts} p ON p.id = shown.prompt_id",
+                [now, annotator.pk],
+            )
+        else:
+            cursor.execute(
+                f"UPDATE {table} SET shown_at = %s WHERE shown_at IS NULL AND id = ({first})", [now, annotator.pk]
+            )
+            cursor.execute(
+                f"SELECT {columns_sql(Assignment, 'a')}, p.text FROM {table} a LEFT JOIN {prompts} p ON "
+                f"p.id = a.prompt_id WHERE a.id = ({first})",
+                [annotator.pk],
+            )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    assignment = instance(Assignment, row[:-1])
+    if assignment.prompt_id is not None:
+        # Only the text is read here; any other field of the prompt loads on first use (deferred).
+        assignment.prompt = Prompt.from_db(
+            connection.alias, ["id", "study_id", "text"], [assignment.prompt_id, annotator.study_id, row[-1]]
+        )
     return assignment
 
 

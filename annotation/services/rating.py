@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
-from django.db.models import Count
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from config.errors import ApplicationError
 
 from ..models import Annotator, Assignment, Rating, Study
+from ..rows import columns_sql, convert, instance
 
 MAX_RT_MS = 24 * 3600 * 1000
 
@@ -59,7 +59,32 @@ def _rt(raw) -> int | None:
     return value if 0 <= value <= MAX_RT_MS else None
 
 
-@transaction.atomic
+def _table(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _dt(value):
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _locked_trial(assignment_id: int, annotator_id: int):
+    """The trial (locked until the transaction ends on PostgreSQL), its rating if any, and the annotator's
+    status; None if the trial is not this annotator's."""
+    lock = " FOR UPDATE OF a" if connection.features.has_select_for_update_of else ""
+    sql = (
+        f"SELECT a.kind, a.prompt_id, a.check_spec, a.shown_at, n.status, {columns_sql(Rating, 'r')} "
+        f"FROM {_table(Assignment)} a JOIN {_table(Annotator)} n ON n.id = a.annotator_id "
+        f"LEFT JOIN {_table(Rating)} r ON r.assignment_id = a.id WHERE a.id = %s AND a.annotator_id = %s{lock}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [assignment_id, annotator_id])
+        return cursor.fetchone()
+
+
+def _rating_twin(assignment_id: int) -> Rating | None:
+    return Rating.objects.filter(assignment_id=assignment_id).first()
+
+
 def rating_submit(
     *,
     annotator: Annotator,
@@ -69,75 +94,123 @@ def rating_submit(
     rt_ms=None,
     idempotency_key: str | None = None,
 ) -> SubmitOutcome:
-    """Store the rating of one trial exactly once. A repeated submission returns the first rating."""
-    assignment = (
-        Assignment.objects.select_for_update(of=("self",))
-        .select_related("annotator__study", "rating")
-        .filter(pk=assignment_id, annotator=annotator)
-        .first()
-    )
-    if assignment is None:  # someone else's trial, or no such trial: the same answer for both
-        raise ApplicationError("No such trial.", status_code=404)
-    existing = getattr(assignment, "rating", None)
-    if existing is not None:
-        return SubmitOutcome(rating=existing, created=False)
-    annotator = assignment.annotator
-    study = annotator.study
-    if annotator.status != Annotator.Status.RATING:
-        raise ApplicationError("Ratings are not being collected from you now.", status_code=409)
-    value = rating_value_parse(study=study, raw=raw_value, unsure=unsure)
+    """Store the rating of one trial exactly once. A repeated submission returns the first rating.
 
-    now = timezone.now()
-    server_rt = int((now - assignment.shown_at).total_seconds() * 1000) if assignment.shown_at else None
-    client_rt = _rt(rt_ms)
-    key = (idempotency_key or "").strip()[:64] or None
+    The trial's row is locked for the transaction, so two submissions of one trial are serialised; the
+    database's unique constraints are the last line (a twin that got there first is returned instead).
+    Written in SQL (annotation/rows.py says why): one locked read, one insert, two updates and a count.
+    """
     try:
         with transaction.atomic():
-            rating = Rating.objects.create(
-                assignment=assignment,
+            return _rating_submit(
                 annotator=annotator,
-                prompt_id=assignment.prompt_id,
-                value=value,
-                unsure=value is None,
-                rt_ms=client_rt,
-                server_rt_ms=server_rt if server_rt is not None and server_rt <= MAX_RT_MS else None,
-                idempotency_key=key,
+                assignment_id=assignment_id,
+                raw_value=raw_value,
+                unsure=unsure,
+                rt_ms=rt_ms,
+                idempotency_key=idempotency_key,
             )
-    except IntegrityError:  # the database is the last line: a concurrent twin got there first
-        twin = Rating.objects.filter(assignment=assignment).first()
-        if twin is None:
+    except IntegrityError:  # a concurrent twin got there first, or the key was used for another trial
+        twin = _rating_twin(assignment_id)
+        if twin is None or twin.annotator_id != annotator.pk:
             raise ApplicationError("This submission was already used for another trial.", status_code=409) from None
         return SubmitOutcome(rating=twin, created=False)
 
-    assignment.answered_at = now
-    excluded = completed = False
-    if assignment.kind == Assignment.Kind.ATTENTION:
-        expected = assignment.check_spec["expected"]
-        assignment.check_passed = value is not None and abs(value - expected) <= study.attention_tolerance
-        failures = annotator.assignments.filter(check_passed=False).count() + (not assignment.check_passed)
-        excluded = bool(study.attention_max_failures) and failures >= study.attention_max_failures
-    assignment.save(update_fields=["answered_at", "check_passed"])
 
-    counts = annotator.assignments.aggregate(total=Count("id"), done=Count("rating"))
-    if excluded:
-        annotator.status = Annotator.Status.EXCLUDED
-        annotator.exclusion = Annotator.Exclusion.ATTENTION
-        annotator.exclusion_reason = f"failed {failures} attention check{'s' if failures != 1 else ''}"
-        annotator.assignments.filter(rating__isnull=True).delete()  # free the slots for others
-    elif counts["done"] >= counts["total"]:
-        completed = True
-        annotator.status = Annotator.Status.COMPLETED
-        annotator.completed_at = now
-    annotator.last_seen_at = now
-    annotator.save(update_fields=["status", "exclusion", "exclusion_reason", "completed_at", "last_seen_at"])
+def _rating_submit(*, annotator, assignment_id, raw_value, unsure, rt_ms, idempotency_key) -> SubmitOutcome:
+    try:
+        assignment_id = int(assignment_id)
+    except (TypeError, ValueError):
+        raise ApplicationError("No such trial.", status_code=404) from None
+    row = _locked_trial(assignment_id, annotator.pk)
+    if row is None:  # someone else's trial, or no such trial: the same answer for both
+        raise ApplicationError("No such trial.", status_code=404)
+    kind, prompt_id, check_spec, shown_at, status, *rating_values = row
+    if rating_values[0] is not None:
+        return SubmitOutcome(rating=instance(Rating, rating_values), created=False)
+    if status != Annotator.Status.RATING:
+        raise ApplicationError("Ratings are not being collected from you now.", status_code=409)
+    study = annotator.study
+    value = rating_value_parse(study=study, raw=raw_value, unsure=unsure)
+    shown_at = convert(Assignment, "shown_at", shown_at)
 
+    now = timezone.now()
+    server_rt = int((now - shown_at).total_seconds() * 1000) if shown_at else None
+    server_rt = server_rt if server_rt is not None and 0 <= server_rt <= MAX_RT_MS else None
+    client_rt = _rt(rt_ms)
+    key = (idempotency_key or "").strip()[:64] or None
+    check_passed = None
+    if kind == Assignment.Kind.ATTENTION:
+        expected = convert(Assignment, "check_spec", check_spec)["expected"]
+        check_passed = value is not None and abs(value - expected) <= study.attention_tolerance
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_table(Rating)} (assignment_id, annotator_id, prompt_id, value, unsure, rt_ms, "
+            "server_rt_ms, idempotency_key, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            [assignment_id, annotator.pk, prompt_id, value, value is None, client_rt, server_rt, key, _dt(now)],
+        )
+        rating_id = cursor.fetchone()[0]
+        cursor.execute(
+            f"UPDATE {_table(Assignment)} SET answered_at = %s, check_passed = %s WHERE id = %s",
+            [_dt(now), check_passed, assignment_id],
+        )
+        # A trial is answered exactly when its rating exists (both are written here, in one transaction),
+        # so the annotator's own trials alone give the progress, without a join.
+        cursor.execute(
+            f"SELECT COUNT(*), SUM(CASE WHEN answered_at IS NULL THEN 0 ELSE 1 END), "
+            f"SUM(CASE WHEN check_passed = %s THEN 1 ELSE 0 END) FROM {_table(Assignment)} WHERE annotator_id = %s",
+            [False, annotator.pk],
+        )
+        total, done, failures = cursor.fetchone()
+        failures = int(failures or 0)
+        excluded = (
+            kind == Assignment.Kind.ATTENTION
+            and bool(study.attention_max_failures)
+            and failures >= study.attention_max_failures
+        )
+        completed = not excluded and done >= total
+        if excluded:
+            reason = f"failed {failures} attention check{'s' if failures != 1 else ''}"
+            cursor.execute(
+                f"UPDATE {_table(Annotator)} SET status = %s, exclusion = %s, exclusion_reason = %s, "
+                "last_seen_at = %s WHERE id = %s",
+                [Annotator.Status.EXCLUDED, Annotator.Exclusion.ATTENTION, reason, _dt(now), annotator.pk],
+            )
+            # Free the slots for others.
+            cursor.execute(
+                f"DELETE FROM {_table(Assignment)} WHERE annotator_id = %s AND NOT EXISTS "
+                f"(SELECT 1 FROM {_table(Rating)} r WHERE r.assignment_id = {_table(Assignment)}.id)",
+                [annotator.pk],
+            )
+        elif completed:
+            cursor.execute(
+                f"UPDATE {_table(Annotator)} SET status = %s, completed_at = %s, last_seen_at = %s WHERE id = %s",
+                [Annotator.Status.COMPLETED, _dt(now), _dt(now), annotator.pk],
+            )
+        else:
+            cursor.execute(f"UPDATE {_table(Annotator)} SET last_seen_at = %s WHERE id = %s", [_dt(now), annotator.pk])
+
+    rating = Rating(
+        id=rating_id,
+        assignment_id=assignment_id,
+        annotator_id=annotator.pk,
+        prompt_id=prompt_id,
+        value=value,
+        unsure=value is None,
+        rt_ms=client_rt,
+        server_rt_ms=server_rt,
+        idempotency_key=key,
+        created_at=now,
+    )
+    rating._state.adding = False
     seconds = (client_rt if client_rt is not None else server_rt or 0) / 1000
-    too_fast = assignment.kind == Assignment.Kind.PROMPT and seconds < study.min_seconds_per_rating
+    too_fast = kind == Assignment.Kind.PROMPT and seconds < study.min_seconds_per_rating
     return SubmitOutcome(
         rating=rating,
         created=True,
         too_fast=too_fast,
         completed=completed,
         excluded=excluded,
-        progress=(counts["done"], counts["total"]),
+        progress=(int(done), int(total)),
     )

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from config.errors import ApplicationError
 
 from ..models import Annotator, Study
+from ..selectors import annotator_in_study
 from ..services import recruitment
 from ..services.assignment import assignment_current, assignment_progress
 from ..services.rating import rating_submit
@@ -63,7 +64,7 @@ def _study_and_annotator(request, slug: str) -> tuple[Study, Annotator | None]:
     """The study (404 if none) and this browser's annotator in it, in one query on the usual path."""
     annotator_id = request.session.get(_session_key(slug))
     if annotator_id is not None:
-        annotator = Annotator.objects.select_related("study").filter(pk=annotator_id, study__slug=slug).first()
+        annotator = annotator_in_study(annotator_id=annotator_id, slug=slug)
         if annotator is not None:
             return annotator.study, annotator
     return get_object_or_404(Study, slug=slug), None
