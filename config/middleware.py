@@ -1,7 +1,44 @@
-"""Site-wide request guards that must run before anything reads the body."""
+"""Site-wide request guards that must run before anything reads the body, and the request id."""
+
+import re
+import uuid
 
 from django.conf import settings
+from django.core.signals import request_finished
 from django.http import HttpResponse
+
+from config.logging import request_id_var
+
+# An id a proxy or client may hand us: short, and nothing that could break a log line or a page.
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
+
+
+class RequestIdMiddleware:
+    """Gives each request an id: the incoming X-Request-ID when it is a safe short token (a proxy's own id
+    keeps one trail across both logs), otherwise a new one. Every log record of the request carries it
+    (config.logging.LogContextFilter) and the response echoes it in X-Request-ID. First in MIDDLEWARE, so
+    that even a refused request has one."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        incoming = request.META.get("HTTP_X_REQUEST_ID", "")
+        request_id = incoming if _SAFE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        request.request_id = request_id
+        # Not reset on the way out: Django logs a 4xx/5xx answer after the middleware returns; the id is
+        # cleared when the response is closed (request_finished, below).
+        request_id_var.set(request_id)
+        response = self.get_response(request)
+        response["X-Request-ID"] = request_id
+        return response
+
+
+def _forget_request_id(**kwargs) -> None:
+    request_id_var.set(None)
+
+
+request_finished.connect(_forget_request_id, dispatch_uid="config.middleware.forget_request_id")
 
 
 class RequestBodyLimitMiddleware:

@@ -9,6 +9,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -77,6 +78,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.middleware.RequestIdMiddleware",  # first: every log line of a request, even a refused one, has its id
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.RequestBodyLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -315,21 +317,40 @@ else:
 # Annotator links carry recruitment ids in their query string (PROLIFIC_PID…): the access log of runserver
 # (django.server) and django.request write /s/… requests without it (config/logging.py; gunicorn.conf.py
 # does the same in production). django.server keeps Django's own handler and format, redeclared here
-# because configuring a logger replaces its handlers.
+# because configuring a logger replaces its handlers. Every record carries request_id and job_id ("-"
+# outside a request or a job); LOG_FORMAT=json writes one JSON object a line (time, level, logger,
+# message, request_id, job_id). The Celery worker and beat use this too (config/celery_app.py).
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "text").strip().lower() or "text"
+if LOG_FORMAT not in {"text", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'text' or 'json', not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"recruitment_query": {"()": "config.logging.RecruitmentQueryFilter"}},
+    "filters": {
+        "recruitment_query": {"()": "config.logging.RecruitmentQueryFilter"},
+        "log_context": {"()": "config.logging.LogContextFilter"},
+    },
     "formatters": {
         "django.server": {
             "()": "django.utils.log.ServerFormatter",
             "format": "[{server_time}] {message}",
             "style": "{",
         },
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [request=%(request_id)s job=%(job_id)s] %(message)s"},
+        "json": {"()": "config.logging.JsonFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler"},
-        "django.server": {"level": "INFO", "class": "logging.StreamHandler", "formatter": "django.server"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["log_context", "recruitment_query"],
+        },
+        "django.server": {
+            "level": "INFO",
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "django.server",
+            "filters": ["log_context"],
+        },
     },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {

@@ -1,10 +1,16 @@
 """Recruitment ids never reach the logs (ASVS 7.1.1): the annotator link carries PROLIFIC_PID, STUDY_ID
-and SESSION_ID in its query string, so access logs write the path of /s/… requests without the query."""
+and SESSION_ID in its query string, so access logs write the path of /s/… requests without the query.
+Every record carries the request's id and the job's id; LOG_FORMAT=json writes JSON lines."""
 
 import datetime
 import io
+import json
 import logging
+import os
+import re
 import runpy
+import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -12,7 +18,7 @@ import pytest
 from django.conf import settings
 from django.core.servers.basehttp import WSGIRequestHandler
 
-from config.logging import RecruitmentQueryFilter, redact_recruitment_query
+from config.logging import JsonFormatter, LogContextFilter, RecruitmentQueryFilter, redact_recruitment_query
 
 ROOT = Path(settings.BASE_DIR)
 LINK = "/s/harm-demo/?PROLIFIC_PID=5f3c2a9e8b7d6c5b4a392817&STUDY_ID=st123&SESSION_ID=se456"
@@ -168,3 +174,178 @@ def test_the_image_runs_gunicorn_with_that_config():
     dockerfile = (ROOT / "Dockerfile").read_text()
     cmd = next(line for line in dockerfile.splitlines() if line.startswith("CMD"))
     assert "gunicorn" in cmd and '"--config", "gunicorn.conf.py"' in cmd
+
+
+# --- request and job ids (structured logs) --------------------------------------------------------
+
+
+@pytest.fixture
+def console():
+    """What the configured console handler (the root's, with the id and redaction filters) writes."""
+    handler = next(h for h in logging.getLogger().handlers if any(isinstance(f, LogContextFilter) for f in h.filters))
+    stream = io.StringIO()
+    previous = handler.setStream(stream)
+    yield types.SimpleNamespace(stream=stream, handler=handler)
+    handler.setStream(previous)
+
+
+@pytest.fixture
+def json_console(console):
+    previous = console.handler.formatter
+    console.handler.setFormatter(JsonFormatter())
+    yield console
+    console.handler.setFormatter(previous)
+
+
+def test_a_requests_log_lines_carry_its_id_and_the_response_echoes_it(client, console, db):
+    first = client.get("/no-such-page/")
+    second = client.get("/no-such-page/")
+    request_id = first["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id) and second["X-Request-ID"] != request_id
+    line = next(line for line in console.stream.getvalue().splitlines() if "Not Found: /no-such-page/" in line)
+    assert f"request={request_id} " in line
+    logging.getLogger("pluriharms.test").warning("after the request")
+    assert "[request=- job=-] after the request" in console.stream.getvalue()  # cleared when it ended
+
+
+def test_a_safe_incoming_request_id_is_kept(client, console, db):
+    response = client.get("/no-such-page/", HTTP_X_REQUEST_ID="lb-7f3a9c21.0001")
+    assert response["X-Request-ID"] == "lb-7f3a9c21.0001"
+    assert "request=lb-7f3a9c21.0001 " in console.stream.getvalue()
+
+
+@pytest.mark.parametrize(
+    "tampered",
+    [
+        "a" * 65,
+        "abcdefgh\nWARNING forged line",
+        "<script>alert(1)</script>",
+        "abc def ghi",
+        "short",
+        "",
+    ],
+)
+def test_a_tampered_request_id_is_replaced(client, console, db, tampered):
+    response = client.get("/no-such-page/", HTTP_X_REQUEST_ID=tampered)
+    assert re.fullmatch(r"[0-9a-f]{32}", response["X-Request-ID"])
+    logged = console.stream.getvalue()
+    assert f"request={response['X-Request-ID']} " in logged
+    if tampered:
+        assert tampered not in logged and tampered not in response["X-Request-ID"]
+
+
+def test_json_lines_parse_with_the_ids(client, json_console, db):
+    response = client.get("/no-such-page/")
+    entries = [json.loads(line) for line in json_console.stream.getvalue().splitlines()]
+    entry = next(e for e in entries if e["message"] == "Not Found: /no-such-page/")
+    assert entry["request_id"] == response["X-Request-ID"] and entry["job_id"] is None
+    assert entry["level"] == "WARNING" and entry["logger"] == "django.request"
+    assert datetime.datetime.fromisoformat(entry["time"]).tzinfo is not None
+
+
+def test_json_formatter_keeps_a_traceback_on_one_line():
+    try:
+        raise ValueError(f"bad link {LINK}")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 0, "failed", None, sys.exc_info())
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    entry = json.loads(line)
+    assert "ValueError" in entry["exc_info"] and entry["request_id"] is None
+    for secret in SECRETS:
+        assert secret not in line
+
+
+def test_log_format_json_setting_writes_json_lines(tmp_path):
+    # Settings as a deployment gets them: LOG_FORMAT=json in the environment of a fresh process.
+    env = {
+        **os.environ,
+        "LOG_FORMAT": "json",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "PLURIHARMS_DEV": "1",
+        "PLURIHARMS_VAR_DIR": str(tmp_path),
+    }
+    code = (
+        "import django; django.setup()\n"
+        "from django.test import Client\n"
+        "print(Client().get('/no-such-page/')['X-Request-ID'])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    request_id = done.stdout.strip().splitlines()[-1]
+    entries = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]  # every line is JSON
+    assert any(e["message"] == "Not Found: /no-such-page/" and e["request_id"] == request_id for e in entries)
+
+
+def test_an_unknown_log_format_is_refused(tmp_path):
+    env = {**os.environ, "LOG_FORMAT": "xml", "DJANGO_SETTINGS_MODULE": "config.settings", "PLURIHARMS_DEV": "1"}
+    env["PLURIHARMS_VAR_DIR"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode != 0 and "LOG_FORMAT must be 'text' or 'json'" in done.stderr
+
+
+@pytest.mark.parametrize("call", [{"args": (42,)}, {"kwargs": {"job_id": 42}}])
+def test_records_inside_a_job_carry_its_id(console, monkeypatch, call):
+    from jobs import tasks
+
+    def job_run(*, job_id):
+        logging.getLogger("jobs.services").warning("working on it")
+
+    monkeypatch.setattr(tasks.services, "job_run", job_run)
+    tasks.run_job.apply(**call)  # eagerly, through Celery's trace: task_prerun and task_postrun fire
+    logging.getLogger("jobs.services").warning("between jobs")
+    logged = console.stream.getvalue()
+    assert "[request=- job=42] working on it" in logged
+    assert "[request=- job=-] between jobs" in logged
+
+
+def test_a_failing_job_still_unbinds_its_id(console, monkeypatch):
+    from jobs import tasks
+
+    def job_run(*, job_id):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(tasks.services, "job_run", job_run)
+    tasks.run_job.apply(args=(43,))
+    logging.getLogger("jobs.services").warning("after the failure")
+    assert "[request=- job=-] after the failure" in console.stream.getvalue()
+
+
+@pytest.fixture
+def recruiting_study(researcher):
+    from annotation.models import Prompt, Study
+
+    study = Study.objects.create(
+        slug="harm-demo", title="Harm", status=Study.Status.RECRUITING, owner=researcher, instruments=[]
+    )
+    Prompt.objects.create(study=study, external_id="1", text="A prompt", order=1)
+    return study
+
+
+@pytest.mark.parametrize("formatter", ["text", "json"])
+def test_no_recruitment_id_in_any_log_output_of_the_annotator_path(client, console, recruiting_study, formatter):
+    """Everything the root console handler writes at DEBUG, in both formats, while an annotator arrives,
+    consents and comes back; and a record of any logger that quotes the link (a future `logger.info(
+    request.get_full_path())`) is redacted by the handler itself."""
+    if formatter == "json":
+        previous_formatter = console.handler.formatter
+        console.handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    previous_level = root.level
+    root.setLevel(logging.DEBUG)
+    try:
+        assert client.get(LINK, HTTP_X_REQUEST_ID="trace-0001").status_code == 302
+        client.post("/s/harm-demo/consent/", {"consent": "agree"})
+        client.get(LINK)  # resuming
+        client.get(LINK.replace("harm-demo", "no-such-study"))  # a 404, logged by django.request
+        logging.getLogger("annotation.views").info("arrived at %s", LINK)
+    finally:
+        root.setLevel(previous_level)
+        if formatter == "json":
+            console.handler.setFormatter(previous_formatter)
+    logged = console.stream.getvalue()
+    assert "arrived at /s/harm-demo/" in logged and "Not Found: /s/no-such-study/" in logged
+    for secret in SECRETS:
+        assert secret not in logged
