@@ -182,6 +182,8 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_PROXY", False) else None
 X_FRAME_OPTIONS = "DENY"
+# A load balancer probes over plain HTTP inside the network: no redirect to HTTPS for the health checks.
+SECURE_REDIRECT_EXEMPT = [r"^healthz(/live)?$"]
 
 # The largest request body accepted (an upload is at most 20 MB; the form around it is small). Checked
 # before anything reads the body; a proxy in front should set the same limit.
@@ -275,7 +277,10 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
     "release-reservations": {"task": "annotation.release_reservations", "schedule": 300.0},
     "clear-sessions": {"task": "config.clear_sessions", "schedule": 24 * 3600.0},
+    # /healthz reports a worker as gone when its last heartbeat is older than WORKER_HEARTBEAT_MAX_AGE.
+    "worker-heartbeat": {"task": "config.worker_heartbeat", "schedule": 30.0, "options": {"expires": 30}},
 }
+WORKER_HEARTBEAT_MAX_AGE = int(os.environ.get("WORKER_HEARTBEAT_MAX_AGE", "180"))  # seconds
 
 # LLM adapters of the model benchmark: any OpenAI-compatible chat endpoint. Replies are cached on
 # disk so that a rerun costs nothing.

@@ -7,6 +7,7 @@ from rest_framework.routers import DefaultRouter
 
 from annotation.api import PromptViewSet, StudyViewSet
 from benchmark.api import PredictionsUploadView
+from config.health import healthz, healthz_live
 from jobs.api import JobViewSet
 
 router = DefaultRouter()
@@ -16,6 +17,8 @@ router.register("jobs", JobViewSet, basename="job")
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="annotation:study_list", permanent=False)),
     path("admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
+    path("healthz/live", healthz_live, name="healthz-live"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("s/", include("annotation.take_urls")),
