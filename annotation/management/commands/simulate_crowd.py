@@ -62,6 +62,8 @@ class Command(BaseCommand):
         rec = data["reconciliation"] or {}
         if rec.get("lost") or rec.get("duplicated") or rec.get("value_mismatch"):
             raise CommandError("reconciliation failed: acknowledged ratings were lost, duplicated or altered")
+        if data["errors"]:
+            raise CommandError(f"{data['errors']} requests failed; first: {data['error_examples'][0]}")
 
     def _print(self, data: dict) -> None:
         w = self.stdout.write
