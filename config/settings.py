@@ -162,8 +162,9 @@ MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 
 # Sessions live in the database, so logout and a password change revoke them (a copied cookie dies
-# with them). Researchers and annotators share the engine; the rating path pays one indexed read for
-# it (bench/rating_submit.py). Annotator sessions hold ids only, never recruitment ids.
+# with them). With Redis, reads come from the cache in front of the table (cached_db: every write goes
+# to both, a read that misses falls back to the table), which spares the rating loop a database read
+# per rating (bench/load.py). Annotator sessions hold ids only, never recruitment ids.
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
@@ -303,6 +304,7 @@ RECRUITMENT_RATE_LIMIT = os.environ.get("RECRUITMENT_RATE_LIMIT", "20/10m")
 # database table (the embedded default runs several processes, so local memory would not do), created
 # by `migrate` (annotation/apps.py runs createcachetable after migrating).
 if REDIS_URL:
+    SESSION_ENGINE = "config.sessions"  # cached_db that survives a Redis outage (see SESSION_ENGINE above)
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
