@@ -308,6 +308,7 @@ def run(quick: bool = False) -> bool:
 
     env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_url, "PLURIHARMS_DEV": "1", "PYTHONPATH": str(REPO)}
     env.setdefault("RECRUITMENT_RATE_LIMIT", "100000/1m")  # every simulated annotator comes from 127.0.0.1
+    env.setdefault("RATING_RATE_LIMIT", "100000/1m")  # no think time: far faster than a person
     port = _free_port()
     log_path = Path(os.environ.get("PLURIHARMS_ARTIFACTS", "/tmp")) / "bench-load-gunicorn.log"
     server = start_server(env, port, log_path)

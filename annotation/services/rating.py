@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from dataclasses import dataclass
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -12,6 +16,9 @@ from config.errors import ApplicationError
 
 from ..models import Annotator, Assignment, Rating, Study
 from ..rows import columns_sql, convert, instance
+from .recruitment import rate_parse
+
+logger = logging.getLogger(__name__)
 
 MAX_RT_MS = 24 * 3600 * 1000
 
@@ -24,6 +31,25 @@ class SubmitOutcome:
     completed: bool = False
     excluded: bool = False
     progress: tuple[int, int] | None = None  # (answered, total) after this submission, when known
+
+
+def rating_rate_exceeded(*, annotator_id: int) -> int | None:
+    """Count one submission against the annotator's window (settings.RATING_RATE_LIMIT); the seconds to
+    wait if over it, else None. One cache round trip; a cache that is down never stops a rating."""
+    limit, period = rate_parse(settings.RATING_RATE_LIMIT, "RATING_RATE_LIMIT")
+    now = time.time()
+    window = int(now // period)
+    retry_after = max(1, math.ceil((window + 1) * period - now))
+    key = f"rating-rate:{annotator_id}:{period}:{window}"
+    try:
+        try:
+            count = cache.incr(key)
+        except ValueError:  # the window's first submission
+            count = 1 if cache.add(key, 1, timeout=retry_after + 1) else cache.incr(key)
+    except Exception:  # noqa: BLE001  (the limit protects the site; a lost count must not lose a rating)
+        logger.warning("rating rate limit skipped: cache unavailable")
+        return None
+    return retry_after if count > limit else None
 
 
 def rating_value_parse(*, study: Study, raw: str | None, unsure: bool) -> float | None:

@@ -140,12 +140,12 @@ RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*$")
 RATE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def rate_parse(text: str) -> tuple[int, int]:
+def rate_parse(text: str, setting: str = "RECRUITMENT_RATE_LIMIT") -> tuple[int, int]:
     """'20/10m' -> (20, 600): at most 20 events per 600 seconds."""
     match = RATE.match(text or "")
     if match is None or int(match[1]) < 1 or (match[2] and int(match[2]) < 1):
         raise ImproperlyConfigured(
-            f"RECRUITMENT_RATE_LIMIT must look like '20/10m' (count/period, period in s, m, h or d), not {text!r}."
+            f"{setting} must look like '20/10m' (count/period, period in s, m, h or d), not {text!r}."
         )
     return int(match[1]), int(match[2] or 1) * RATE_UNITS[match[3]]
 
@@ -153,11 +153,13 @@ def rate_parse(text: str) -> tuple[int, int]:
 def rate_limit_check(app_configs=None, **kwargs):
     """System check: a malformed RECRUITMENT_RATE_LIMIT stops `manage.py check` and startup, not a request."""
 
-    try:
-        rate_parse(settings.RECRUITMENT_RATE_LIMIT)
-    except ImproperlyConfigured as exc:
-        return [Error(str(exc), id="annotation.E001")]
-    return []
+    errors = []
+    for setting in ("RECRUITMENT_RATE_LIMIT", "RATING_RATE_LIMIT"):
+        try:
+            rate_parse(getattr(settings, setting), setting)
+        except ImproperlyConfigured as exc:
+            errors.append(Error(str(exc), id="annotation.E001"))
+    return errors
 
 
 def client_key(address: str) -> str:

@@ -19,7 +19,7 @@ from ..models import Annotator, Study
 from ..selectors import annotator_in_study
 from ..services import recruitment
 from ..services.assignment import assignment_current, assignment_progress
-from ..services.rating import rating_submit
+from ..services.rating import rating_rate_exceeded, rating_submit
 
 STEP_URLS = {
     "consent": "take:consent",
@@ -256,6 +256,11 @@ def rate(request, study: Study, annotator: Annotator):
 @annotator_page()
 def rate_submit(request, study: Study, annotator: Annotator, assignment_id: int):
     template = "annotation/take/_rating_card.html" if request.htmx else "annotation/take/rate.html"
+    if (retry_after := rating_rate_exceeded(annotator_id=annotator.pk)) is not None:
+        message = f"You are submitting faster than anyone can read. Please wait {retry_after} seconds and submit again."
+        response = render(request, template, _card_context(study, annotator, error=message), status=429)
+        response["Retry-After"] = str(retry_after)
+        return response
     try:
         outcome = rating_submit(
             annotator=annotator,

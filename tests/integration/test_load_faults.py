@@ -8,14 +8,15 @@ import pytest
 from django.db import connection
 
 from annotation.crowd import Crowd, reconcile
-from tests.annotation.test_simulate_crowd import make_study
 
 from .conftest import _database_url
+from .test_simulate_crowd import make_study
 
 
 @pytest.fixture(autouse=True)
 def _many_arrivals(settings):
     settings.RECRUITMENT_RATE_LIMIT = "1000/1m"
+    settings.RATING_RATE_LIMIT = "100000/1m"
 
 
 def test_dropped_connections_lose_and_duplicate_nothing(postgres, live_server):
