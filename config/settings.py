@@ -310,7 +310,7 @@ if REDIS_URL:
     SESSION_ENGINE = "config.sessions"  # cached_db that survives a Redis outage (see SESSION_ENGINE above)
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "config.cache.Cache",  # Django's Redis cache, clients reused (config/cache.py)
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "pluriharms",
         }
