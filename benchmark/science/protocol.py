@@ -173,7 +173,9 @@ def _without_answers(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _aggregate_rows(data: pd.DataFrame, prompts: Iterable[str]) -> pd.DataFrame:
-    table = prompt_table(data).loc[list(prompts)].reset_index()
+    """One row per test prompt that has a rating (a prompt every annotator marked Unsure has no truth)."""
+    table = prompt_table(data)
+    table = table.loc[[p for p in prompts if p in table.index]].reset_index()
     table.insert(0, "annotator", AGGREGATE)
     for column in trait_columns(data):
         if column not in table.columns:

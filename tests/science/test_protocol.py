@@ -182,6 +182,19 @@ def test_aggregated_predicts_one_row_per_prompt(spy):
     assert not {"score", "rating"} & set(test.columns)
 
 
+def test_a_test_prompt_every_annotator_marked_unsure_is_left_out_of_aggregated(spy):
+    # Found by Hypothesis: such a prompt is in the split (splits are over every prompt shown) but has
+    # no rating, so it has no row in the prompt table and no truth to score against.
+    n_annotators = 5
+    split = _split_of(hand_frame())
+    lost = split.test[0]
+    df = hand_frame(unsure=tuple((a, int(lost[1:])) for a in range(n_annotators)))
+    result = run_benchmark(df, [spy], conditions=["aggregated"], n_splits=1)
+    (_, _), (_, test) = spy.seen
+    assert sorted(test.prompt) == sorted(p for p in split.test if p != lost)
+    assert result.per_split.n_prompts.iloc[0] == len(split.test) - 1
+
+
 def test_new_annotator_hides_every_rating_of_the_held_out(spy):
     df = hand_frame(n_annotators=10)
     split = _split_of(df)
