@@ -316,6 +316,9 @@ class Crowd:
 
     def _walk(self, index: int) -> AnnotatorLog:
         rng = random.Random(self.seed * 1_000_003 + index)
+        # Check outcomes from a stream of their own: the k-th check of annotator i passes or fails the
+        # same way for a given seed, wherever the server placed the checks among the cards.
+        checks_rng = random.Random(f"checks:{self.seed}:{index}")
         participant = self.participant(index)
         log = AnnotatorLog(participant=participant)
         browser = _Browser(self.host, self.port, self.timeout)
@@ -329,13 +332,17 @@ class Crowd:
                 answer = self._follow(browser, log, "enter", *answer)
             while answer is not None:
                 status, _response, text = answer
-                answer = self._page(browser, log, rng, base, status, text)
+                answer = self._page(browser, log, (rng, checks_rng), base, status, text)
         finally:
             browser.close()
         return log
 
-    def _page(self, browser, log, rng, base, status, text):
-        """Act on the page the annotator is on; return the next (status, response, text) or None at the end."""
+    def _page(self, browser, log, rngs, base, status, text):
+        """Act on the page the annotator is on; return the next (status, response, text) or None at the end.
+
+        `rngs`: the annotator's (answers, attention checks) generators.
+        """
+        rng = rngs[0]
         if status >= 400:
             reason = re.search(r'data-reason="([^"]+)"', text)
             log.outcome = "refused"
@@ -347,7 +354,7 @@ class Crowd:
             log.outcome = "completed"
             return None
         if 'id="rating-card"' in text:
-            return self._rate(browser, log, rng, base, text)
+            return self._rate(browser, log, rngs, base, text)
         stopped = re.search(r'id="stopped" data-step="([^"]+)"', text)
         if stopped:
             log.outcome = stopped.group(1)  # excluded, declined or returned
@@ -384,7 +391,8 @@ class Crowd:
         log.errors.append("an unknown page")
         return None
 
-    def _rate(self, browser, log, rng, base, text):
+    def _rate(self, browser, log, rngs, base, text):
+        rng, checks_rng = rngs
         """The rating loop: submit every card as htmx would, until the server redirects elsewhere."""
         with self._lock:
             now = time.perf_counter()
@@ -405,7 +413,7 @@ class Crowd:
             check = _CHECK.search(text)
             if check:
                 expected = int(check.group(1))
-                value = float(expected if rng.random() >= self.fail_checks else (expected + 50) % 100)
+                value = float(expected if checks_rng.random() >= self.fail_checks else (expected + 50) % 100)
             else:
                 value = float(rng.randint(0, 100))
             unsure = not check and rng.random() < 0.02
