@@ -38,6 +38,10 @@ from .long import long_frame
 
 MAX_SHOWN_PROBLEMS = 20
 PROMPT_COLUMN = re.compile(r"^(rating|trial)_(\d+)$")  # on a case-folded name
+# A prompt id is a whole number that fits a 64-bit integer (the long frame orders prompts by it).
+MAX_PROMPT_DIGITS = 18
+# A trial position is stored as a 32-bit integer.
+MAX_TRIAL_POSITION = 2**31 - 1
 
 
 class ReleaseFormatError(ValueError):
@@ -106,6 +110,10 @@ def _read_csv(path: Path, problems: _Problems) -> pd.DataFrame | None:
         line = raw[: exc.start].count(b"\n") + 1
         problems.add(name, f"bad encoding: byte 0x{raw[exc.start]:02x} at line {line} is not UTF-8")
         return None
+    if "\x00" in text:  # no text column of the database can hold it (PostgreSQL refuses the row)
+        line = text[: text.index("\x00")].count("\n") + 1
+        problems.add(name, f"a NUL character (byte 0x00) at line {line}: not a text file")
+        return None
     try:
         # Everything as text: values are parsed below so that errors can name the cell, and
         # strings (with their leading spaces) survive the round trip unchanged.
@@ -123,12 +131,18 @@ def _shown(column: str) -> str:
     return column if column and column == column.strip() else repr(column)
 
 
+def _prompt_number(digits: str) -> str:
+    """The prompt a run of digits names: "01" is prompt 1. Digit by digit, not int(), which refuses
+    more than 4,300 digits (a header or a cell may hold any number of them)."""
+    return "".join(str(int(c)) for c in digits).lstrip("0") or "0"
+
+
 def _column_key(column: str) -> tuple[str, str | None]:
     """What a column name means: case and surrounding spaces aside, and Rating_01 is Rating_1."""
     key = column.strip().casefold()
     match = PROMPT_COLUMN.match(key)
     if match:
-        prompt = str(int(match.group(2)))
+        prompt = _prompt_number(match.group(2))
         return f"{match.group(1)}_{prompt}", prompt
     return key, None
 
@@ -215,12 +229,16 @@ def _parse_prompts(frame: pd.DataFrame, problems: _Problems) -> tuple[pd.DataFra
         if not (value.isascii() and value.isdigit()):
             problems.add(name, f"{value!r} is not a whole number", row=i, column=PROMPT_ID)
             continue
-        prompt = str(int(value))  # 01 and 1 are the same prompt, as they are the same Rating_ column
-        if prompt in seen:
+        prompt = _prompt_number(value)  # 01 and 1 are the same prompt, as they are the same Rating_ column
+        if len(prompt) > MAX_PROMPT_DIGITS:
+            problems.add(
+                name, f"prompt id {prompt[:24]}… has more than {MAX_PROMPT_DIGITS} digits", row=i, column=PROMPT_ID
+            )
+        elif prompt in seen:
             problems.add(name, f"duplicate prompt {prompt} (also row {seen[prompt]})", row=i, column=PROMPT_ID)
         else:
             seen[prompt] = i
-    ids = ids.map(lambda v: str(int(v)) if v.isascii() and v.isdigit() else v)
+    ids = ids.map(lambda v: _prompt_number(v) if v.isascii() and v.isdigit() else v)
     for i, text in enumerate(frame[PROMPT_TEXT], start=1):
         if not text.strip():
             problems.add(name, "empty prompt text", row=i, column=PROMPT_TEXT)
@@ -250,7 +268,7 @@ def _annotation_columns(frame: pd.DataFrame, prompt_ids: list[str], problems: _P
     ok = True
     for column in columns:
         match = RATING_RE.match(column) or TRIAL_RE.match(column)
-        if match and str(int(match.group(1))) not in known:
+        if match and _prompt_number(match.group(1)) not in known:
             problems.add(name, f"no prompt with {PROMPT_ID} {match.group(1)} in {PROMPTS_FILE}", column=column)
             ok = False
         elif column not in expected and not match:
@@ -325,7 +343,14 @@ def _parse_annotations(frame: pd.DataFrame, prompt_ids: list[str], problems: _Pr
             problems.add(
                 name, f"trial position {frame[column].iloc[i]!r} is not a whole number ≥ 0", row=i + 1, column=column
             )
-        trials[:, j] = np.nan_to_num(values).astype(np.int64)
+        for i in np.flatnonzero(~invalid & (values > MAX_TRIAL_POSITION)):
+            problems.add(
+                name,
+                f"trial position {frame[column].iloc[i]!r} is above {MAX_TRIAL_POSITION}",
+                row=i + 1,
+                column=column,
+            )
+        trials[:, j] = np.minimum(np.nan_to_num(values), MAX_TRIAL_POSITION).astype(np.int64)
     # A trial position is where a prompt was shown; two prompts cannot share one.
     ordered = np.sort(trials, axis=1)
     for i in np.flatnonzero((np.diff(ordered, axis=1) == 0).any(axis=1)):
