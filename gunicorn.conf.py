@@ -16,7 +16,10 @@ threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 keepalive = 75
 timeout = 60
 accesslog = "-"
-access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s" %(M)sms'
+# The request id the site echoes (config.middleware.RequestIdMiddleware) ties an access line to the app's log.
+access_log_format = (
+    '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s" %(M)sms request=%({x-request-id}o)s'
+)
 
 
 def post_worker_init(worker):

@@ -256,6 +256,59 @@ def bare_inserts(url: str, n: int) -> dict:
     }
 
 
+def floor_run(port: int, master: int, clients: int = 50, seconds: float = 15.0) -> dict:
+    """The stack's floor: the same keep-alive client asking for /healthz/live (the full middleware stack,
+    no session, no database) as fast as it can, from `clients` threads in this process.  What a request
+    costs the server when it does nothing, and how many such requests the machine answers per second
+    with the generator on it: the ceiling no rating (which reads and writes PostgreSQL) can pass."""
+    import threading  # noqa: PLC0415
+
+    from annotation.crowd import _Browser  # noqa: PLC0415
+
+    stop = time.monotonic() + seconds
+    counts = [0] * clients
+    failures = [0] * clients
+
+    def hammer(i: int) -> None:
+        browser = _Browser("127.0.0.1", port, 30.0)
+        while time.monotonic() < stop:
+            try:
+                status, _, _ = browser.request("GET", "/healthz/live")
+            except OSError:
+                failures[i] += 1
+                continue
+            counts[i] += 1 if status == 200 else 0
+            failures[i] += 0 if status == 200 else 1
+        browser.close()
+
+    server_before = _cpu_by_pid(_gunicorn_pids(master))
+    own_before = os.times()
+    started = time.monotonic()
+    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    own_after = os.times()
+    server_cpu = _cpu_delta(server_before, _cpu_by_pid(_gunicorn_pids(master)))
+    n = max(1, sum(counts))
+    report = {
+        "clients": clients,
+        "requests": sum(counts),
+        "failures": sum(failures),
+        "per_second": sum(counts) / elapsed,
+        "server_cpu_ms": 1000 * server_cpu / n,
+        "generator_cpu_ms": 1000 * ((own_after.user + own_after.system) - (own_before.user + own_before.system)) / n,
+    }
+    print(
+        f"floor: {report['per_second']:.0f} requests/s of /healthz/live; CPU ms per request: server "
+        f"{report['server_cpu_ms']:.2f}, generator {report['generator_cpu_ms']:.2f}",
+        flush=True,
+    )
+    return report
+
+
 def measured_run(env, port, master, slug, annotators, think_ms) -> dict:
     server_before = _cpu_by_pid(_gunicorn_pids(master))
     pg_before = _cpu_by_pid(_postgres_pids())
@@ -313,6 +366,7 @@ def run(quick: bool = False) -> bool:
     log_path = Path(os.environ.get("PLURIHARMS_ARTIFACTS", "/tmp")) / "bench-load-gunicorn.log"
     server = start_server(env, port, log_path)
     try:
+        floor = floor_run(port, server.pid, clients=n // 4, seconds=5.0 if quick else 15.0)
         saturation = measured_run(env, port, server.pid, slug_fast, n, 0.0)
         paced = measured_run(env, port, server.pid, slug_paced, n, 1000.0)
     finally:
@@ -371,6 +425,14 @@ def run(quick: bool = False) -> bool:
         f"{saturation['ratings_per_second'] / bare['per_second']:.2f}× that loop's; its CPU per rating (server "
         f"and PostgreSQL) is {full_cpu / bare['cpu_ms_per_row']:.1f}× "
         "a bare insert's.",
+        "",
+        f"The stack's floor, for scale: {floor['clients']} keep-alive clients asking for `/healthz/live` (every "
+        f"middleware, no session, no database) get {floor['per_second']:,.0f} answers/s, at "
+        f"{floor['server_cpu_ms']:.2f} ms of server CPU and {floor['generator_cpu_ms']:.2f} ms of client CPU "
+        f"each ({floor['failures']} failures). A rating costs the server "
+        f"{saturation['server_cpu_ms_per_rating'] / max(1e-9, floor['server_cpu_ms']):.1f}× such a request; "
+        f"the load generator spent {saturation['generator_cpu_ms_per_rating']:.2f} ms of CPU per rating "
+        "on the same cores.",
         "",
         "Each simulated annotator is a thread with its own keep-alive connection: link → consent → "
         "instructions → every card (htmx POST with CSRF token and idempotency key) → completion page. Ratings "

@@ -150,11 +150,14 @@ def test_gunicorn_access_line_of_an_annotator_link_has_no_recruitment_ids():
         "HTTP_USER_AGENT": "test",
         "HTTP_REFERER": f"https://example.org{LINK}",
     }
-    response = types.SimpleNamespace(status="302 Found", sent=0, headers=[("Location", "/s/harm-demo/consent/")])
+    response = types.SimpleNamespace(
+        status="302 Found", sent=0, headers=[("Location", "/s/harm-demo/consent/"), ("X-Request-ID", "req5f3a")]
+    )
     request = types.SimpleNamespace(headers=[("REFERER", f"https://example.org{LINK}")])
     log.access(response, request, environ, datetime.timedelta(milliseconds=12))
     line = stream.getvalue()
     assert "GET /s/harm-demo/ HTTP/1.1" in line and " 302 " in line
+    assert line.rstrip().endswith("request=req5f3a")  # the id the app's own log lines carry
     for secret in SECRETS:
         assert secret not in line
 
