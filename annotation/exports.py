@@ -116,6 +116,20 @@ def _release_column(values: np.ndarray, decimal: bool = False) -> np.ndarray:
     return values
 
 
+def _release_csv(frame: pd.DataFrame, path: Path) -> None:
+    r"""Write a release file as pandas does (the published files come out byte for byte), except that a
+    cell holding a bare `\r` is quoted: pandas quotes `\n` but not `\r`, which every reader, the
+    importer included, takes as a line end, so such a text would not read back. Rendering with `\r\n`
+    line ends makes the writer quote both; they are then written as `\n`, unless a cell itself holds
+    `\r\n`, in which case every cell is quoted instead."""
+    text = frame.to_csv(index=False, lineterminator="\r\n")
+    if text.count("\r\n") == len(frame) + 1:
+        text = text.replace("\r\n", "\n")
+    else:
+        text = frame.to_csv(index=False, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    path.write_bytes(text.encode("utf-8"))
+
+
 def _export_pluriharms(study: Study, out: Path, progress: Progress) -> list[Path]:
     prompts = prompts_frame(study=study)
     progress(0.1, "reading ratings")
@@ -134,7 +148,7 @@ def _export_pluriharms(study: Study, out: Path, progress: Progress) -> list[Path
     )
     prompt_out = pd.concat([prompt_out, prompts[feature_cols].reset_index(drop=True)], axis=1)
     prompt_path = out / PROMPTS_FILE
-    prompt_out.to_csv(prompt_path, index=False)
+    _release_csv(prompt_out, prompt_path)
 
     a_index = pd.Index(people.index)
     p_index = pd.Index(prompts.index)
@@ -159,7 +173,7 @@ def _export_pluriharms(study: Study, out: Path, progress: Progress) -> list[Path
         columns[trial_column(pid)] = _release_column(trials[:, j])
     annotations = pd.DataFrame(columns)
     annotation_path = out / ANNOTATIONS_FILE
-    annotations.to_csv(annotation_path, index=False)
+    _release_csv(annotations, annotation_path)
     return [prompt_path, annotation_path]
 
 

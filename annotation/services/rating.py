@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from dataclasses import dataclass
 
@@ -21,6 +22,10 @@ from .recruitment import rate_parse
 logger = logging.getLogger(__name__)
 
 MAX_RT_MS = 24 * 3600 * 1000
+DECIMAL = re.compile(r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?$")
+# The largest primary key a database column holds: a larger trial id in the URL is no trial of anyone's
+# (SQLite cannot even be asked about it).
+MAX_ID = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -62,13 +67,8 @@ def rating_value_parse(*, study: Study, raw: str | None, unsure: bool) -> float 
     text = (raw or "").strip()
     if not text:
         raise ApplicationError(f"Choose a rating from {low} to {high}, or mark Unsure.", extra={"field": "rating"})
-    try:
-        value = float(text)
-    except ValueError:
-        raise ApplicationError(
-            f"The rating must be a number from {low} to {high}.", extra={"field": "rating"}
-        ) from None
-    if not math.isfinite(value):
+    value = _number(text)
+    if value is None:
         raise ApplicationError(f"The rating must be a number from {low} to {high}.", extra={"field": "rating"})
     if value < low or value > high:
         raise ApplicationError(f"The rating must be between {low} and {high}.", extra={"field": "rating"})
@@ -77,12 +77,22 @@ def rating_value_parse(*, study: Study, raw: str | None, unsure: bool) -> float 
     return value
 
 
-def _rt(raw) -> int | None:
-    try:
-        value = int(float(raw))
-    except (TypeError, ValueError):
+def _number(text) -> float | None:
+    """A decimal number as a form sends one ("40", "40.0", "4e1"), else None. Python's float() also
+    takes "1_0", "nan", "infinity" and 400-digit numbers (which overflow int())."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        text = str(text)
+    if not isinstance(text, str) or not DECIMAL.match(text.strip()):
         return None
-    return value if 0 <= value <= MAX_RT_MS else None
+    value = float(text)
+    return value if math.isfinite(value) else None
+
+
+def _rt(raw) -> int | None:
+    """The browser's response time in ms; None for anything that is not a time (nothing to refuse a
+    rating for: the server's own time is recorded as well)."""
+    value = _number(raw)
+    return int(value) if value is not None and 0 <= value <= MAX_RT_MS else None
 
 
 def _table(model) -> str:
@@ -148,6 +158,8 @@ def _rating_submit(*, annotator, assignment_id, raw_value, unsure, rt_ms, idempo
         assignment_id = int(assignment_id)
     except (TypeError, ValueError):
         raise ApplicationError("No such trial.", status_code=404) from None
+    if not 0 < assignment_id <= MAX_ID:
+        raise ApplicationError("No such trial.", status_code=404)
     row = _locked_trial(assignment_id, annotator.pk)
     if row is None:  # someone else's trial, or no such trial: the same answer for both
         raise ApplicationError("No such trial.", status_code=404)
@@ -165,6 +177,8 @@ def _rating_submit(*, annotator, assignment_id, raw_value, unsure, rt_ms, idempo
     server_rt = server_rt if server_rt is not None and 0 <= server_rt <= MAX_RT_MS else None
     client_rt = _rt(rt_ms)
     key = (idempotency_key or "").strip()[:64] or None
+    if key is not None and "\x00" in key:  # never from our page; PostgreSQL cannot store it
+        raise ApplicationError("This submission is malformed. Please submit your rating again.")
     check_passed = None
     if kind == Assignment.Kind.ATTENTION:
         expected = convert(Assignment, "check_spec", check_spec)["expected"]

@@ -91,6 +91,9 @@ def decode(f: models.Field, value, where: str):
         return None
     kind = f.get_internal_type()
     try:
+        # PostgreSQL refuses a NUL character in text and JSON (SQLite would keep it): refused on both.
+        if (isinstance(value, str) and "\x00" in value) or (kind == "JSONField" and "\\u0000" in json.dumps(value)):
+            raise ValidationError("a NUL character (0x00), which no text column can hold")
         if kind == "BinaryField":
             return base64.b64decode(value, validate=True)
         if kind == "DurationField":
