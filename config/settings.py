@@ -251,7 +251,15 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 CELERY_DATA_DIR = VAR_DIR / "celery"
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 4 * 3600}
+    # A publish from a web request gives up after ~2 s if Redis does not answer (refused, or accepting
+    # connections but silent) instead of hanging the request: the job stays queued and the beat task
+    # `jobs.dispatch_pending` sends it when Redis is back. socket_timeout stays above the worker's BRPOP
+    # wait (1 s, kombu's default) so that an idle consumer is not taken for a dead connection.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": 4 * 3600,
+        "socket_connect_timeout": 2,
+        "socket_timeout": 2,
+    }
 else:
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -271,15 +279,31 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A job over the soft limit ends `failed` ("stopped after its time limit"); one that ignores it is killed at
+# the hard limit and the reaper fails it. The soft limit leaves the job up to 60 s to stop (a tenth of the
+# limit when that is shorter). Time limits need the default prefork pool (not --pool=solo or threads).
 CELERY_TASK_TIME_LIMIT = int(os.environ.get("CELERY_TASK_TIME_LIMIT", str(2 * 3600)))
-CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - min(60, max(1, CELERY_TASK_TIME_LIMIT // 10))
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Publishing (run_job.delay) tries once more at most, then raises, so that job_enqueue can answer at once.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
+# Jobs whose worker died (jobs/services.py): a running job writes heartbeat_at every JOB_HEARTBEAT_SECONDS;
+# one silent for JOB_STALE_SECONDS is run again from the start, up to JOB_MAX_ATTEMPTS runs in all, then
+# failed (beat task `jobs.reap_stale`). Queued jobs the broker never took are sent again by
+# `jobs.dispatch_pending` once Redis answers.
+JOB_HEARTBEAT_SECONDS = float(os.environ.get("JOB_HEARTBEAT_SECONDS", "30"))
+JOB_STALE_SECONDS = float(os.environ.get("JOB_STALE_SECONDS", "120"))
+JOB_MAX_ATTEMPTS = int(os.environ.get("JOB_MAX_ATTEMPTS", "3"))
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
     "release-reservations": {"task": "annotation.release_reservations", "schedule": 300.0},
     "clear-sessions": {"task": "config.clear_sessions", "schedule": 24 * 3600.0},
     # /healthz reports a worker as gone when its last heartbeat is older than WORKER_HEARTBEAT_MAX_AGE.
     "worker-heartbeat": {"task": "config.worker_heartbeat", "schedule": 30.0, "options": {"expires": 30}},
+    "jobs-reap-stale": {"task": "jobs.reap_stale", "schedule": 60.0, "options": {"expires": 60}},
+    "jobs-dispatch-pending": {"task": "jobs.dispatch_pending", "schedule": 60.0, "options": {"expires": 60}},
 }
 WORKER_HEARTBEAT_MAX_AGE = int(os.environ.get("WORKER_HEARTBEAT_MAX_AGE", "180"))  # seconds
 

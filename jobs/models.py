@@ -27,11 +27,20 @@ class Job(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Runs started (a run whose worker died counts).")
+    # A running job writes this at its start, at each progress call and every JOB_HEARTBEAT_SECONDS; one
+    # silent for JOB_STALE_SECONDS lost its worker (jobs.services.jobs_reap_stale).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # When the broker took the job's message; None while it waits for the broker (sent by
+    # jobs.services.jobs_dispatch_pending once the broker is back).
+    dispatched_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["study", "kind", "status"])]
+        indexes = [
+            models.Index(fields=["study", "kind", "status"]),
+            models.Index(fields=["status", "heartbeat_at"], name="job_status_heartbeat"),
+        ]
         constraints = [
             models.CheckConstraint(condition=models.Q(progress__gte=0, progress__lte=1), name="job_progress_0_1"),
         ]
