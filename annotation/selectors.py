@@ -14,6 +14,7 @@ from django.db import connection
 from django.db.models import Count, Q
 from django.db.models.functions import TruncHour
 
+from . import surveys
 from .models import Annotator, Assignment, Prompt, Rating, Study
 from .rows import column_count, columns_sql, instance
 
@@ -69,8 +70,44 @@ def prompts_frame(*, study: Study) -> pd.DataFrame:
     return frame
 
 
+def _has_factor_inputs(traits: dict | None, inputs: Sequence[str]) -> bool:
+    return bool(traits) and all(isinstance(traits.get(name), (int, float)) for name in inputs)
+
+
+def _factor_scores(people: Sequence[tuple[int, dict]], inputs: Sequence[str]) -> pd.DataFrame:
+    """Factor_1..3 of (pk, traits) pairs that all have the inputs; no rows if they cannot be computed."""
+    index = pd.Index([pk for pk, _ in people], name="annotator_id")
+    frame = pd.DataFrame([[traits[n] for n in inputs] for _, traits in people], index=index, columns=list(inputs))
+    if len(people) >= 2:
+        try:
+            return surveys.factor_scores(frame)
+        except ValueError:  # zero spread on some subscale (e.g. two identical respondents)
+            pass
+    return pd.DataFrame(np.empty((0, len(surveys.FACTOR_COLUMNS))), index=index[:0], columns=surveys.FACTOR_COLUMNS)
+
+
+def study_factor_scores(*, study: Study) -> pd.DataFrame:
+    """Factor_1..3 of every annotator of the study who has all 21 subscale means, indexed by pk.
+
+    Computed when read, from the subscale means the questionnaires stored in `Annotator.traits`: the
+    release z-scored each mean within its own sample before applying the loadings, and this does the same
+    within the study's sample (everyone with all 21 means, whatever their status), so scores move a
+    little as people join. Nothing is written, so finishing a questionnaire touches no one else's row.
+    With fewer than two such annotators, or a subscale nobody varies on, there are no rows.
+    """
+    inputs = surveys.factor_inputs()
+    queryset = Annotator.objects.filter(study=study, traits__has_keys=list(inputs)).order_by("id")
+    people = [(pk, t) for pk, t in queryset.values_list("id", "traits") if _has_factor_inputs(t, inputs)]
+    return _factor_scores(people, inputs)
+
+
 def annotators_frame(*, study: Study, annotator_ids: Sequence[int] | None = None) -> pd.DataFrame:
-    """One row per annotator, indexed by pk: pseudonym, source_id, status, demographics, traits."""
+    """One row per annotator, indexed by pk: pseudonym, source_id, status, demographics, traits.
+
+    Traits are the stored ones (subscale means, or an imported release's factor scores) with, for each
+    annotator who answered the questionnaires, Factor_1..3 from `study_factor_scores` (always over the
+    whole study, also when `annotator_ids` picks a few).
+    """
     queryset = Annotator.objects.filter(study=study).order_by("id")
     if annotator_ids is not None:
         queryset = queryset.filter(id__in=list(annotator_ids))
@@ -79,6 +116,21 @@ def annotators_frame(*, study: Study, annotator_ids: Sequence[int] | None = None
     )
     demo_columns = list(study.meta.get("demographic_columns") or [])
     trait_columns = list(study.meta.get("factor_columns") or [])
+    inputs = surveys.factor_inputs()
+    answered = [_has_factor_inputs(r[6], inputs) for r in rows]
+    if any(answered):
+        if annotator_ids is None:
+            factors = _factor_scores([(r[0], r[6]) for r, ok in zip(rows, answered) if ok], inputs)
+        else:
+            factors = study_factor_scores(study=study)
+        by_id = factors.to_dict("index")
+        for i, ok in enumerate(answered):
+            if ok:  # scores are derived: any stored by an earlier version are replaced
+                row = rows[i]
+                kept = {k: v for k, v in row[6].items() if k not in surveys.FACTOR_COLUMNS}
+                rows[i] = (*row[:6], {**kept, **by_id.get(row[0], {})})
+        if len(factors):
+            trait_columns += [c for c in surveys.FACTOR_COLUMNS if c not in trait_columns]
     for row in rows:
         demo_columns += [k for k in row[5] or {} if k not in demo_columns]
         trait_columns += [k for k in row[6] or {} if k not in trait_columns and not isinstance(row[6][k], dict)]

@@ -67,6 +67,7 @@ reproducible (and tested).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -85,6 +86,7 @@ __all__ = [
     "INSTRUMENT_DIR",
     "ITEM_TYPES",
     "answers_validate",
+    "factor_inputs",
     "factor_scores",
     "instrument_keys",
     "instrument_load",
@@ -467,6 +469,12 @@ def load_factor_loadings(path: Path | None = None) -> pd.DataFrame:
     if missing or loadings.empty or not all(str(i).endswith(Z_SUFFIX) for i in loadings.index):
         raise ValueError(f"{path or FACTOR_LOADINGS_PATH}: expected '..._z_scored' rows and columns {FACTOR_COLUMNS}")
     return loadings[FACTOR_COLUMNS].astype(float)
+
+
+@functools.cache
+def factor_inputs() -> tuple[str, ...]:
+    """The 21 subscale means the shipped loadings expect, as instruments store them (no ``_z_scored``)."""
+    return tuple(name[: -len(Z_SUFFIX)] for name in load_factor_loadings().index)
 
 
 def factor_scores(

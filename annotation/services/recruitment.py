@@ -26,7 +26,6 @@ from config.errors import ApplicationError
 from .. import surveys
 from ..models import Annotator, Assignment, Rating, Study, SurveyInstrument, SurveyResponse
 from .assignment import assignments_create, reservations_release, study_has_capacity
-from .traits import study_factor_scores_refresh
 
 # Prolific ids are 24 hex characters; other platforms use similar tokens. Anything else is refused
 # rather than stored, so that junk or injected text never reaches the database.
@@ -356,8 +355,8 @@ def survey_submit(*, annotator: Annotator, key: str, data) -> dict:
         locked.status = Annotator.Status.SURVEYING
     locked.last_seen_at = timezone.now()
     locked.save(update_fields=["demographics", "traits", "status", "last_seen_at"])
-    if not surveys_pending(annotator=locked):
-        study_factor_scores_refresh(study=annotator.study)
+    # Only this annotator's rows: factor scores, which depend on everyone's answers, are computed when
+    # read (selectors.study_factor_scores), never written for the whole study here.
     annotator.refresh_from_db()
     return {}
 
