@@ -1,3 +1,5 @@
+from collections.abc import Mapping
+
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
@@ -62,6 +64,16 @@ class JobCreateSerializer(serializers.Serializer):
     kind = serializers.CharField(help_text="A registered job kind: export, analysis, benchmark, …")
     study = serializers.SlugField()
     params = serializers.JSONField(required=False, default=dict, help_text="The kind's parameters (an object).")
+
+    def to_internal_value(self, data):
+        # Unknown keys are refused, not dropped, as in the parameters (a client that sends "status" or
+        # "result" learns that it sets neither). A form post's CSRF token is not a key of the request.
+        if isinstance(data, Mapping):
+            unknown = sorted(set(data) - set(self.fields) - {"csrfmiddlewaretoken"})
+            if unknown:
+                message = "unknown field; a job request takes kind, study and params"
+                raise serializers.ValidationError({key: message for key in unknown})
+        return super().to_internal_value(data)
 
 
 class JobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 from rest_framework.test import APIClient
@@ -32,6 +33,13 @@ from tests.annotation.test_take_flow import current, link, start_rating, submit
 from tests.conftest import write_small_release
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    """The shared cast's users are created with passwords; a slow hasher would cost most of this sweep's time."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
 
 # test_take_flow's recruiting study ("harm": five prompts, no questionnaires), as fixture `take_study`.
 take_study = test_take_flow.study
@@ -72,10 +80,17 @@ CANARY = "PIDCANARY5f3a"  # a well-formed PROLIFIC_PID that must never come back
 def assert_inert_html(html: str) -> None:
     """No hostile markup of the list survives unescaped (the escaped form may appear)."""
     assert SCRIPT not in html
-    assert "<img src=x" not in html
-    assert "onerror=alert" not in html.replace("onerror=alert(1)&gt;", "")  # only inside escaped text
+    assert "<img src=x" not in html and IMG not in html
     assert 'href="javascript:' not in html.lower() and 'src="javascript:' not in html.lower()
-    assert "49" not in html.split("{{ 7*7 }}")[0][-5:]  # template syntax is never evaluated next to its text
+
+
+def test_the_inertness_check_catches_a_raw_echo():
+    from django.utils.html import escape
+
+    for raw in (SCRIPT, IMG, '<a href="javascript:alert(1)">x</a>'):
+        with pytest.raises(AssertionError):
+            assert_inert_html(f"<p>{raw}</p>")
+        assert_inert_html(f"<p>{escape(raw)}</p>")
 
 
 def count_rows() -> dict[str, int]:
@@ -521,6 +536,23 @@ def test_hostile_recruitment_parameters_get_a_400_page_and_no_annotator(client, 
     assert CANARY not in caplog.text and (len(value) < 3 or value not in caplog.text)
 
 
+def test_entering_through_the_link_rotates_the_session(client, take_study):
+    """Session fixation: a session planted before the link (a shared computer, a forged cookie) does
+    not become the annotator's; a new key is issued at entry, and again when resuming."""
+    from django.contrib.sessions.models import Session
+
+    planted = client.session
+    planted["planted"] = True
+    planted.save()
+    response = client.get(link(take_study))
+    assert response.status_code == 302
+    entered = client.session.session_key
+    assert entered != planted.session_key and not Session.objects.filter(session_key=planted.session_key).exists()
+    assert client.session["annotator:harm"] == Annotator.objects.get().pk
+    client.get(link(take_study))  # resuming from the link again
+    assert client.session.session_key != entered and client.session["annotator:harm"] == Annotator.objects.get().pk
+
+
 @pytest.mark.parametrize("slug", [SCRIPT, "x" * 5000, "%00", "..%2F..%2Fetc"])
 def test_hostile_study_slugs_in_the_link_are_404_without_an_echo(client, slug):
     response = client.get(f"/s/{slug}/", {"PROLIFIC_PID": CANARY, "STUDY_ID": "a", "SESSION_ID": "b"})
@@ -593,3 +625,188 @@ def test_the_raw_participant_id_is_in_no_page_export_api_answer_dump_or_log_line
     assert CANARY.encode() not in (tmp_path / "dump.json").read_bytes()
     assert CANARY not in caplog.text
     assert not any(CANARY in str(record.args) for record in caplog.records)
+
+
+# --- JSON API payloads -------------------------------------------------------------------------------------
+
+BAD_JOB_BODIES = {
+    "not-json": b"{nope",
+    "nan-literal": b'{"kind": "export", "study": "small", "params": {"format": NaN}}',
+    "infinity-literal": b'{"kind": "analysis", "study": "small", "params": {"n_boot": Infinity}}',
+    "a-list": b"[]",
+    "a-string": b'"export"',
+    "kind-number": {"kind": 123, "study": "small"},
+    "kind-list": {"kind": ["export"], "study": "small"},
+    "kind-object": {"kind": {"$ne": ""}, "study": "small"},
+    "kind-null": {"kind": None, "study": "small"},
+    "kind-script": {"kind": SCRIPT, "study": "small"},
+    "kind-nul": {"kind": NUL, "study": "small"},
+    "kind-100kB": {"kind": BIG, "study": "small"},
+    "study-script": {"kind": "export", "study": SCRIPT},
+    "study-sql": {"kind": "export", "study": "'; DROP TABLE annotation_rating; --"},
+    "study-list": {"kind": "export", "study": ["small"]},
+    "params-string": {"kind": "export", "study": "small", "params": "format=parquet"},
+    "params-list": {"kind": "export", "study": "small", "params": ["parquet"]},
+    "params-null": {"kind": "export", "study": "small", "params": None},
+    "params-extra-key": {"kind": "export", "study": "small", "params": {"format": "jsonl", "out_dir": "/tmp"}},
+    "format-script": {"kind": "export", "study": "small", "params": {"format": SCRIPT}},
+    "format-formula": {"kind": "export", "study": "small", "params": {"format": '=HYPERLINK("http://x")'}},
+    "format-nul": {"kind": "export", "study": "small", "params": {"format": NUL}},
+    "format-number": {"kind": "export", "study": "small", "params": {"format": 1}},
+    "huge-array": {"kind": "benchmark", "study": "small", "params": {"predictors": ["annotator_mean"] * 100_000}},
+    "predictor-script": {"kind": "benchmark", "study": "small", "params": {"predictors": [SCRIPT]}},
+    "predictor-nul": {"kind": "benchmark", "study": "small", "params": {"predictors": [NUL]}},
+    "predictor-nested": {"kind": "benchmark", "study": "small", "params": {"predictors": [["a"]]}},
+    "splits-negative": {"kind": "benchmark", "study": "small", "params": {"predictors": ["global_mean"], "splits": -1}},
+    "splits-huge": {"kind": "benchmark", "study": "small", "params": {"predictors": ["global_mean"], "splits": 10**30}},
+    "splits-400-digits": {"kind": "benchmark", "study": "small", "params": {"splits": "9" * 400}},
+    "splits-float": {"kind": "benchmark", "study": "small", "params": {"predictors": ["global_mean"], "splits": 1e400}},
+    "splits-string-nan": {"kind": "benchmark", "study": "small", "params": {"splits": "NaN"}},
+    "seed-too-big": {"kind": "benchmark", "study": "small", "params": {"predictors": ["global_mean"], "seed": 2**64}},
+    "upload-other-type": {"kind": "benchmark", "study": "small", "params": {"predictors": ["uploaded"], "upload": "1"}},
+    "n-boot-bool": {"kind": "analysis", "study": "small", "params": {"n_boot": True}},
+    "mixed-effects-string": {"kind": "analysis", "study": "small", "params": {"mixed_effects": "yes"}},
+    "top-level-extra-key": {"kind": "export", "study": "small", "params": {}, "status": "succeeded"},
+}
+
+
+@pytest.mark.parametrize("body", list(BAD_JOB_BODIES.values()), ids=list(BAD_JOB_BODIES))
+def test_hostile_job_requests_get_a_clear_4xx_and_no_job(researcher, small_study, body):
+    api = APIClient()
+    api.force_authenticate(researcher)
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    before = count_rows()
+    response = api.post("/api/jobs/", raw, content_type="application/json")
+    assert response.status_code in (400, 404), response.content[:300]
+    assert response["Content-Type"].startswith("application/json")
+    answer = response.json()
+    assert set(answer) == {"message", "extra"} and answer["message"]
+    assert count_rows() == before
+
+
+def test_job_messages_that_echo_the_request_stay_json(researcher, small_study):
+    """An error message may quote what was sent; it goes back as JSON text, never as a page."""
+    api = APIClient()
+    api.force_authenticate(researcher)
+    response = api.post("/api/jobs/", {"kind": "export", "study": "small", "params": {"format": SCRIPT}}, format="json")
+    assert response.status_code == 400 and SCRIPT in response.json()["message"]
+    assert response["Content-Type"].startswith("application/json")
+    assert response.get("X-Content-Type-Options") == "nosniff"
+
+
+# --- uploaded prediction files ---------------------------------------------------------------------------
+
+GOOD_HEADER = b"prompt,annotator,prediction\n"
+BAD_UPLOADS = {
+    "invalid-utf8": GOOD_HEADER + b"1,P0001,0.5\xff\xfe\n",
+    "latin-1": GOOD_HEADER + "1,P0001,0.5,caf\u00e9\n".encode("latin-1"),
+    "lone-surrogate": GOOD_HEADER + b"1,P0001," + SURROGATE + b"\n",
+    "utf-16": (GOOD_HEADER + b"1,P0001,0.5\n").decode().encode("utf-16"),
+    "nul-byte": GOOD_HEADER + b"1,P0001,0.5\x00\n",
+    "empty": b"",
+    "header-only": GOOD_HEADER,
+    "unclosed-quote": GOOD_HEADER + b'"1,P0001,0.5\n',
+    "formula-prompt": GOOD_HEADER + b'"=HYPERLINK(""http://x"")",P0001,0.5\n',
+    "formula-prediction": GOOD_HEADER + b"1,P0001,=1+1\n",
+    "script-annotator": GOOD_HEADER + b"1,<script>alert(1)</script>,0.5\n",
+    "nan": GOOD_HEADER + b"1,P0001,NaN\n",
+    "infinity": GOOD_HEADER + b"1,P0001,Infinity\n",
+    "negative": GOOD_HEADER + b"1,P0001,-2\n",
+    "huge-number": GOOD_HEADER + b"1,P0001," + b"9" * 400 + b"\n",
+    "duplicate-columns": b"prompt,prompt,prediction\n1,1,0.5\n",
+    "json-not-csv": b'{"prompt": 1, "prediction": 0.5}',
+    "binary": bytes(range(256)) * 4,
+}
+
+
+@pytest.mark.parametrize("content", list(BAD_UPLOADS.values()), ids=list(BAD_UPLOADS))
+def test_hostile_prediction_uploads_are_refused_and_nothing_is_stored(researcher, small_study, settings, content):
+    api = APIClient()
+    api.force_authenticate(researcher)
+    before = count_rows()
+    upload = SimpleUploadedFile("predictions.csv", content, content_type="text/csv")
+    response = api.post("/api/studies/small/uploads/predictions/", {"file": upload}, format="multipart")
+    assert response.status_code == 400, response.content[:300]
+    assert response["Content-Type"].startswith("application/json") and response.json()["message"]
+    assert count_rows() == before
+    uploads = Path(settings.MEDIA_ROOT) / "uploads"
+    assert not uploads.exists() or not any(p.is_file() for p in uploads.rglob("*"))
+
+
+@pytest.mark.parametrize("content", [BAD_UPLOADS["formula-prompt"], BAD_UPLOADS["script-annotator"]], ids=["f", "s"])
+def test_a_refused_upload_on_the_benchmark_page_is_shown_escaped(client, researcher, small_study, content):
+    client.force_login(researcher)
+    upload = SimpleUploadedFile("p.csv", content, content_type="text/csv")
+    before = count_rows()
+    response = client.post(
+        reverse("benchmark:benchmark_start", args=["small"]),
+        {"predictions": upload, "splits": "2"},
+        HTTP_HX_REQUEST="true",
+    )
+    assert response.status_code == 400
+    assert_inert_html(response.content.decode())
+    assert count_rows() == before
+
+
+def test_an_upload_with_a_hostile_file_name_keeps_our_name_and_shows_it_inert(client, staff, researcher, small_study):
+    prompts = list(small_study.prompts.values_list("external_id", flat=True))
+    body = GOOD_HEADER + b"".join(f"{p},P0001,0.5\n".encode() for p in prompts)
+    api = APIClient()
+    api.force_authenticate(researcher)
+    name = '"><img src=x onerror=alert(1)>.csv'
+    response = api.post(
+        "/api/studies/small/uploads/predictions/", {"file": SimpleUploadedFile(name, body)}, format="multipart"
+    )
+    assert response.status_code == 201
+    upload = Upload.objects.get()
+    assert "<" not in upload.file.name and ">" not in upload.file.name  # stored under a name of ours
+    client.force_login(staff)
+    for url in (
+        reverse("admin:annotation_upload_changelist"),
+        reverse("admin:annotation_upload_change", args=[upload.pk]),
+    ):
+        page = client.get(url)
+        assert page.status_code == 200
+        assert_inert_html(page.content.decode())
+
+
+# --- job parameters from the pages --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [SCRIPT, IMG, '=HYPERLINK("http://x")', NUL, BIG, "9" * 400, "-1", "NaN"])
+def test_hostile_job_parameters_on_the_pages_get_an_escaped_400_and_no_job(client, researcher, small_study, value):
+    client.force_login(researcher)
+    before = count_rows()
+    for htmx in (False, True):
+        headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+        posts = [
+            (reverse("annotation:export_start", args=["small"]), {"format": value}),
+            (reverse("benchmark:benchmark_start", args=["small"]), {"predictors": "global_mean", "splits": value}),
+            (reverse("benchmark:benchmark_start", args=["small"]), {"predictors": value}),
+            (reverse("benchmark:benchmark_start", args=["small"]), {"predictors": "global_mean", "seed": value}),
+        ]
+        for url, data in posts:
+            response = client.post(url, data, **headers)
+            assert response.status_code == 400, (url, data, response.status_code)
+            assert_inert_html(response.content.decode())
+    assert count_rows() == before
+
+
+def test_every_test_docs_security_md_cites_exists():
+    """docs/security.md names tests as `path::name` (or `::name` after a path): each must exist."""
+    import re
+
+    from django.conf import settings
+
+    root = Path(settings.BASE_DIR)
+    text = (root / "docs" / "security.md").read_text(encoding="utf-8")
+    cited, current_file = [], None
+    for path, name in re.findall(r"`(tests/[\w/]+\.py)?(?:::(\w+))?`", text):
+        current_file = path or current_file
+        if path:
+            assert (root / path).is_file(), path
+        if name:
+            cited.append((current_file, name))
+    assert len(cited) > 40
+    for path, name in cited:
+        assert re.search(rf"^def {name}\(", (root / path).read_text(encoding="utf-8"), re.M), f"{path}::{name}"
