@@ -46,7 +46,7 @@ INTERNAL_ERROR = "The job stopped because of an internal error (details are in t
 ERROR_MAX_CHARS = 1000
 TIME_LIMIT_ERROR = (
     "The job stopped after its time limit of {seconds} s (CELERY_TASK_TIME_LIMIT); "
-    "try fewer predictors or a smaller study, or ask the administrator for a longer limit."
+    "a smaller request may fit in it, or the administrator can raise the limit."
 )
 GIVE_UP_ERROR = "The worker stopped {n} times while running this job; giving up (details are in the worker's log)."
 WAITING_FOR_QUEUE = "waiting for the job queue (Redis unreachable); it will start when the queue is back"
@@ -97,8 +97,8 @@ def job_send(*, job_id: int) -> bool:
 
     try:
         run_job.delay(job_id)
-    except BROKER_ERRORS:
-        logger.warning("job %s: the broker did not take its message; it stays queued", job_id, exc_info=True)
+    except BROKER_ERRORS as exc:  # one line each: an outage would otherwise fill the log with tracebacks
+        logger.warning("job %s: the broker did not take its message (%s); it stays queued", job_id, exc)
         Job.objects.filter(pk=job_id, status=Job.Status.QUEUED, dispatched_at__isnull=True).update(
             message=WAITING_FOR_QUEUE
         )
