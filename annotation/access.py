@@ -1,28 +1,66 @@
-"""Who may see a study as a researcher: the one place every view, viewset and job list asks.
+"""Who may do what with a study as a researcher: the one place every view, viewset and job list asks.
 
-Staff see every study; others the studies they own or collaborate on. A study someone may not see is
-a 404, never a 403, so that the slugs of other researchers' studies are not revealed.
+Levels, each including the ones before it:
+- "view": read every page of the study and download its data (exports included);
+- "edit": change the study and its prompts, review annotators, start jobs;
+- "own": manage collaborators, delete or hand over the study.
+Staff may do everything with every study; the owner owns; a collaborator has the role given to them.
+A study someone may not view is a 404, never a 403, so that the slugs of other researchers' studies are
+not revealed; one they may view but not change is a 403 that says which role is needed.
 """
 
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from .models import Study
 
+LEVELS = ("view", "edit", "own")
 
-def studies_for_user(user) -> QuerySet[Study]:
+
+def _check_level(need: str) -> None:
+    if need not in LEVELS:
+        raise ValueError(f"unknown access level {need!r}; known: {', '.join(LEVELS)}")
+
+
+def studies_for_user(user, need: str = "view") -> QuerySet[Study]:
+    """The studies `user` may act on at level `need`."""
+    _check_level(need)
     if not user.is_authenticated:
         return Study.objects.none()
     if user.is_staff:
         return Study.objects.all()
+    if need == "own":
+        return Study.objects.filter(owner=user)
     return Study.objects.filter(Q(owner=user) | Q(collaborators=user)).distinct()
 
 
-def get_study_for_user(user, slug: str) -> Study:
-    """The study if the user may see it; 404 otherwise."""
+def study_level(user, study: Study) -> str | None:
+    """The highest level `user` has on `study` ("view", "edit", "own"), or None."""
+    if not user.is_authenticated:
+        return None
+    if user.is_staff or study.owner_id == user.pk:
+        return "own"
+    if study.collaborators.filter(pk=user.pk).exists():
+        return "edit"
+    return None
+
+
+def study_allows(user, study: Study, need: str = "view") -> bool:
+    _check_level(need)
+    level = study_level(user, study)
+    return level is not None and LEVELS.index(level) >= LEVELS.index(need)
+
+
+def get_study_for_user(user, slug: str, need: str = "view") -> Study:
+    """The study if the user may act on it at level `need`: 404 if they may not even see it, 403 if they
+    may see it but not act at that level."""
+    _check_level(need)
     study = studies_for_user(user).filter(slug=slug).first()
     if study is None:
         raise Http404("No such study")
+    if need != "view" and not study_allows(user, study, need):
+        raise PermissionDenied(f"This needs the {need!r} role on study {study.slug!r}; ask its owner.")
     return study
