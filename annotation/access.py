@@ -11,6 +11,9 @@ not revealed; one they may view but not change is a 403 that says which role is 
 
 from __future__ import annotations
 
+import functools
+
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import Http404
@@ -64,3 +67,22 @@ def get_study_for_user(user, slug: str, need: str = "view") -> Study:
     if need != "view" and not study_allows(user, study, need):
         raise PermissionDenied(f"This needs the {need!r} role on study {study.slug!r}; ask its owner.")
     return study
+
+
+def study_view(need: str = "view"):
+    """Decorate a researcher view `(request, study, …)` routed as `(request, slug, …)`: signs-in check,
+    then the study at level `need` (404/403 as `get_study_for_user`). The level is recorded on the view
+    (`view.study_access`), where the permission-matrix test reads it from the URL resolver."""
+    _check_level(need)
+
+    def decorate(view):
+        @functools.wraps(view)
+        def inner(request, slug: str, *args, **kwargs):
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            return view(request, get_study_for_user(request.user, slug, need), *args, **kwargs)
+
+        inner.study_access = need
+        return inner
+
+    return decorate

@@ -6,7 +6,7 @@ from django.db.models import Count
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from annotation.access import get_study_for_user, studies_for_user
+from annotation.access import studies_for_user, study_view
 from annotation.exports import FORMATS
 from annotation.selectors import study_counts
 from config.errors import ApplicationError, error_response
@@ -23,9 +23,8 @@ def study_list(request):
 
 
 @require_GET
-@login_required
-def study_detail(request, slug: str):
-    study = get_study_for_user(request.user, slug)
+@study_view("view")
+def study_detail(request, study):
     prompts = Paginator(study.prompts.order_by("order", "id"), 25).get_page(request.GET.get("page"))
     context = {
         "study": study,
@@ -40,10 +39,9 @@ def study_detail(request, slug: str):
 
 
 @require_POST
-@login_required
-def export_start(request, slug: str):
+@study_view("view")  # viewers may download the data, exports included
+def export_start(request, study):
     """Queue a dataset export; the page (htmx) gets the job's card, which polls until the files are ready."""
-    study = get_study_for_user(request.user, slug)
     try:
         job = job_create(
             kind="export", study=study, params={"format": request.POST.get("format", "")}, user=request.user
