@@ -22,7 +22,14 @@ class ReusingClient(RedisCacheClient):
         return client
 
 
+# A Redis that accepts connections but never answers (paused, swapping, a half-open network) must not
+# hold a request: every caller of the cache (sessions, rate limits) has a fallback for a failed call, so
+# give up after a second. OPTIONS in CACHES may override.
+SOCKET_TIMEOUTS = {"socket_connect_timeout": 1.0, "socket_timeout": 1.0}
+
+
 class Cache(RedisCache):
     def __init__(self, server, params):
+        params = {**params, "OPTIONS": {**SOCKET_TIMEOUTS, **params.get("OPTIONS", {})}}
         super().__init__(server, params)
         self._class = ReusingClient

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import logging
 import math
 import re
 import secrets
@@ -26,6 +27,8 @@ from config.errors import ApplicationError
 from .. import surveys
 from ..models import Annotator, Assignment, Rating, Study, SurveyInstrument, SurveyResponse
 from .assignment import assignments_create, reservations_release, study_has_capacity
+
+logger = logging.getLogger(__name__)
 
 # Prolific ids are 24 hex characters; other platforms use similar tokens. Anything else is refused
 # rather than stored, so that junk or injected text never reaches the database.
@@ -186,17 +189,25 @@ def _rate_window(client: str) -> tuple[str, int, int]:
 def entry_rate_exceeded(*, client: str) -> int | None:
     """Seconds until this client may create another annotator, or None if it may now. Read-only."""
     key, limit, retry_after = _rate_window(client)
-    return retry_after if (cache.get(key) or 0) >= limit else None
+    try:
+        count = cache.get(key) or 0
+    except Exception:  # noqa: BLE001  (the limit protects the site; a cache outage must not keep people out)
+        logger.warning("recruitment rate limit skipped: cache unavailable")
+        return None
+    return retry_after if count >= limit else None
 
 
 def entry_rate_record(*, client: str) -> None:
     """Count one new annotator against this client's window."""
     key, _, retry_after = _rate_window(client)
-    if not cache.add(key, 1, timeout=retry_after + 1):
-        try:
-            cache.incr(key)
-        except ValueError:  # expired between add and incr: this is the first of a new window
-            cache.set(key, 1, timeout=retry_after + 1)
+    try:
+        if not cache.add(key, 1, timeout=retry_after + 1):
+            try:
+                cache.incr(key)
+            except ValueError:  # expired between add and incr: this is the first of a new window
+                cache.set(key, 1, timeout=retry_after + 1)
+    except Exception:  # noqa: BLE001  (a count lost in an outage lets one more in; a 500 keeps everyone out)
+        logger.warning("recruitment rate limit not counted: cache unavailable")
 
 
 def _rate_refusal(retry_after: int) -> EntryRefused:

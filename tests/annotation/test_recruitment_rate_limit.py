@@ -128,3 +128,21 @@ def test_a_bad_rate_setting_stops_manage_py_check(settings):
     settings.RECRUITMENT_RATE_LIMIT = "lots"
     with pytest.raises(SystemCheckError, match="annotation.E001"):
         call_command("check")
+
+
+class DownCache:
+    """A cache whose server is gone: every call raises, as redis-py does when Redis is unreachable."""
+
+    def __getattr__(self, name):
+        def fail(*args, **kwargs):
+            raise ConnectionError("cache down")
+
+        return fail
+
+
+def test_the_link_still_lets_people_in_when_the_cache_is_down(client, study, limited, monkeypatch, caplog):
+    monkeypatch.setattr(recruitment, "cache", DownCache())
+    answers = [arrive(client, study, i).status_code for i in range(5)]  # over the limit of 3: not counted
+    assert answers == [302] * 5
+    assert Annotator.objects.filter(study=study).count() == 5
+    assert "recruitment rate limit skipped: cache unavailable" in caplog.text

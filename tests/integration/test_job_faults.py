@@ -18,6 +18,7 @@ from contextlib import contextmanager
 
 import pytest
 from django.conf import settings as django_settings
+from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -28,7 +29,7 @@ from jobs.models import Job
 from jobs.services import TIME_LIMIT_ERROR, WAITING_FOR_QUEUE, job_create
 from jobs.tasks import dispatch_pending, reap_stale
 
-from ..annotation.test_take_flow import current, start_rating, submit
+from ..annotation.test_take_flow import current, link, start_rating, submit
 from .conftest import ROOT, _database_url, require, wait_for
 from .fault_kinds import SLOW, run_log
 
@@ -288,12 +289,16 @@ def test_redis_outage_leaves_jobs_waiting_and_ratings_working(
         status, body, paused_seconds = _create_through_api(researcher, rating_study)
         assert status == 201 and body["status"] == "queued" and body["message"] == WAITING_FOR_QUEUE, body
         assert paused_seconds < 60, "the request hung on a silent Redis"
+        # A new arrival gets in: the session and the per-client limit give up on the silent cache.
+        assert Client().get(link(rating_study, "0a1b2c3d4e5f60718293a4b5")).status_code == 302
 
         # Redis stopped.
         private_redis.stop()
         for _ in range(3):
             assert submit(client, rating_study, current(annotator)).status_code == 200
         assert Rating.objects.filter(assignment__annotator=annotator).count() == 3
+        assert Client().get(link(rating_study, "1a1b2c3d4e5f60718293a4b5")).status_code == 302
+        assert rating_study.annotators.count() == 3  # the two who arrived during the outage are in
 
         status, body, down_seconds = _create_through_api(researcher, rating_study)
         assert status == 201 and body["message"] == WAITING_FOR_QUEUE, body
