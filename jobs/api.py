@@ -49,6 +49,8 @@ class JobSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
             "seconds",
+            "attempts",  # runs started: more than 1 after a worker died mid-job (jobs.services.job_reap)
+            "heartbeat_at",
             "artifacts",
         ]
         read_only_fields = fields

@@ -149,6 +149,10 @@ def test_job_of_a_killed_worker_is_run_again_and_succeeds_once(study, tmp_path):
     assert artifact.name == "steps.txt" and artifact.file.open("rb").read() == b"20 steps by run 2\n"
     reap_stale.apply()
     assert fresh(job).status == Job.Status.SUCCEEDED and runs(job)[-1] == "done 2"
+    api = APIClient()
+    api.force_authenticate(study.owner)
+    shown = api.get(f"/api/jobs/{job.pk}/").json()
+    assert shown["status"] == "succeeded" and shown["attempts"] == 2  # the researcher sees it was run again
 
 
 # --- b. time limits ----------------------------------------------------------------------------------
