@@ -36,6 +36,7 @@ from benchmark.science.release import (
 )
 from config.errors import ApplicationError
 
+from .export_formats import export_hub, export_lewidi
 from .models import Study
 from .selectors import (
     RatingsParts,
@@ -47,7 +48,15 @@ from .selectors import (
     ratings_parts,
 )
 
-FORMATS = ("pluriharms", "long-csv", "parquet", "jsonl")
+FORMATS = ("pluriharms", "long-csv", "parquet", "jsonl", "lewidi", "hub")
+FORMAT_LABELS = {
+    "pluriharms": "PluriHarms release (prompts.csv, annotations.csv)",
+    "long-csv": "Long table, CSV (one row per rating)",
+    "parquet": "Long table, Parquet",
+    "jsonl": "Long table, JSON lines",
+    "lewidi": "LeWiDi JSON (items with soft labels, annotator metadata)",
+    "hub": "Dataset-hub folder (Parquet and README.md dataset card, zipped)",
+}
 LONG_CHUNK_ANNOTATORS = 1000
 Progress = Callable[[float, str], None]
 
@@ -285,8 +294,11 @@ def _export_long(study: Study, out: Path, fmt: str, progress: Progress) -> list[
     return [path]
 
 
-def export_study(*, study: Study, fmt: str, out_dir: str | Path, progress: Progress | None = None) -> list[Path]:
-    """Write the study's data in `fmt` into `out_dir` (created if missing); returns the files written."""
+def export_study(
+    *, study: Study, fmt: str, out_dir: str | Path, progress: Progress | None = None, license_id: str = "other"
+) -> list[Path]:
+    """Write the study's data in `fmt` into `out_dir` (created if missing); returns the files written.
+    `license_id` is the licence named in the dataset-hub card (format "hub")."""
     if fmt not in FORMATS:
         raise ApplicationError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     out = Path(out_dir)
@@ -294,6 +306,10 @@ def export_study(*, study: Study, fmt: str, out_dir: str | Path, progress: Progr
     report = progress or (lambda fraction, message: None)
     if fmt == "pluriharms":
         paths = _export_pluriharms(study, out, report)
+    elif fmt == "lewidi":
+        paths = export_lewidi(study, out, report)
+    elif fmt == "hub":
+        paths = export_hub(study, out, report, license_id=license_id)
     else:
         paths = _export_long(study, out, fmt, report)
     manifest = {
@@ -302,6 +318,8 @@ def export_study(*, study: Study, fmt: str, out_dir: str | Path, progress: Progr
         "created_at": timezone.now().isoformat(),
         "files": [p.name for p in paths],
     }
+    if fmt == "hub":
+        manifest["license"] = license_id
     manifest_path = out / "manifest.json"
     manifest_path.write_text(json.dumps(manifest, indent=2))
     report(1.0, "done")

@@ -9,6 +9,7 @@ from jobs.params import StrictParams
 from jobs.registry import JobKind, Progress
 from jobs.services import artifact_dir, artifact_save
 
+from .export_formats import LICENSES
 from .exports import FORMATS, export_study
 
 
@@ -18,10 +19,22 @@ class ExportParams(StrictParams):
         default="pluriharms",
         error_messages={"invalid_choice": "unknown export format {input!r}; choose one of " + ", ".join(FORMATS)},
     )
+    license = serializers.ChoiceField(
+        choices=list(LICENSES),
+        required=False,  # left out of the stored params unless given; "other" then
+        help_text="The licence named in the dataset-hub card (format 'hub'); default 'other'.",
+        error_messages={"invalid_choice": "unknown licence {input!r}; choose one of " + ", ".join(LICENSES)},
+    )
 
 
 def export_run(job: Job, progress: Progress) -> dict:
-    paths = export_study(study=job.study, fmt=job.params["format"], out_dir=artifact_dir(job), progress=progress)
+    paths = export_study(
+        study=job.study,
+        fmt=job.params["format"],
+        out_dir=artifact_dir(job),
+        progress=progress,
+        license_id=job.params.get("license", "other"),
+    )
     for path in paths:
         artifact_save(job=job, path=path)
     return {"format": job.params["format"], "files": [p.name for p in paths]}

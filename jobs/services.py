@@ -38,6 +38,8 @@ CONTENT_TYPES = {
     ".jsonl": "application/x-ndjson",
     ".parquet": "application/vnd.apache.parquet",
     ".png": "image/png",
+    ".md": "text/markdown; charset=utf-8",
+    ".zip": "application/zip",
 }
 
 # What a user sees when a job fails for a reason that is not theirs to fix: never the exception's text
