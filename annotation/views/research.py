@@ -43,9 +43,10 @@ def study_detail(request, study):
 def export_start(request, study):
     """Queue a dataset export; the page (htmx) gets the job's card, which polls until the files are ready."""
     try:
-        job = job_create(
-            kind="export", study=study, params={"format": request.POST.get("format", "")}, user=request.user
-        )
+        params = {"format": request.POST.get("format", "")}
+        if "license" in request.POST:  # the dataset-hub card's licence (datasets page)
+            params["license"] = request.POST["license"]
+        job = job_create(kind="export", study=study, params=params, user=request.user)
     except ApplicationError as exc:
         return error_response(request, exc.message, status=exc.status_code)
     if request.htmx:
