@@ -38,3 +38,31 @@ def test_reads_come_from_the_cache_and_survive_without_it():
     assert down(SessionStore(key)).load() == {"annotator:s": 7}  # read from the table
     down(SessionStore(key)).delete()
     assert not Session.objects.filter(session_key=key).exists()
+
+
+@pytest.mark.parametrize("which", ["project", "locmem"])
+def test_a_windowed_counter_counts_within_its_window_and_expires(settings, which):
+    """config.cache.counter_add: 1, 2, 3… within a window whose end the first call set, in the project's
+    cache (Redis in CI: one pipelined round trip) and in any other Django cache."""
+    import uuid
+
+    from django.core.cache import caches
+
+    from config import settings as project
+    from config.cache import Cache, counter_add
+
+    if which == "project":
+        settings.CACHES = project.CACHES
+    cache = caches["default"]
+    key = f"test-counter-{uuid.uuid4().hex}"
+    assert [counter_add(cache, key, 30) for _ in range(3)] == [1, 2, 3]
+    if isinstance(cache, Cache):
+        client = cache._cache.get_client(write=True)
+        redis_key = cache.make_and_validate_key(key)
+        assert 0 < client.ttl(redis_key) <= 30  # set by the first call
+        client.expire(redis_key, 100)
+        assert counter_add(cache, key, 30) == 4
+        assert client.ttl(redis_key) > 30  # a later call keeps the window's end
+    cache.delete(key)
+    assert counter_add(cache, key, 30) == 1
+    cache.delete(key)

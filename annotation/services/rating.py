@@ -13,6 +13,7 @@ from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from config.cache import counter_add
 from config.errors import ApplicationError
 
 from ..models import Annotator, Assignment, Rating, Study
@@ -47,10 +48,7 @@ def rating_rate_exceeded(*, annotator_id: int) -> int | None:
     retry_after = max(1, math.ceil((window + 1) * period - now))
     key = f"rating-rate:{annotator_id}:{period}:{window}"
     try:
-        try:
-            count = cache.incr(key)
-        except ValueError:  # the window's first submission
-            count = 1 if cache.add(key, 1, timeout=retry_after + 1) else cache.incr(key)
+        count = counter_add(cache, key, retry_after + 1)
     except Exception:  # noqa: BLE001  (the limit protects the site; a lost count must not lose a rating)
         logger.warning("rating rate limit skipped: cache unavailable")
         return None
