@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import DefaultRouter
 
 from annotation.api import PromptViewSet, StudyViewSet
+from annotation.api_ratings import RatingViewSet
 from benchmark.api import PredictionsUploadView
 from config.health import healthz, healthz_live
 from jobs.api import JobViewSet
@@ -31,6 +32,8 @@ urlpatterns = [
         PromptViewSet.as_view({"get": "list"}),
         name="study-prompts",
     ),
+    path("api/studies/<slug:slug>/ratings/", RatingViewSet.as_view({"get": "list"}), name="study-ratings"),
+    path("api/studies/<slug:slug>/ratings.csv", RatingViewSet.as_view({"get": "export_csv"}), name="study-ratings-csv"),
     path(
         "api/studies/<slug:slug>/uploads/predictions/", PredictionsUploadView.as_view(), name="study-predictions-upload"
     ),
