@@ -2,10 +2,13 @@
 
 `GET /api/studies/<slug>/ratings/` pages through the study's prompt ratings in id order (a cursor, so a
 page stays right while ratings arrive); `GET /api/studies/<slug>/ratings.csv` streams all of them (or the
-filtered ones) as CSV in constant memory: the rows come from a server-side cursor in chunks
-(`QuerySet.iterator`) as plain tuples, and annotators and prompts are looked up in two small dicts made
-once. Annotators are named by pseudonym; raw recruitment ids are never stored. Text cells that a
-spreadsheet would run as a formula get a leading `'` (annotation.exports.spreadsheet_safe).
+filtered ones) as CSV in constant memory. On PostgreSQL the database writes the CSV itself
+(`COPY (SELECT …) TO STDOUT`, passed on as it comes, no Python object per cell: BENCHMARKS.md, stream);
+elsewhere the rows come from the database in chunks (`QuerySet.iterator`) as plain tuples, annotators
+and prompts looked up in two small dicts made once. Both write the same bytes (tests/annotation/
+test_datasets.py compares them). Annotators are named by pseudonym; raw recruitment ids are never
+stored. Text cells that a spreadsheet would run as a formula get a leading `'` (as
+annotation.exports.spreadsheet_safe does).
 Attention-check answers are not prompt ratings and are not listed (as in the long table).
 """
 
@@ -16,6 +19,7 @@ import io
 from collections.abc import Iterator
 
 import django_filters
+from django.db import connection
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -24,8 +28,8 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.renderers import JSONRenderer
 
 from .access import get_study_for_user
-from .exports import spreadsheet_safe
-from .models import Annotator, Prompt, Rating
+from .exports import FORMULA_TRIGGERS, spreadsheet_safe
+from .models import Annotator, Assignment, Prompt, Rating
 
 CSV_COLUMNS = [
     "id",
@@ -40,6 +44,7 @@ CSV_COLUMNS = [
     "created_at",
 ]
 CSV_CHUNK_ROWS = 5000  # rows fetched from the server-side cursor at a time, and rows per chunk sent
+COPY_BLOCK_BYTES = 256 * 1024
 
 ERROR = inline_serializer(
     "ErrorResponse",
@@ -128,13 +133,75 @@ def ratings_csv_lines(queryset, *, study) -> Iterator[str]:
         lines.append(
             f"{pk},{people[annotator_id]},{prompts[prompt_id]},{'' if value is None else repr(value)},"
             f"{unsure},{trial},{'' if rt_ms is None else rt_ms},{'' if server_rt_ms is None else server_rt_ms},"
-            f"{created_at.isoformat()}\n"
+            f"{created_at.isoformat(timespec='microseconds')}\n"
         )
         if len(lines) >= CSV_CHUNK_ROWS:
             yield "".join(lines)
             lines = []
     if lines:
         yield "".join(lines)
+
+
+# Formula triggers as SQL string literals (annotation.exports.FORMULA_TRIGGERS; tab and CR as E'' escapes).
+_SQL_TRIGGERS = ", ".join(
+    {"\t": "E'\\t'", "\r": "E'\\r'"}.get(c, "'" + c.replace("'", "''") + "'") for c in FORMULA_TRIGGERS
+)
+
+
+def _sql_safe(column: str) -> str:
+    """SQL for spreadsheet_safe(column): a leading `'` when the text starts like a formula."""
+    return f"CASE WHEN left({column}, 1) IN ({_SQL_TRIGGERS}) THEN '''' || {column} ELSE {column} END"
+
+
+def _copy_sql(queryset) -> tuple[str, list]:
+    """The CSV rows of `queryset` as one SELECT that PostgreSQL formats itself, cell for cell what
+    `ratings_csv_lines` writes in Python: floats as Python's repr (65.0, 12.5), True/False, UTC times
+    with microseconds."""
+    ids_sql, params = queryset.order_by().values("id").query.sql_with_params()
+    rating, annotator = Rating._meta.db_table, Annotator._meta.db_table
+    prompt, assignment = Prompt._meta.db_table, Assignment._meta.db_table
+    # The inner query sorts narrow rows; the outer one formats them (formatting first would sort wide text).
+    sql = (
+        f"SELECT id, {_sql_safe('pseudonym')}, {_sql_safe('status')}, {_sql_safe('external_id')}, "
+        "CASE WHEN value IS NULL THEN NULL WHEN value = trunc(value) AND abs(value) < 1e15 "
+        "THEN trunc(value)::bigint::text || '.0' ELSE value::text END, "
+        "CASE WHEN unsure THEN 'True' ELSE 'False' END, position, rt_ms, server_rt_ms, "
+        """to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"') FROM ("""
+        "SELECT r.id, n.pseudonym, n.status, p.external_id, r.value, r.unsure, a.position, r.rt_ms, "
+        f"r.server_rt_ms, r.created_at FROM {rating} r JOIN {annotator} n ON n.id = r.annotator_id "
+        f"JOIN {prompt} p ON p.id = r.prompt_id JOIN {assignment} a ON a.id = r.assignment_id "
+        f"WHERE r.id IN ({ids_sql}) ORDER BY r.id) AS rows"
+    )
+    return sql, list(params)
+
+
+def ratings_csv_copy(queryset) -> Iterator[bytes]:
+    """PostgreSQL: the same CSV as `ratings_csv_lines`, made by `COPY (…) TO STDOUT` and passed on in
+    blocks of about COPY_BLOCK_BYTES: no Python object per row or cell, and memory stays flat."""
+    yield (",".join(CSV_COLUMNS) + "\n").encode()
+    sql, params = _copy_sql(queryset)
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        # PostgreSQL 12+ prints floats as the shortest text that reads back (as Python's repr does)
+        # unless extra_float_digits was turned down.
+        raw.execute("SELECT current_setting('extra_float_digits')::int")
+        digits = raw.fetchone()[0]
+        if digits < 1:
+            raw.execute("SET extra_float_digits = 1")
+        try:
+            pending, size = [], 0
+            with raw.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
+                for block in copy:
+                    pending.append(bytes(block))
+                    size += len(block)
+                    if size >= COPY_BLOCK_BYTES:
+                        yield b"".join(pending)
+                        pending, size = [], 0
+            if pending:
+                yield b"".join(pending)
+        finally:
+            if digits < 1:
+                raw.execute(f"SET extra_float_digits = {int(digits)}")
 
 
 class RatingViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
@@ -189,9 +256,11 @@ class RatingViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def export_csv(self, request, *args, **kwargs):
         study = self.get_study()
         queryset = self.filter_queryset(Rating.objects.filter(annotator__study=study, prompt__isnull=False))
-        response = StreamingHttpResponse(
-            ratings_csv_lines(queryset, study=study), content_type="text/csv; charset=utf-8"
-        )
+        if connection.vendor == "postgresql":
+            lines = ratings_csv_copy(queryset)
+        else:
+            lines = ratings_csv_lines(queryset, study=study)
+        response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{study.slug}-ratings.csv"'
         return response
 

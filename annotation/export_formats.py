@@ -4,8 +4,8 @@
   one JSON object keyed by item id, each item with its `text`, `annotators` (comma-separated ids),
   `annotations` (annotator id → label), `number of annotators`, `number of annotations`, a
   `soft_label` (here a distribution over 10 equal bins of the study's scale), a `hard_label`, `split`
-  and `other_info`; plus an annotator-metadata file keyed by annotator id, and a metadata file that
-  says how the labels were made.
+  (null: studies define no split) and `other_info`; plus an annotator-metadata file keyed by
+  annotator id, and a metadata file that says how the labels were made.
 - **Dataset hub**: a zip of Parquet tables (ratings, annotators, prompts) under `data/` and a
   `README.md` dataset card whose YAML header the hub reads (licence, configs, features).
 
@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from .models import Annotator, Prompt, Study
+from .models import Annotator, Study
 from .selectors import annotator_id_chunks, annotators_frame, prompts_frame, rating_rows, ratings_parts
 
 Progress = Callable[[float, str], None]
@@ -99,16 +99,6 @@ def _annotation_text(value: float, unsure: bool) -> str:
     return UNSURE_LABEL if unsure or value != value else _number(value)
 
 
-def _prompt_splits(study: Study) -> dict[int, str]:
-    """A prompt's split, when its bank gave one (a text `split` in its features)."""
-    splits = {}
-    for pk, features in Prompt.objects.filter(study=study).values_list("id", "features"):
-        split = (features or {}).get("split")
-        if isinstance(split, str) and split:
-            splits[pk] = split
-    return splits
-
-
 def _json_value(value):
     """A cell for JSON: NaN and pandas' missing values become null, numpy scalars plain numbers."""
     if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
@@ -128,7 +118,6 @@ def export_lewidi(study: Study, out: Path, progress: Progress) -> list[Path]:
     progress(0.1, "reading ratings")
     rows = rating_rows(study=study)
     people = annotators_frame(study=study)
-    splits = _prompt_splits(study)
     excluded = set(people.index[people["annotator_status"] == Annotator.Status.EXCLUDED])
     progress(0.5, "grouping ratings by item")
 
@@ -159,7 +148,7 @@ def export_lewidi(study: Study, out: Path, progress: Progress) -> list[Path]:
             "annotations": annotations,
             "hard_label": hard_label(distribution),
             "soft_label": distribution,
-            "split": splits.get(pk),
+            "split": None,  # a study's prompts carry no train/dev/test split (yet)
             "other_info": {
                 "harm_level": _json_value(prompt["harm_level"]),
                 "number of unsure": sum(1 for v in annotations.values() if v == UNSURE_LABEL),
@@ -210,7 +199,7 @@ def export_lewidi(study: Study, out: Path, progress: Progress) -> list[Path]:
             "empty": "null when no rating is left to count",
         },
         "hard_label": "the bin with the most ratings in the soft label; null when bins tie",
-        "split": "the split the prompt bank gave the item, else null",
+        "split": "null: the study defines no train/dev/test split of its prompts",
         "files": [LEWIDI_ITEMS, LEWIDI_ANNOTATORS, LEWIDI_METADATA],
         "counts": {
             "items": len(items),

@@ -16,6 +16,7 @@ BENCHMARKS = {
     "prediction": "bench.prediction",
     "steering": "bench.steering",
     "load": "bench.load",
+    "stream": "bench.stream",
 }
 
 
