@@ -500,3 +500,14 @@ def test_unknown_licence_is_refused_in_the_page(api, hand):
     )
     assert response.status_code == 400 and b"unknown licence" in response.content
     assert response["HX-Retarget"] == "#htmx-error" and Job.objects.count() == 0
+
+
+def test_export_study_command_writes_the_hub_with_a_licence(hand, tmp_path):
+    from django.core.management import call_command
+
+    call_command(
+        "export_study", "hand", "--format", "hub", "--out", str(tmp_path), "--license", "mit", stdout=io.StringIO()
+    )
+    card = zipfile.ZipFile(tmp_path / "dataset-hub.zip").read("dataset-hub/README.md").decode()
+    assert yaml.safe_load(card[4:].split("\n---\n", 1)[0])["license"] == "mit"
+    assert json.loads((tmp_path / "manifest.json").read_text())["license"] == "mit"
