@@ -11,6 +11,7 @@ leading `'` (OWASP, CSV injection). The release format, Parquet and JSON lines s
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -44,7 +45,6 @@ from .selectors import (
     annotators_frame,
     prompts_frame,
     rating_rows,
-    ratings_frame,
     ratings_parts,
 )
 
@@ -256,12 +256,23 @@ class _LongText:
         return "".join(["{" + ",".join(row) + "}\n" for row in zip(*pieces)])
 
 
+def _with_review_columns(parts: RatingsParts) -> RatingsParts:
+    """The long formats' annotator columns start with `status` and `exclusion_reason`: excluded
+    annotators stay in every export (analyses filter them; nothing is deleted). Should a demographic or
+    trait column already be called `status`, the status keeps its name `annotator_status`."""
+    people = parts.people
+    rest = [c for c in parts.trait_columns if c not in ("annotator_status", "exclusion_reason")]
+    status = "annotator_status" if "status" in people.columns else "status"
+    people = people.rename(columns={"annotator_status": status})
+    return dataclasses.replace(parts, people=people, trait_columns=[status, "exclusion_reason", *rest])
+
+
 def _long_parts(study: Study):
     prompts = prompts_frame(study=study)
     for ids in annotator_id_chunks(study=study, size=LONG_CHUNK_ANNOTATORS):
         parts = ratings_parts(study=study, annotator_ids=ids, prompts=prompts)
         if len(parts.base):
-            yield parts
+            yield _with_review_columns(parts)
 
 
 def _export_long(study: Study, out: Path, fmt: str, progress: Progress) -> list[Path]:
@@ -288,7 +299,8 @@ def _export_long(study: Study, out: Path, fmt: str, progress: Progress) -> list[
             progress(min(0.95, done / total), f"{n_rows:,} rows written")
     if fmt == "parquet":
         if writer is None:
-            pq.write_table(pa.Table.from_pandas(ratings_frame(study=study), preserve_index=False), path)
+            empty = _with_review_columns(ratings_parts(study=study)).frame()
+            pq.write_table(pa.Table.from_pandas(empty, preserve_index=False), path)
         else:
             writer.close()
     return [path]

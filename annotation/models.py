@@ -298,3 +298,23 @@ class Upload(models.Model):
 
     def __str__(self) -> str:
         return f"{self.study_id}/{self.kind}/{self.pk}"
+
+
+class AnnotatorStatusChange(models.Model):
+    """One review decision on an annotator (excluded or reinstated by a researcher), kept for good: the
+    annotator's page shows the history, and a reinstatement restores the status recorded here."""
+
+    annotator = models.ForeignKey(Annotator, on_delete=models.CASCADE, related_name="status_changes")
+    from_status = models.CharField(max_length=16, choices=Annotator.Status.choices)
+    to_status = models.CharField(max_length=16, choices=Annotator.Status.choices)
+    reason = models.CharField(max_length=200)
+    # The exclusion reason this decision replaced (e.g. "failed 2 attention checks" on reinstating).
+    previous_reason = models.CharField(max_length=200, blank=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["annotator", "created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.annotator}: {self.from_status} -> {self.to_status}"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import datasets, research
+from .views import datasets, participants, research
 
 app_name = "annotation"
 urlpatterns = [
@@ -8,4 +8,25 @@ urlpatterns = [
     path("studies/<slug:slug>/", research.study_detail, name="study_detail"),
     path("studies/<slug:slug>/export/", research.export_start, name="export_start"),
     path("studies/<slug:slug>/datasets/", datasets.datasets, name="datasets"),
+    path("studies/<slug:slug>/participants/", participants.participants, name="participants"),
+    path("studies/<slug:slug>/participants.csv", participants.participants_csv, name="participants_csv"),
+    path("studies/<slug:slug>/participants/lookup/", participants.recruitment_lookup_page, name="recruitment_lookup"),
+    path(
+        "studies/<slug:slug>/participants/lookup/verdicts.csv",
+        participants.recruitment_lookup_csv,
+        name="recruitment_lookup_csv",
+    ),
+    path(
+        "studies/<slug:slug>/participants/<str:pseudonym>/", participants.participant_detail, name="participant_detail"
+    ),
+    path(
+        "studies/<slug:slug>/participants/<str:pseudonym>/exclude/",
+        participants.participant_exclude,
+        name="participant_exclude",
+    ),
+    path(
+        "studies/<slug:slug>/participants/<str:pseudonym>/reinstate/",
+        participants.participant_reinstate,
+        name="participant_reinstate",
+    ),
 ]

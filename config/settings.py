@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_filters",
     "django_htmx",
+    "django_tables2",
     "axes",
     "csp",
     "drf_spectacular_sidecar",

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import DefaultRouter
 
 from annotation.api import PromptViewSet, StudyViewSet
+from annotation.api_annotators import AnnotatorViewSet
 from annotation.api_ratings import RatingViewSet
 from benchmark.api import PredictionsUploadView
 from config.health import healthz, healthz_live
@@ -31,6 +32,17 @@ urlpatterns = [
         "api/studies/<slug:slug>/prompts/",
         PromptViewSet.as_view({"get": "list"}),
         name="study-prompts",
+    ),
+    path("api/studies/<slug:slug>/annotators/", AnnotatorViewSet.as_view({"get": "list"}), name="study-annotators"),
+    path(
+        "api/studies/<slug:slug>/annotators/<str:pseudonym>/exclude/",
+        AnnotatorViewSet.as_view({"post": "exclude"}),
+        name="study-annotator-exclude",
+    ),
+    path(
+        "api/studies/<slug:slug>/annotators/<str:pseudonym>/reinstate/",
+        AnnotatorViewSet.as_view({"post": "reinstate"}),
+        name="study-annotator-reinstate",
     ),
     path("api/studies/<slug:slug>/ratings/", RatingViewSet.as_view({"get": "list"}), name="study-ratings"),
     path("api/studies/<slug:slug>/ratings.csv", RatingViewSet.as_view({"get": "export_csv"}), name="study-ratings-csv"),

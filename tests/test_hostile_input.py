@@ -198,7 +198,7 @@ def test_imported_hostile_prompts_come_back_exact_as_json(researcher, hostile_st
 def test_exports_neutralise_formula_cells_and_the_release_format_stays_exact(hostile_study, tmp_path):
     export_study(study=hostile_study, fmt="long-csv", out_dir=tmp_path / "long")
     long_text = (tmp_path / "long" / "ratings.csv").read_bytes().decode("utf-8")  # bare CR kept
-    assert_spreadsheet_safe(long_text, ["annotator", "prompt", "annotator_status", "Gender"])
+    assert_spreadsheet_safe(long_text, ["annotator", "prompt", "status", "exclusion_reason", "Gender"])
     assert set(csv_columns(long_text)["Gender"]) == {spreadsheet_safe(t) for t in HOSTILE_TEXTS.values()}
     # The release format reproduces what was imported, text for text (read back by the importer).
     export_study(study=hostile_study, fmt="pluriharms", out_dir=tmp_path / "release")

@@ -1,0 +1,288 @@
+"""Reads for the participants page, its CSV and the annotators API: one row per annotator with the
+figures a researcher reviews them by, one annotator's trials, and the recruitment-id lookup.
+
+`participants_table` reads the whole study in four queries whatever its size (annotators, their
+trials counted in the database, the prompt ratings, the questionnaires done) and computes the rest with
+pandas, so the table, the CSV download and the API share one definition of every column.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from django.db.models import Count, Q
+
+from config.errors import ApplicationError
+
+from .models import Annotator, Assignment, Study, SurveyResponse
+from .selectors import rating_rows
+from .services.recruitment import PLATFORM_ID, recruitment_hash
+
+# The columns of the table, the CSV and the API, in order, with what each one means.
+PARTICIPANT_COLUMNS = {
+    "pseudonym": "the annotator's pseudonym in this study",
+    "status": "new, consented, surveying, rating, completed, declined, returned or excluded",
+    "exclusion_reason": "why an excluded annotator was excluded (empty otherwise)",
+    "answered": "trials answered (prompts and attention checks)",
+    "assigned": "trials assigned (prompts and attention checks)",
+    "time_on_task_s": "seconds from consent to completion (to the last step while unfinished)",
+    "median_rt_s": "median response time of the prompt ratings, seconds (the browser's active time, "
+    "else the server's shown-to-saved time)",
+    "checks_passed": "attention checks passed",
+    "checks_failed": "attention checks failed",
+    "too_fast": "prompt ratings faster than the study's minimum seconds per rating",
+    "straight_lining": "share of prompt ratings, in trial order, identical to the one before "
+    "(Unsure after Unsure counts as identical)",
+    "surveys_done": "questionnaires of the study answered",
+    "surveys_required": "questionnaires the study asks for",
+    "agreement_r": "Pearson correlation, over the prompts the annotator rated, between their ratings and "
+    "the mean of the other non-excluded annotators' ratings of each prompt (leave-one-out consensus); "
+    "empty with fewer than 3 such prompts or no variance",
+}
+NUMERIC_COLUMNS = [c for c in PARTICIPANT_COLUMNS if c not in ("pseudonym", "status", "exclusion_reason")]
+
+
+def _seconds(start, end) -> float | None:
+    if start is None or end is None:
+        return None
+    return max(0.0, (end - start).total_seconds())
+
+
+def _none_if_nan(value):
+    if value is None:
+        return None
+    value = float(value)
+    return None if np.isnan(value) else value
+
+
+def _rating_figures(ratings: pd.DataFrame, excluded_ids: set[int], min_seconds: float) -> pd.DataFrame:
+    """Per annotator id (from the rows of `rating_rows`, ordered by annotator and trial): median_rt_s,
+    too_fast, straight_lining and agreement_r."""
+    columns = ["median_rt_s", "too_fast", "straight_lining", "agreement_r"]
+    if ratings.empty:
+        return pd.DataFrame(columns=columns, index=pd.Index([], name="annotator_id"))
+    frame = ratings.sort_values(["annotator_id", "trial"], kind="stable").reset_index(drop=True)
+    who = frame["annotator_id"]
+
+    rt = frame["rt_ms"].astype("Float64").fillna(frame["server_rt_ms"].astype("Float64"))
+    seconds = rt.astype(float) / 1000.0  # NaN where nothing was measured (e.g. imported ratings)
+    by_who = seconds.groupby(who)
+    median_rt = by_who.median()
+    too_fast = (seconds < min_seconds).groupby(who).sum()
+
+    # The same answer as the previous trial of the same annotator: equal values, or Unsure twice.
+    value = frame["rating"]
+    unsure = frame["unsure"].to_numpy()
+    same_who = who.eq(who.shift()).to_numpy()
+    same_value = (value.eq(value.shift()).to_numpy() & ~unsure & ~np.roll(unsure, 1)) | (unsure & np.roll(unsure, 1))
+    identical = pd.Series(same_who & same_value, index=frame.index)
+    pairs = pd.Series(same_who, index=frame.index).groupby(who).sum()
+    straight = identical.groupby(who).sum() / pairs.where(pairs > 0)
+
+    # Leave-one-out consensus from the annotators not excluded (an excluded one is compared to all of them).
+    rated = frame[~frame["unsure"]]
+    included = ~rated["annotator_id"].isin(excluded_ids)
+    sums = rated["rating"].where(included, 0.0).groupby(rated["prompt_id"]).sum()
+    counts = included.groupby(rated["prompt_id"]).sum().astype(float)
+    s = rated["prompt_id"].map(sums).to_numpy()
+    n = rated["prompt_id"].map(counts).to_numpy()
+    x = rated["rating"].to_numpy()
+    own = included.to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        others = np.where(own, (s - x) / (n - 1.0), s / n)
+    others = np.where((n - own) > 0, others, np.nan)
+    pairs_frame = pd.DataFrame({"who": rated["annotator_id"].to_numpy(), "x": x, "m": others}).dropna()
+    agreement = pd.Series(np.nan, index=median_rt.index)
+    if len(pairs_frame):
+        grouped = pairs_frame.groupby("who")
+        xd = pairs_frame["x"] - grouped["x"].transform("mean")
+        md = pairs_frame["m"] - grouped["m"].transform("mean")
+        sums_ = pd.DataFrame({"xy": xd * md, "xx": xd * xd, "yy": md * md, "n": 1.0}).groupby(pairs_frame["who"]).sum()
+        scale = np.sqrt(sums_["xx"] * sums_["yy"])
+        # Variance zero up to rounding (every rating the same) leaves r undefined, not ±1 of noise.
+        tiny = 1e-9 * sums_["n"]
+        ok = (sums_["n"] >= 3) & (sums_["xx"] > tiny) & (sums_["yy"] > tiny)
+        r = (sums_["xy"] / scale).where(ok).clip(-1.0, 1.0)
+        agreement = r.reindex(median_rt.index)
+    return pd.DataFrame(
+        {"median_rt_s": median_rt, "too_fast": too_fast, "straight_lining": straight, "agreement_r": agreement}
+    )
+
+
+def participants_table(*, study: Study, status: str | None = None) -> list[dict]:
+    """One dict per annotator of the study (in arrival order), with the keys of PARTICIPANT_COLUMNS.
+
+    Four queries, whatever the number of annotators and ratings. `status` keeps one status only.
+    Figures that cannot be computed (nothing rated, no timings) are None.
+    """
+    people = list(
+        Annotator.objects.filter(study=study)
+        .order_by("id")
+        .values_list("id", "pseudonym", "status", "exclusion_reason", "consented_at", "completed_at", "last_seen_at")
+    )
+    trials = {
+        row["annotator_id"]: row
+        for row in Assignment.objects.filter(annotator__study=study)
+        .values("annotator_id")
+        .annotate(
+            assigned=Count("id"),
+            answered=Count("rating"),
+            checks_passed=Count("id", filter=Q(kind=Assignment.Kind.ATTENTION, check_passed=True)),
+            checks_failed=Count("id", filter=Q(kind=Assignment.Kind.ATTENTION, check_passed=False)),
+        )
+        .order_by()
+    }
+    required = list(dict.fromkeys(study.instruments or []))
+    surveys_done: dict[int, int] = {}
+    if required:
+        surveys_done = dict(
+            SurveyResponse.objects.filter(annotator__study=study, instrument__key__in=required)
+            .values("annotator_id")
+            .annotate(n=Count("instrument__key", distinct=True))
+            .order_by()
+            .values_list("annotator_id", "n")
+        )
+    excluded = {pk for pk, _, st, *_ in people if st == Annotator.Status.EXCLUDED}
+    figures = _rating_figures(rating_rows(study=study), excluded, study.min_seconds_per_rating).to_dict("index")
+
+    rows = []
+    for pk, pseudonym, st, reason, consented_at, completed_at, last_seen_at in people:
+        if status and st != status:
+            continue
+        counts = trials.get(pk, {})
+        mine = figures.get(pk, {})
+        rows.append(
+            {
+                "pseudonym": pseudonym,
+                "status": st,
+                "exclusion_reason": reason if st == Annotator.Status.EXCLUDED else "",
+                "answered": counts.get("answered", 0),
+                "assigned": counts.get("assigned", 0),
+                "time_on_task_s": _seconds(consented_at, completed_at or last_seen_at),
+                "median_rt_s": _none_if_nan(mine.get("median_rt_s")),
+                "checks_passed": counts.get("checks_passed", 0),
+                "checks_failed": counts.get("checks_failed", 0),
+                "too_fast": int(mine.get("too_fast") or 0),
+                "straight_lining": _none_if_nan(mine.get("straight_lining")),
+                "surveys_done": surveys_done.get(pk, 0),
+                "surveys_required": len(required),
+                "agreement_r": _none_if_nan(mine.get("agreement_r")),
+            }
+        )
+    return rows
+
+
+def participants_frame(*, study: Study, status: str | None = None) -> pd.DataFrame:
+    """`participants_table` as a DataFrame with the columns of PARTICIPANT_COLUMNS (the CSV download)."""
+    frame = pd.DataFrame(participants_table(study=study, status=status), columns=list(PARTICIPANT_COLUMNS))
+    for column in NUMERIC_COLUMNS:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame
+
+
+def annotator_trials(*, annotator: Annotator) -> list[Assignment]:
+    """The annotator's trials in the order they were shown, each with its prompt and rating (one query);
+    `trial.answer` is the rating or None, `trial.rt_s` its response time in seconds (browser, else server)."""
+    trials = list(
+        Assignment.objects.filter(annotator=annotator).select_related("prompt", "rating").order_by("position")
+    )
+    for trial in trials:
+        try:
+            trial.answer = trial.rating
+        except Assignment.rating.RelatedObjectDoesNotExist:
+            trial.answer = None
+        ms = None if trial.answer is None else trial.answer.rt_ms
+        if ms is None and trial.answer is not None:
+            ms = trial.answer.server_rt_ms
+        trial.rt_s = None if ms is None else ms / 1000
+    return trials
+
+
+# ----------------------------------------------------------------------------- recruitment-id lookup
+
+LOOKUP_MAX_IDS = 5000
+_SEPARATORS = re.compile(r"[\s,;]+")
+
+
+@dataclass(frozen=True)
+class LookupRow:
+    recruitment_id: str
+    pseudonym: str
+    status: str
+    verdict: str
+
+
+VERDICTS = {
+    "approve": "completed the study",
+    "reject": "excluded for failing attention checks",
+    "review": "excluded by a researcher: decide by hand",
+    "pending": "still taking part",
+    "none": "returned or declined the study: nothing to review",
+    "unknown": "no annotator of this study has this id",
+}
+
+
+def _verdict(annotator: Annotator | None) -> str:
+    if annotator is None:
+        return "unknown"
+    S = Annotator.Status
+    if annotator.status == S.COMPLETED:
+        return "approve"
+    if annotator.status == S.EXCLUDED:
+        return "reject" if annotator.exclusion == Annotator.Exclusion.ATTENTION else "review"
+    if annotator.status in (S.RETURNED, S.DECLINED):
+        return "none"
+    return "pending"
+
+
+def recruitment_ids_parse(text: str) -> list[str]:
+    """The ids in pasted text (one a line as the platform lists them; commas, semicolons and spaces
+    also separate), in order, each once. Refuses, naming the line, what cannot be a recruitment id."""
+    text = str(text or "")
+    ids: list[str] = []
+    problems = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        for token in _SEPARATORS.split(line.strip()):
+            if not token:
+                continue
+            if not PLATFORM_ID.match(token):
+                problems.append({"line": number, "message": "not a recruitment id (letters, digits, _ and -, ≤ 64)"})
+                continue
+            ids.append(token)
+    if problems:
+        shown = "; ".join(f"line {p['line']}: {p['message']}" for p in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise ApplicationError(f"Some lines are not recruitment ids: {shown}{more}.", extra={"problems": problems})
+    unique = list(dict.fromkeys(ids))
+    if not unique:
+        raise ApplicationError("Paste at least one recruitment id, one a line.", extra={"field": "ids"})
+    if len(unique) > LOOKUP_MAX_IDS:
+        raise ApplicationError(f"{len(unique)} ids pasted; at most {LOOKUP_MAX_IDS} at a time.", extra={"field": "ids"})
+    return unique
+
+
+def recruitment_lookup(*, study: Study, ids: list[str]) -> list[LookupRow]:
+    """Each pasted id with its annotator's pseudonym, status and review verdict, found through the
+    keyed hash used at entry (one query). The ids are neither stored nor logged here."""
+    hashes = {recruitment_id: recruitment_hash(recruitment_id) for recruitment_id in ids}
+    found = {
+        a.recruitment_hash: a
+        for a in Annotator.objects.filter(study=study, recruitment_hash__in=set(hashes.values())).only(
+            "pseudonym", "status", "exclusion", "recruitment_hash"
+        )
+    }
+    rows = []
+    for recruitment_id, digest in hashes.items():
+        annotator = found.get(digest)
+        rows.append(
+            LookupRow(
+                recruitment_id=recruitment_id,
+                pseudonym=annotator.pseudonym if annotator else "",
+                status=annotator.status if annotator else "",
+                verdict=_verdict(annotator),
+            )
+        )
+    return rows

@@ -1,0 +1,82 @@
+"""The participants table (django-tables2): sorted and paginated on the rows of participants_table."""
+
+from __future__ import annotations
+
+import django_tables2 as tables
+from django.urls import reverse
+from django.utils.html import format_html
+
+PER_PAGE = 25
+
+
+def _number(value, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+class ParticipantsTable(tables.Table):
+    pseudonym = tables.Column(verbose_name="Pseudonym")
+    status = tables.Column(verbose_name="Status")
+    progress = tables.Column(
+        verbose_name="Progress", accessor="answered", order_by=("answered", "assigned"), attrs={"td": {"class": "num"}}
+    )
+    time_on_task_s = tables.Column(verbose_name="Time on task", attrs={"td": {"class": "num"}})
+    median_rt_s = tables.Column(verbose_name="Median RT (s)", attrs={"td": {"class": "num"}})
+    checks = tables.Column(
+        verbose_name="Checks passed / failed",
+        accessor="checks_failed",
+        order_by=("checks_failed", "checks_passed"),
+        attrs={"td": {"class": "num"}},
+    )
+    too_fast = tables.Column(verbose_name="Too fast", attrs={"td": {"class": "num"}})
+    straight_lining = tables.Column(verbose_name="Straight-lining", attrs={"td": {"class": "num"}})
+    surveys = tables.Column(
+        verbose_name="Surveys", accessor="surveys_done", order_by=("surveys_done",), attrs={"td": {"class": "num"}}
+    )
+    agreement_r = tables.Column(verbose_name="Agreement (r)", attrs={"td": {"class": "num"}})
+
+    class Meta:
+        template_name = "annotation/_participants_dt2.html"
+        attrs = {"class": "data", "id": "participants"}
+        empty_text = "No annotators yet."
+        orderable = True
+
+    def __init__(self, *args, study, **kwargs):
+        self.study = study
+        super().__init__(*args, **kwargs)
+
+    def render_pseudonym(self, value):
+        url = reverse("annotation:participant_detail", args=[self.study.slug, value])
+        return format_html('<a href="{}">{}</a>', url, value)
+
+    def render_status(self, value, record):
+        if record["exclusion_reason"]:
+            return format_html(
+                '<span class="badge {}">{}</span> <span class="muted">{}</span>',
+                value,
+                value,
+                record["exclusion_reason"],
+            )
+        return format_html('<span class="badge {}">{}</span>', value, value)
+
+    def render_progress(self, value, record):
+        return f"{record['answered']} / {record['assigned']}"
+
+    def render_time_on_task_s(self, value):
+        minutes, seconds = divmod(round(value), 60)
+        hours, minutes = divmod(minutes, 60)
+        return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+    def render_median_rt_s(self, value):
+        return _number(value, 1)
+
+    def render_checks(self, value, record):
+        return f"{record['checks_passed']} / {record['checks_failed']}"
+
+    def render_straight_lining(self, value):
+        return _number(value)
+
+    def render_surveys(self, value, record):
+        return f"{record['surveys_done']} / {record['surveys_required']}" if record["surveys_required"] else "—"
+
+    def render_agreement_r(self, value):
+        return _number(value)
