@@ -4,7 +4,8 @@ Levels, each including the ones before it:
 - "view": read every page of the study and download its data (exports included);
 - "edit": change the study and its prompts, review annotators, start jobs;
 - "own": manage collaborators, delete or hand over the study.
-Staff may do everything with every study; the owner owns; a collaborator has the role given to them.
+Staff may do everything with every study; the owner owns; a collaborator has the level of their role
+(viewer: "view", editor: "edit"; models.Collaborator).
 A study someone may not view is a 404, never a 403, so that the slugs of other researchers' studies are
 not revealed; one they may view but not change is a 403 that says which role is needed.
 """
@@ -18,9 +19,16 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
-from .models import Study
+from .models import Collaborator, Study
 
 LEVELS = ("view", "edit", "own")
+# A collaborator's role and the level it gives; the owner (and staff) have "own".
+ROLE_LEVEL = {Collaborator.Role.VIEWER: "view", Collaborator.Role.EDITOR: "edit"}
+# The roles that reach each level below "own" (which no role reaches).
+ROLES_AT_LEAST = {
+    need: [role for role, level in ROLE_LEVEL.items() if LEVELS.index(level) >= LEVELS.index(need)]
+    for need in ("view", "edit")
+}
 
 
 def _check_level(need: str) -> None:
@@ -37,7 +45,10 @@ def studies_for_user(user, need: str = "view") -> QuerySet[Study]:
         return Study.objects.all()
     if need == "own":
         return Study.objects.filter(owner=user)
-    return Study.objects.filter(Q(owner=user) | Q(collaborators=user)).distinct()
+    roles = ROLES_AT_LEAST[need]
+    return Study.objects.filter(
+        Q(owner=user) | Q(pk__in=Collaborator.objects.filter(user=user, role__in=roles).values("study_id"))
+    )
 
 
 def study_level(user, study: Study) -> str | None:
@@ -46,9 +57,8 @@ def study_level(user, study: Study) -> str | None:
         return None
     if user.is_staff or study.owner_id == user.pk:
         return "own"
-    if study.collaborators.filter(pk=user.pk).exists():
-        return "edit"
-    return None
+    role = Collaborator.objects.filter(study=study, user=user).values_list("role", flat=True).first()
+    return ROLE_LEVEL.get(role)
 
 
 def study_allows(user, study: Study, need: str = "view") -> bool:

@@ -4,7 +4,7 @@ from django.db import models
 from jobs.services import job_create
 
 from .exports import FORMATS
-from .models import Annotator, Assignment, Prompt, Rating, Study, SurveyInstrument, SurveyResponse, Upload
+from .models import Annotator, Assignment, Collaborator, Prompt, Rating, Study, SurveyInstrument, SurveyResponse, Upload
 
 
 def _export_action(fmt: str):
@@ -18,12 +18,22 @@ def _export_action(fmt: str):
     return action
 
 
+class CollaboratorInline(admin.TabularInline):
+    """The study's collaborators and their roles (viewer or editor; annotation/access.py)."""
+
+    model = Collaborator
+    extra = 0
+    fields = ["user", "role", "added_at"]
+    readonly_fields = ["added_at"]
+    raw_id_fields = ["user"]
+
+
 @admin.register(Study)
 class StudyAdmin(admin.ModelAdmin):
     list_display = ["slug", "title", "status", "design", "owner", "created_at"]
     list_filter = ["status", "design"]
     search_fields = ["slug", "title"]
-    filter_horizontal = ["collaborators"]
+    inlines = [CollaboratorInline]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     actions = [_export_action(fmt) for fmt in FORMATS]
 

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from . import surveys
 
@@ -74,7 +75,10 @@ class Study(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_studies"
     )
-    collaborators = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="studies")
+    # Researchers the owner shares the study with, each with a role (annotation.access decides what it allows).
+    collaborators = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Collaborator", blank=True, related_name="studies"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -104,6 +108,28 @@ class Study(models.Model):
             raise ValidationError(
                 {"prompts_per_annotator": "A partial design needs the number of prompts per annotator."}
             )
+
+
+class Collaborator(models.Model):
+    """A researcher the owner shares a study with, and what they may do (annotation/access.py)."""
+
+    class Role(models.TextChoices):
+        VIEWER = "viewer", "Viewer: read pages, download data and exports"
+        EDITOR = "editor", "Editor: also change the study and its prompts, review annotators, run jobs"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="collaborator_roles")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="collaborations")
+    # The least-privileged role unless one is given (`study.collaborators.add(user)` makes a viewer).
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    # A default rather than auto_now_add, so that a restored backup keeps the original time.
+    added_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["study", "added_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["study", "user"], name="collaborator_once_per_study")]
+
+    def __str__(self) -> str:
+        return f"{self.study_id}/{self.user_id}: {self.role}"
 
 
 class Prompt(models.Model):
@@ -281,7 +307,6 @@ class Upload(models.Model):
 
     class Kind(models.TextChoices):
         PREDICTIONS = "predictions", "Model predictions (CSV)"
-        PROMPTS = "prompts", "Prompt bank (CSV, JSONL or release prompts.csv)"
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="uploads")
     kind = models.CharField(max_length=32, choices=Kind.choices)

@@ -58,7 +58,8 @@ def _take_part(client, study):
 
 @pytest.fixture
 def full_study(small_study, researcher, outsider, client):
-    """The small release import, plus a live participant, a collaborator, an upload and jobs with files."""
+    """The small release import, plus a live participant, collaborators (an editor and a viewer), an
+    upload and jobs with files."""
     study = small_study
     Study.objects.filter(pk=study.pk).update(
         status=Study.Status.RECRUITING,
@@ -68,7 +69,9 @@ def full_study(small_study, researcher, outsider, client):
         meta={**study.meta, "note": "é ünïcode ✓"},
     )
     study.refresh_from_db()
-    study.collaborators.add(outsider)
+    study.collaborators.add(outsider, through_defaults={"role": "editor"})
+    viewer = get_user_model().objects.create_user("viewer", password="pw-viewer-1")
+    study.collaborators.add(viewer, through_defaults={"role": "viewer"})
     Prompt.objects.filter(study=study).update(harm_benefit_tree={"stakeholders": [{"name": "user", "harms": []}]})
     annotator = _take_part(client, study)
     assert annotator.ratings.count() == study.prompts.count() + 1
@@ -131,6 +134,8 @@ def test_round_trip_into_an_empty_database_is_byte_identical(full_study, tmp_pat
     first = _dump(full_study, tmp_path, "first.json", *extra)
     ratings = _ratings(full_study)
     annotators = list(full_study.annotators.order_by("pk").values())
+    collaborators = list(full_study.collaborator_roles.values_list("user__username", "role", "added_at"))
+    assert [c[:2] for c in collaborators] == [("outsider", "editor"), ("viewer", "viewer")]
     media = {
         p.relative_to(settings.MEDIA_ROOT): p.read_bytes() for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file()
     }
@@ -147,7 +152,7 @@ def test_round_trip_into_an_empty_database_is_byte_identical(full_study, tmp_pat
     assert _ratings(restored) == ratings
     assert list(restored.annotators.order_by("pk").values()) == annotators
     assert restored.owner.username == "researcher" and not restored.owner.has_usable_password()
-    assert [u.username for u in restored.collaborators.all()] == ["outsider"]
+    assert list(restored.collaborator_roles.values_list("user__username", "role", "added_at")) == collaborators
     assert SurveyResponse.objects.get().answers["Gender"] == "Woman"
     job = Job.objects.get(kind="benchmark")
     assert job.result == {"mae": 0.25, "rows": [1, 2.5, None]} and job.params["upload"] == Upload.objects.get().pk
@@ -176,7 +181,11 @@ def test_dump_is_canonical_json_with_files_recorded(full_study, tmp_path):
     files = {f["name"]: f for f in doc["files"]}
     assert files[upload.file.name] == {"name": upload.file.name, "sha256": upload.sha256, "size": len(PREDICTIONS)}
     assert doc["instruments"]["rows"][0][:2] == ["demographics", "1"]
-    assert sections["annotation.study"]["rows"][0][-1] == ["outsider"]  # collaborators, by username
+    # Collaborators are rows of their own, the user by username, the role kept.
+    assert "collaborators" not in sections["annotation.study"]["fields"]
+    collaborators = sections["annotation.collaborator"]
+    user, role = collaborators["fields"].index("user"), collaborators["fields"].index("role")
+    assert [(row[user], row[role]) for row in collaborators["rows"]] == [("outsider", "editor"), ("viewer", "viewer")]
     with_files = json.loads(_dump(full_study, tmp_path, "files.json", "--with-files"))
     assert all("content" in f for f in with_files["files"])
 
@@ -205,8 +214,27 @@ def test_missing_users_become_empty_with_a_warning(full_study, tmp_path, capsys)
     full_study.delete()
     get_user_model().objects.filter(username="outsider").delete()
     restored = _restore(tmp_path / "dump.json")
-    assert "no user 'outsider' here" in capsys.readouterr().err
-    assert restored.owner.username == "researcher" and not restored.collaborators.exists()
+    err = capsys.readouterr().err
+    assert "no user 'outsider' here" in err
+    assert "annotation.collaborator: 1 row(s) left out: they need user(s) 'outsider'" in err
+    assert restored.owner.username == "researcher"
+    assert list(restored.collaborator_roles.values_list("user__username", "role")) == [("viewer", "viewer")]
+
+
+def test_a_dump_from_before_collaborator_roles_restores_them_as_editors(full_study, tmp_path):
+    """Older dumps list collaborators as usernames in the study row (no roles then): they come back as
+    editors, the level they had, as migration 0004 made them."""
+    doc = json.loads(_dump(full_study, tmp_path))
+    doc["models"] = [s for s in doc["models"] if s["model"] != "annotation.collaborator"]
+    doc["models"][0]["fields"].append("collaborators")
+    doc["models"][0]["rows"][0].append(["outsider", "viewer"])
+    (tmp_path / "old.json").write_text(json.dumps(doc))
+    full_study.delete()
+    restored = _restore(tmp_path / "old.json")
+    assert sorted(restored.collaborator_roles.values_list("user__username", "role")) == [
+        ("outsider", "editor"),
+        ("viewer", "editor"),
+    ]
 
 
 def test_taken_ids_are_remapped_consistently(full_study, tmp_path, capsys):
@@ -245,8 +273,12 @@ def test_existing_slug_is_refused_and_nothing_written(full_study, tmp_path):
     assert _row_counts() == before
 
 
+def _section(doc, label):
+    return next(s for s in doc["models"] if s["model"] == label)
+
+
 def _tamper(doc, label, column, value):
-    section = next(s for s in doc["models"] if s["model"] == label)
+    section = _section(doc, label)
     section["rows"][-1][section["fields"].index(column)] = value
 
 
@@ -259,8 +291,8 @@ def _tamper(doc, label, column, value):
         (lambda raw: raw.replace(b'"version":1', b'"version":99'), "unknown dump version 99"),
         (lambda doc: _tamper(doc, "annotation.rating", "prompt", 10**9), "is no annotation.prompt row in the file"),
         (lambda doc: _tamper(doc, "annotation.rating", "created_at", "yesterday"), "created_at = 'yesterday'"),
-        (lambda doc: doc["models"][2]["fields"].append("shoe_size"), "shoe_size"),
-        (lambda doc: doc["models"][1]["rows"].append([1, 2]), "annotation.prompt row"),
+        (lambda doc: _section(doc, "annotation.annotator")["fields"].append("shoe_size"), "shoe_size"),
+        (lambda doc: _section(doc, "annotation.prompt")["rows"].append([1, 2]), "annotation.prompt row"),
         # Valid JSON the database itself refuses (a rating of 500): the rows written before it roll back.
         (lambda doc: _tamper(doc, "annotation.rating", "value", 500.0), "database refused"),
     ],

@@ -107,15 +107,21 @@ def _file_entry(storage, name: str, with_files: bool) -> dict:
 
 
 def _m2m_links(sections, dumped: dict[str, set], user_ids: set) -> dict[tuple[str, str], list[tuple[int, int]]]:
-    """(model, field) -> [(row id, user id)] for many-to-many fields (only links to users are held)."""
+    """(model, field) -> [(row id, user id)] for many-to-many fields (only links to users are held).
+    A field through a model of its own (study collaborators and their roles) is not listed here: that
+    model is a part, dumped with its rows."""
     links = {}
     for label, model, _, _ in sections:
         for f in model._meta.many_to_many:
+            through = f.remote_field.through
+            if not through._meta.auto_created:
+                if through._meta.label_lower not in dumped:
+                    raise BackupError(f"{label}.{f.name}: its through model {through._meta.label} is not a part")
+                continue
             if relation_kind(f) != "user":
                 raise BackupError(f"{label}.{f.name}: only many-to-many links to users can be dumped")
             source, target = f.m2m_column_name(), f.m2m_reverse_name()
-            through = f.remote_field.through._base_manager
-            pairs = list(through.filter(**{f"{source}__in": dumped[label]}).values_list(source, target))
+            pairs = list(through._base_manager.filter(**{f"{source}__in": dumped[label]}).values_list(source, target))
             user_ids.update(user for _, user in pairs)
             links[(label, f.name)] = pairs
     return links

@@ -23,6 +23,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 # study's primary key. tests/annotation/test_backup.py fails when a model hanging off Study is missing.
 PARTS: tuple[tuple[str, str], ...] = (
     ("annotation.study", "pk"),
+    ("annotation.collaborator", "study"),
     ("annotation.prompt", "study"),
     ("annotation.annotator", "study"),
     ("annotation.surveyresponse", "annotator__study"),
@@ -36,6 +37,10 @@ PART_LABELS = tuple(label for label, _ in PARTS)
 # Ids of dumped rows inside JSON fields: (model, field) -> {key: model the id belongs to}.
 JSON_REFERENCES = {("jobs.job", "params"): {"upload": "annotation.upload"}}
 INSTRUMENT_KEY = ("key", "version")
+# Many-to-many fields that once had no model of their own, which older dumps list as usernames in the
+# row: (model, field) -> the values their link rows get on restore. Collaborators had no role before
+# migration annotation 0004 and could change everything, so they come back as editors (as it made them).
+LEGACY_M2M_DEFAULTS = {("annotation.study", "collaborators"): {"role": "editor"}}
 
 
 class BackupError(ApplicationError):

@@ -24,6 +24,7 @@ from .format import (
     GZIP_MAGIC,
     INSTRUMENT_KEY,
     JSON_REFERENCES,
+    LEGACY_M2M_DEFAULTS,
     PART_LABELS,
     VERSION,
     BackupError,
@@ -250,6 +251,7 @@ def _write(doc, sections, instruments, files, create_users, report: RestoreRepor
     kept = []
     for section in sections:
         model = section.model
+        _rows_without_their_user(section, users, report.warnings)
         remap = _ids_taken(model, [row[section.pk_index] for row in section.rows])
         objs = [model(**_attrs(section, row, remap, id_maps, users, instrument_ids)) for row in section.rows]
         with _raw_timestamps(model):
@@ -265,8 +267,9 @@ def _write(doc, sections, instruments, files, create_users, report: RestoreRepor
         for offset, f in enumerate(section.m2m, start=len(section.fields)):
             through = f.remote_field.through
             source, target = f"{f.m2m_field_name()}_id", f"{f.m2m_reverse_field_name()}_id"
+            defaults = LEGACY_M2M_DEFAULTS.get((section.label, f.name), {})
             through._base_manager.bulk_create(
-                through(**{source: obj.pk, target: users[name]})
+                through(**{source: obj.pk, target: users[name]}, **defaults)
                 for obj, row in zip(objs, section.rows)
                 for name in row[offset]
                 if users.get(name) is not None
@@ -280,12 +283,31 @@ def _write(doc, sections, instruments, files, create_users, report: RestoreRepor
     report.study = Study.objects.get(slug=doc["study"])
 
 
+def _rows_without_their_user(section: _Section, users: dict[str, int], warnings: list[str]) -> None:
+    """Leave out the rows that need a user this database does not have (a collaborator whose account
+    is not here); a warning says how many. Rows of other parts that point to them are refused later."""
+    required = [i for i, (f, kind) in enumerate(zip(section.fields, section.kinds)) if kind == "user" and not f.null]
+    if not required:
+        return
+    kept = [row for row in section.rows if all(users.get(row[i]) is not None for i in required)]
+    if len(kept) != len(section.rows):
+        missing = sorted({row[i] for row in section.rows for i in required if users.get(row[i]) is None})
+        warnings.append(
+            f"{section.label}: {len(section.rows) - len(kept)} row(s) left out: they need user(s) "
+            f"{', '.join(map(repr, missing))}, who are not here (restore with create_users to keep them)"
+        )
+        section.rows = kept
+
+
 def _attrs(section: _Section, row: list, remap: bool, id_maps, users, instrument_ids) -> dict:
     """A row's values by attribute name, its references translated to the ids of this database."""
     attrs = {}
     for f, kind, value in zip(section.fields, section.kinds, row):
         if value is not None and kind == "row":
-            value = id_maps[f.related_model._meta.label_lower][value]
+            target = f.related_model._meta.label_lower
+            if value not in id_maps[target]:
+                raise BackupError(f"{section.label}.{f.name} = {value} is a {target} row that was left out")
+            value = id_maps[target][value]
         elif value is not None and kind == "user":
             value = users.get(value)
         elif value is not None and kind == "instrument":
