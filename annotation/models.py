@@ -307,6 +307,7 @@ class Upload(models.Model):
 
     class Kind(models.TextChoices):
         PREDICTIONS = "predictions", "Model predictions (CSV)"
+        PROMPTS = "prompts", "Prompt bank (CSV, JSONL or release prompts.csv)"
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="uploads")
     kind = models.CharField(max_length=32, choices=Kind.choices)

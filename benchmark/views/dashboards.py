@@ -21,6 +21,7 @@ from jobs.models import Job
 from jobs.services import job_create
 
 from .. import figures
+from ..science.harm_benefit import TreeError, tree_by_action
 from ..selectors import job_in_progress, job_latest_succeeded
 
 
@@ -229,6 +230,17 @@ def agreement_csv(request, slug: str, name: str):
     return response
 
 
+def _tree_context(tree) -> dict:
+    """The prompt's harm-benefit tree for the page: grouped by action (`tree_actions`), or, for a stored tree
+    that does not follow the schema, its JSON (`tree_raw`) and the reason (`tree_error`)."""
+    if not tree:
+        return {"tree_actions": None}
+    try:
+        return {"tree_actions": tree_by_action(tree)}
+    except (TreeError, RecursionError) as exc:
+        return {"tree_actions": None, "tree_raw": json.dumps(tree, indent=2), "tree_error": str(exc)}
+
+
 @require_GET
 @login_required
 def prompt_detail(request, slug: str, external_id: str):
@@ -270,7 +282,7 @@ def prompt_detail(request, slug: str, external_id: str):
                 )
             ),
         },
-        "tree": json.dumps(prompt.harm_benefit_tree, indent=2) if prompt.harm_benefit_tree else None,
+        **_tree_context(prompt.harm_benefit_tree),
     }
     template = "benchmark/_prompt_histogram.html" if request.htmx else "benchmark/prompt_detail.html"
     return render(request, template, context)

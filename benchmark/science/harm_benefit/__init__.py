@@ -58,6 +58,7 @@ from .schema import (
     action_category,
     load_example_tree,
     load_taxonomy,
+    tree_by_action,
     tree_validate,
 )
 from .simulate import random_trees
@@ -95,6 +96,7 @@ __all__ = [
     "load_taxonomy",
     "random_trees",
     "steer",
+    "tree_by_action",
     "tree_scores",
     "tree_validate",
 ]

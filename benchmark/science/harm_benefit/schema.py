@@ -194,6 +194,24 @@ def tree_validate(obj: Any) -> list[dict]:
     return entries
 
 
+def tree_by_action(obj: Any) -> list[dict]:
+    """A tree regrouped for reading, as SafetyAnalyst draws it: action → stakeholder → effects.
+
+    Returns ``[{"action", "kind" ("harm" | "benefit"), "category", "stakeholders": [{"stakeholder",
+    "effects": [...]}]}]`` in the order actions first appear; the tree is validated first (TreeError).
+    """
+    actions: dict[tuple[str, str], dict] = {}
+    for entry in tree_validate(obj):
+        for kind, key in (("harm", "harms"), ("benefit", "benefits")):
+            for action in entry[key]:
+                node = actions.setdefault(
+                    (kind, action["action"]),
+                    {"action": action["action"], "kind": kind, "category": action.get("category"), "stakeholders": []},
+                )
+                node["stakeholders"].append({"stakeholder": entry["stakeholder"], "effects": action["effects"]})
+    return list(actions.values())
+
+
 @functools.lru_cache(maxsize=1)
 def load_taxonomy() -> dict:
     return json.loads(TAXONOMY_PATH.read_text())

@@ -31,7 +31,7 @@ from .columns import (
     rating_column,
     trial_column,
 )
-from .read import Release, ReleaseFormatError, release_read
+from .read import Release, ReleaseFormatError, prompts_read, release_read
 
 # The PluriHarms release vendored with the product.
 RELEASE_DIR = Path(__file__).resolve().parents[2] / "datasets" / "pluriharms"
@@ -55,6 +55,7 @@ __all__ = [
     "annotator_id",
     "feature_columns",
     "is_feature_column",
+    "prompts_read",
     "rating_column",
     "release_read",
     "trial_column",

@@ -45,10 +45,12 @@ MAX_TRIAL_POSITION = 2**31 - 1
 
 
 class ReleaseFormatError(ValueError):
-    """A release directory that does not hold the format; `problems` lists every problem found."""
+    """A release directory that does not hold the format; `problems` lists every problem found, and
+    `records` the same problems as (file, row, column, message) tuples when the reader made them."""
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str], records: list[tuple[str, int | None, str | None, str]] | None = None):
         self.problems = list(problems)
+        self.records = list(records or [])
         shown = self.problems[:MAX_SHOWN_PROBLEMS]
         more = len(self.problems) - len(shown)
         super().__init__("\n".join(shown) + (f"\n… and {more} more problem(s)" if more > 0 else ""))
@@ -84,8 +86,10 @@ class Release:
 @dataclass
 class _Problems:
     items: list[str] = field(default_factory=list)
+    records: list[tuple[str, int | None, str | None, str]] = field(default_factory=list)
 
     def add(self, file: str, message: str, row: int | None = None, column: str | None = None) -> None:
+        self.records.append((file, row, column, message))
         where = file
         if row is not None:
             where += f", row {row}"
@@ -95,7 +99,7 @@ class _Problems:
 
     def raise_if_any(self) -> None:
         if self.items:
-            raise ReleaseFormatError(self.items)
+            raise ReleaseFormatError(self.items, self.records)
 
 
 def _read_csv(path: Path, problems: _Problems) -> pd.DataFrame | None:
@@ -103,7 +107,10 @@ def _read_csv(path: Path, problems: _Problems) -> pd.DataFrame | None:
     if not path.exists():
         problems.add(name, f"file not found in {path.parent.name or '.'}")
         return None
-    raw = path.read_bytes()
+    return _read_csv_bytes(name, path.read_bytes(), problems)
+
+
+def _read_csv_bytes(name: str, raw: bytes, problems: _Problems) -> pd.DataFrame | None:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -203,8 +210,9 @@ def _number_block(frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, 
     )
 
 
-def _parse_prompts(frame: pd.DataFrame, problems: _Problems) -> tuple[pd.DataFrame, list[str]] | None:
-    name = PROMPTS_FILE
+def _parse_prompts(
+    frame: pd.DataFrame, problems: _Problems, name: str = PROMPTS_FILE
+) -> tuple[pd.DataFrame, list[str]] | None:
     required = [PROMPT_ID, PROMPT_TEXT, HARM_LEVEL]
     missing = [c for c in required if c not in frame.columns]
     if missing:
@@ -380,3 +388,15 @@ def release_read(directory: str | Path) -> Release:
     assert parsed_prompts is not None and parsed_annotations is not None
     prompts, features = parsed_prompts
     return Release(prompts, features, *parsed_annotations)
+
+
+def prompts_read(raw: bytes, *, name: str = PROMPTS_FILE) -> tuple[pd.DataFrame, list[str]]:
+    """Read and validate the bytes of a release's prompt file alone (a prompt bank in the release format):
+    the frame as `Release.prompts` and its feature columns. Raises `ReleaseFormatError` naming every bad cell
+    (rows counted from 1 under the header, as everywhere in this reader)."""
+    problems = _Problems()
+    frame = _read_csv_bytes(name, raw, problems)
+    parsed = _parse_prompts(frame, problems, name) if frame is not None else None
+    problems.raise_if_any()
+    assert parsed is not None
+    return parsed
