@@ -113,3 +113,23 @@ def test_study_list_does_not_grow_with_studies(client, researcher, small_study):
     n, response = count(lambda: client.get(reverse("annotation:study_list")))
     assert response.status_code == 200
     assert n <= 4, n
+
+
+def test_participants_page_and_api_do_not_grow_with_annotators(client, researcher, small_study, release_study):
+    # 4 annotators × 5 prompts and 100 × 150: the same queries for the page, its CSV and the API list
+    # (annotation.participants.participants_table reads the study in four).
+    client.force_login(researcher)
+    api = APIClient()
+    api.force_authenticate(researcher)
+    counts = {}
+    for study in (small_study, release_study):
+        page, response = count(lambda s=study: client.get(reverse("annotation:participants", args=[s.slug])))
+        assert response.status_code == 200
+        download, response = count(lambda s=study: client.get(reverse("annotation:participants_csv", args=[s.slug])))
+        assert response.status_code == 200
+        listed, response = count(lambda s=study: api.get(f"/api/studies/{s.slug}/annotators/"))
+        assert response.status_code == 200
+        counts[study.slug] = (page, download, listed)
+    assert counts["small"] == counts["pluriharms"], counts
+    page, download, listed = counts["small"]
+    assert page <= 6 and download <= 6 and listed <= 4, counts
