@@ -40,4 +40,5 @@ def export_run(job: Job, progress: Progress) -> dict:
     return {"format": job.params["format"], "files": [p.name for p in paths]}
 
 
-EXPORT = JobKind(name="export", label="Dataset export", params=ExportParams, handler=export_run)
+# A viewer may export: downloading the data is part of "view" (annotation/access.py).
+EXPORT = JobKind(name="export", label="Dataset export", params=ExportParams, handler=export_run, need="view")

@@ -6,9 +6,9 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.access import studies_for_user
+from annotation.access import get_study_for_user
+from annotation.api_ratings import ERROR
 from annotation.models import Upload
-from config.errors import ApplicationError
 
 from .uploads import predictions_upload_save
 
@@ -30,12 +30,16 @@ class PredictionsUploadView(APIView):
     """Upload a predictions CSV to a study; start a benchmark job with {"predictors": ["uploaded"], "upload": id}."""
 
     parser_classes = [MultiPartParser]
+    # The access level on the study each method needs (the permission-matrix test reads it): an upload
+    # is a change to the study.
+    study_access = {"post": "edit"}
 
-    @extend_schema(request={"multipart/form-data": PredictionsUploadRequest}, responses={201: UploadSerializer})
+    @extend_schema(
+        request={"multipart/form-data": PredictionsUploadRequest},
+        responses={201: UploadSerializer, 400: ERROR, 403: ERROR, 404: ERROR},
+    )
     def post(self, request, slug: str):
-        study = studies_for_user(request.user).filter(slug=slug).first()
-        if study is None:
-            raise ApplicationError("no such study", extra={"field": "study"}, status_code=404)
+        study = get_study_for_user(request.user, slug, self.study_access["post"])
         payload = PredictionsUploadRequest(data=request.data)
         payload.is_valid(raise_exception=True)
         upload = predictions_upload_save(study=study, upload=payload.validated_data["file"], user=request.user)

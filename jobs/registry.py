@@ -7,6 +7,9 @@ An app registers each of its kinds in `AppConfig.ready()`:
 `params` is a `jobs.params.StrictParams` serializer (unknown keys are refused); `handler(job, progress)`
 does the work and returns the JSON result, calling `progress(fraction, message)` as it goes. The app
 that owns studies also says who may see them (`access_set`), so that this app never imports it.
+
+Access levels are the study app's ("view", "edit", "own"): a kind says which one starting it needs
+(`need`, "edit" unless it only reads the study, as an export does, which a viewer may start).
 """
 
 from __future__ import annotations
@@ -32,10 +35,13 @@ class JobKind:
     label: str
     params: type[StrictParams]
     handler: Callable[[Job, Progress], dict]
+    # The access level on the study that starting a job of this kind needs: "edit" by default; "view"
+    # for a kind that only reads the study and writes files (an export).
+    need: str = "edit"
 
 
 _KINDS: dict[str, JobKind] = {}
-_studies_for_user: Callable[[Any], QuerySet] | None = None
+_studies_for_user: Callable[[Any, str], QuerySet] | None = None
 
 
 def register(kind: JobKind) -> JobKind:
@@ -63,13 +69,14 @@ def kind_label(name: str) -> str:
     return kind.label if kind else name
 
 
-def access_set(studies_for_user: Callable[[Any], QuerySet]) -> None:
-    """Say which studies a user may see (their jobs follow the same rule)."""
+def access_set(studies_for_user: Callable[[Any, str], QuerySet]) -> None:
+    """Say which studies a user may act on: `studies_for_user(user, need)` with need "view" (see the study
+    and its jobs), "edit" or "own"."""
     global _studies_for_user
     _studies_for_user = studies_for_user
 
 
-def studies_for_user(user) -> QuerySet:
+def studies_for_user(user, need: str = "view") -> QuerySet:
     if _studies_for_user is None:
         raise RuntimeError("no study access rule registered (the annotation app registers it in ready())")
-    return _studies_for_user(user)
+    return _studies_for_user(user, need)

@@ -28,3 +28,9 @@ def artifact_download(request, job_id: int, name: str):
     return FileResponse(
         artifact.file.open("rb"), as_attachment=True, filename=artifact.name, content_type=artifact.content_type
     )
+
+
+# The access level on the job's study each view needs ("view": the study's jobs are readable by all who
+# may see it), recorded as annotation.access.study_view does (this app does not import annotation); the
+# permission-matrix test reads it from the URL resolver.
+job_detail.study_access = artifact_download.study_access = "view"

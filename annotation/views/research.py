@@ -22,6 +22,10 @@ def study_list(request):
     return render(request, "annotation/study_list.html", {"studies": studies})
 
 
+# No study: any signed-in researcher sees the list of theirs (the permission matrix reads the declaration).
+study_list.study_access = None
+
+
 @require_GET
 @study_view("view")
 def study_detail(request, study):

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from annotation.access import get_study_for_user
+from annotation.access import study_view
 from annotation.exports import spreadsheet_csv, spreadsheet_safe
 from annotation.selectors import study_overview as study_overview_data
 from config.errors import ApplicationError, error_response
@@ -37,10 +36,9 @@ def csv_response(filename: str, rows) -> HttpResponse:
 
 
 @require_GET
-@login_required
-def study_overview(request, slug: str):
+@study_view("view")
+def study_overview(request, study):
     """Live collection dashboard; the panels poll themselves through htmx."""
-    study = get_study_for_user(request.user, slug)
     overview = study_overview_data(study=study)
     context = {
         "study": study,
@@ -68,9 +66,8 @@ OVERVIEW_TABLES = {
 
 
 @require_GET
-@login_required
-def study_overview_csv(request, slug: str, name: str):
-    study = get_study_for_user(request.user, slug)
+@study_view("view")
+def study_overview_csv(request, study, name: str):
     if name not in OVERVIEW_TABLES:
         raise Http404("No such table")
     header, rows = OVERVIEW_TABLES[name](study_overview_data(study=study))
@@ -128,10 +125,9 @@ def _agreement_figures(study, report: dict) -> dict:
 
 
 @require_GET
-@login_required
-def agreement_dashboard(request, slug: str):
+@study_view("view")
+def agreement_dashboard(request, study):
     """The harm × agreement plane and reliability, from the latest finished report job."""
-    study = get_study_for_user(request.user, slug)
     job, report = latest_report(study)
     running = job_in_progress(study=study, kind="analysis")
     quadrants = {}
@@ -152,9 +148,8 @@ def agreement_dashboard(request, slug: str):
 
 
 @require_POST
-@login_required
-def analysis_start(request, slug: str):
-    study = get_study_for_user(request.user, slug)
+@study_view("edit")
+def analysis_start(request, study):
     try:
         job = job_create(kind="analysis", study=study, params={}, user=request.user)
     except ApplicationError as exc:
@@ -177,11 +172,10 @@ def _report_rows(job: Job, report: dict, name: str) -> list[dict]:
 
 
 @require_GET
-@login_required
-def agreement_csv(request, slug: str, name: str):
+@study_view("view")
+def agreement_csv(request, study, name: str):
     """A report table as CSV for a spreadsheet: text cells that start like a formula are neutralised
     (annotation.exports.spreadsheet_csv), so the table is built from the report, not the job's raw CSV."""
-    study = get_study_for_user(request.user, slug)
     if name not in AGREEMENT_TABLES:
         raise Http404("No such table")
     job, report = latest_report(study)
@@ -242,10 +236,9 @@ def _tree_context(tree) -> dict:
 
 
 @require_GET
-@login_required
-def prompt_detail(request, slug: str, external_id: str):
+@study_view("view")
+def prompt_detail(request, study, external_id: str):
     """One prompt: its rating histogram overall and by a demographic group, its features and tree."""
-    study = get_study_for_user(request.user, slug)
     prompt = get_object_or_404(study.prompts, external_id=external_id)
     ratings = list(
         prompt.ratings.filter(unsure=False)

@@ -2,12 +2,11 @@
 
 from urllib.parse import quote
 
-from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from annotation.access import get_study_for_user
+from annotation.access import study_view
 from config.errors import ApplicationError, error_response
 from jobs.models import Job
 
@@ -70,10 +69,9 @@ def latest_benchmark(study) -> Job | None:
 
 
 @require_GET
-@login_required
-def leaderboard(request, slug: str):
+@study_view("view")
+def leaderboard(request, study):
 
-    study = get_study_for_user(request.user, slug)
     job = latest_benchmark(study)
     results = (job.result or {}).get("results", []) if job else []
     running = job_in_progress(study=study, kind="benchmark")
@@ -92,11 +90,10 @@ def leaderboard(request, slug: str):
 
 
 @require_POST
-@login_required
-def benchmark_start(request, slug: str):
+@study_view("edit")
+def benchmark_start(request, study):
     """Start a benchmark job; an uploaded predictions CSV is validated first and scored as 'uploaded'."""
 
-    study = get_study_for_user(request.user, slug)
     params = {
         "predictors": request.POST.getlist("predictors"),
         "splits": request.POST.get("splits", "10"),
@@ -173,9 +170,8 @@ def _steering_model_or_error(request, study, *, version: str | None = None):
 
 
 @require_GET
-@login_required
-def steering(request, slug: str):
-    study = get_study_for_user(request.user, slug)
+@study_view("view")
+def steering(request, study):
     found, error = _steering_model_or_error(request, study)
     if error:
         return error
@@ -186,10 +182,9 @@ def steering(request, slug: str):
 
 
 @require_POST
-@login_required
-def steering_score(request, slug: str):
+@study_view("view")
+def steering_score(request, study):
     """Re-score every prompt with the slider weights (htmx, on each slider change): a cached model, one product."""
-    study = get_study_for_user(request.user, slug)
     found, error = _steering_model_or_error(request, study, version=request.POST.get("model", ""))
     if error:
         return error
@@ -202,10 +197,9 @@ def steering_score(request, slug: str):
 
 
 @require_POST
-@login_required
-def steering_fit(request, slug: str):
+@study_view("edit")
+def steering_fit(request, study):
     """Fit the weights to one demographic group's ratings; show which prompts change side."""
-    study = get_study_for_user(request.user, slug)
     found, error = _steering_model_or_error(request, study)
     if error:
         return error
