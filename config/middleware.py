@@ -5,8 +5,10 @@ import uuid
 
 from django.conf import settings
 from django.core.signals import request_finished
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
+from django.template.loader import render_to_string
 
+from config.errors import ERROR_TARGET
 from config.logging import request_id_var
 
 # An id a proxy or client may hand us: short, and nothing that could break a log line or a page.
@@ -55,10 +57,22 @@ class RequestBodyLimitMiddleware:
         except ValueError:
             return HttpResponse("Bad Content-Length.", status=400, content_type="text/plain; charset=utf-8")
         if declared > settings.MAX_REQUEST_BYTES:
-            limit = settings.MAX_REQUEST_BYTES // 2**20
-            return HttpResponse(
-                f"The request is larger than {limit} MB; uploads are limited to 20 MB.",
-                status=413,
-                content_type="text/plain; charset=utf-8",
-            )
+            return _too_large(request)
         return self.get_response(request)
+
+
+def _too_large(request) -> HttpResponse:
+    """The 413 in the caller's language: the API's error shape, an htmx error partial aimed at the page's
+    error region (so the person sees why their upload went nowhere), or plain text."""
+    limit = settings.MAX_REQUEST_BYTES // 2**20
+    message = f"The request is larger than {limit} MB; uploads are limited to 20 MB."
+    if request.path.startswith("/api/"):
+        return JsonResponse({"message": message, "extra": {"limit_bytes": settings.MAX_REQUEST_BYTES}}, status=413)
+    if request.headers.get("HX-Request") == "true":
+        response = HttpResponse(
+            render_to_string("_error.html", {"message": message}), status=413, content_type="text/html; charset=utf-8"
+        )
+        response["HX-Retarget"] = ERROR_TARGET
+        response["HX-Reswap"] = "innerHTML"
+        return response
+    return HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")
