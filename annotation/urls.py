@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import datasets, participants, research
+from .views import collaborators, datasets, participants, research
 
 app_name = "annotation"
 urlpatterns = [
@@ -8,6 +8,18 @@ urlpatterns = [
     path("studies/<slug:slug>/", research.study_detail, name="study_detail"),
     path("studies/<slug:slug>/export/", research.export_start, name="export_start"),
     path("studies/<slug:slug>/datasets/", datasets.datasets, name="datasets"),
+    path("studies/<slug:slug>/collaborators/", collaborators.collaborators, name="collaborators"),
+    path("studies/<slug:slug>/collaborators/add/", collaborators.collaborator_create, name="collaborator_create"),
+    path(
+        "studies/<slug:slug>/collaborators/<str:username>/role/",
+        collaborators.collaborator_update,
+        name="collaborator_update",
+    ),
+    path(
+        "studies/<slug:slug>/collaborators/<str:username>/remove/",
+        collaborators.collaborator_delete,
+        name="collaborator_delete",
+    ),
     path("studies/<slug:slug>/participants/", participants.participants, name="participants"),
     path("studies/<slug:slug>/participants.csv", participants.participants_csv, name="participants_csv"),
     path("studies/<slug:slug>/participants/lookup/", participants.recruitment_lookup_page, name="recruitment_lookup"),

@@ -7,6 +7,7 @@ from rest_framework.routers import DefaultRouter
 
 from annotation.api import PromptViewSet, StudyViewSet
 from annotation.api_annotators import AnnotatorViewSet
+from annotation.api_collaborators import CollaboratorViewSet
 from annotation.api_ratings import RatingViewSet
 from benchmark.api import PredictionsUploadView
 from config.health import healthz, healthz_live
@@ -43,6 +44,16 @@ urlpatterns = [
         "api/studies/<slug:slug>/annotators/<str:pseudonym>/reinstate/",
         AnnotatorViewSet.as_view({"post": "reinstate"}),
         name="study-annotator-reinstate",
+    ),
+    path(
+        "api/studies/<slug:slug>/collaborators/",
+        CollaboratorViewSet.as_view({"get": "list", "post": "create"}),
+        name="study-collaborators",
+    ),
+    path(
+        "api/studies/<slug:slug>/collaborators/<str:username>/",
+        CollaboratorViewSet.as_view({"patch": "partial_update", "delete": "destroy"}),
+        name="study-collaborator",
     ),
     path("api/studies/<slug:slug>/ratings/", RatingViewSet.as_view({"get": "list"}), name="study-ratings"),
     path("api/studies/<slug:slug>/ratings.csv", RatingViewSet.as_view({"get": "export_csv"}), name="study-ratings-csv"),
