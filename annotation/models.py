@@ -87,13 +87,29 @@ class Study(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(condition=Q(scale_max__gt=models.F("scale_min")), name="study_scale_ordered"),
+            models.CheckConstraint(condition=Q(scale_step__gte=1), name="study_scale_step_positive"),
         ]
 
     def __str__(self) -> str:
         return self.slug
 
-    def clean(self):
+    @property
+    def scale_mid(self) -> int:
+        """The point of the scale nearest its middle (where a slider starts)."""
+        step = self.scale_step or 1
+        return self.scale_min + round((self.scale_max - self.scale_min) / 2 / step) * step
 
+    def clean(self):
+        step = self.scale_step
+        if self.scale_max is not None and self.scale_min is not None:
+            if self.scale_max <= self.scale_min:
+                raise ValidationError({"scale_max": "The maximum must be above the minimum."})
+            if not step or step < 1:
+                raise ValidationError({"scale_step": "The step must be a whole number of at least 1."})
+            if (self.scale_max - self.scale_min) % step:
+                raise ValidationError(
+                    {"scale_step": f"The step must divide the range {self.scale_min}–{self.scale_max} evenly."}
+                )
         if not isinstance(self.instruments, list) or not all(isinstance(k, str) for k in self.instruments):
             raise ValidationError({"instruments": "A list of instrument keys, in the order annotators see them."})
         known = set(surveys.instrument_keys())
@@ -265,6 +281,10 @@ class Assignment(models.Model):
         ]
 
 
+# The largest scale maximum a study can have (scale_max is a PositiveSmallIntegerField).
+RATING_VALUE_MAX = 32767
+
+
 class Rating(models.Model):
     assignment = models.OneToOneField(Assignment, on_delete=models.CASCADE, related_name="rating")
     # Denormalized from the assignment so the one-rating-per-annotator-and-prompt rule is a database
@@ -284,8 +304,11 @@ class Rating(models.Model):
                 fields=["annotator", "prompt"], condition=Q(prompt__isnull=False), name="rating_once_per_prompt"
             ),
             models.CheckConstraint(
+                # The study's own scale (Study.scale_min..scale_max) is checked by the rating service,
+                # which reads the study; a check constraint sees only this row, so it holds the widest
+                # scale any study can have.
                 condition=(Q(unsure=True) & Q(value__isnull=True))
-                | (Q(unsure=False) & Q(value__gte=0) & Q(value__lte=100)),
+                | (Q(unsure=False) & Q(value__gte=0) & Q(value__lte=RATING_VALUE_MAX)),
                 name="rating_value_or_unsure",
             ),
             # Partial: imported ratings have no key, and need no index entry.

@@ -1,13 +1,19 @@
 from django.urls import path
 
-from .views import collaborators, datasets, participants, research
+from .views import builder, collaborators, datasets, participants, research
 
 app_name = "annotation"
 urlpatterns = [
     path("studies/", research.study_list, name="study_list"),
+    path("studies/new/", builder.study_new, name="study_new"),
     path("studies/<slug:slug>/", research.study_detail, name="study_detail"),
     path("studies/<slug:slug>/export/", research.export_start, name="export_start"),
     path("studies/<slug:slug>/datasets/", datasets.datasets, name="datasets"),
+    path("studies/<slug:slug>/edit/", builder.study_edit, name="study_edit"),
+    path("studies/<slug:slug>/edit/<slug:section>/", builder.study_section_save, name="study_section_save"),
+    path("studies/<slug:slug>/status/", builder.study_status, name="study_status"),
+    path("studies/<slug:slug>/duplicate/", builder.study_copy, name="study_duplicate"),
+    path("studies/<slug:slug>/preview/", builder.study_preview, name="study_preview"),
     path("studies/<slug:slug>/collaborators/", collaborators.collaborators, name="collaborators"),
     path("studies/<slug:slug>/collaborators/add/", collaborators.collaborator_create, name="collaborator_create"),
     path(

@@ -19,7 +19,18 @@ from django.utils import timezone
 from ..models import Annotator, Assignment, Prompt, Rating, Study
 from ..rows import columns_sql, instance
 
-CHECK_VALUES = (10, 20, 30, 70, 80, 90)  # far from the midpoint, as Prolific asks
+CHECK_FRACTIONS = (0.1, 0.2, 0.3, 0.7, 0.8, 0.9)  # far from the midpoint, as Prolific asks
+
+
+def attention_check_values(*, study: Study) -> list[int]:
+    """Values an attention check may ask for, on the study's scale and step (10…90 on 0–100)."""
+    low, high, step = study.scale_min, study.scale_max, study.scale_step or 1
+    values = []
+    for fraction in CHECK_FRACTIONS:
+        value = low + round(fraction * (high - low) / step) * step
+        if low <= value <= high and value not in values:
+            values.append(value)
+    return values
 
 
 def attention_check_spec(value: int) -> dict:
@@ -108,7 +119,7 @@ def assignments_create(*, annotator: Annotator) -> int:
     if n_checks and order:
         # Checks go anywhere except the very first trial, so the first thing seen is a real prompt.
         positions = sorted(rng.choice(np.arange(1, len(order) + n_checks), size=n_checks, replace=False))
-        values = rng.choice(CHECK_VALUES, size=n_checks)
+        values = rng.choice(attention_check_values(study=study), size=n_checks)
         for position, value in zip(positions, values):
             slots.insert(int(position), (None, attention_check_spec(int(value))))
     Assignment.objects.bulk_create(

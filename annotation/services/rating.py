@@ -70,8 +70,14 @@ def rating_value_parse(*, study: Study, raw: str | None, unsure: bool) -> float 
         raise ApplicationError(f"The rating must be a number from {low} to {high}.", extra={"field": "rating"})
     if value < low or value > high:
         raise ApplicationError(f"The rating must be between {low} and {high}.", extra={"field": "rating"})
-    if study.scale_step >= 1 and value != int(value):
-        raise ApplicationError("The rating must be a whole number.", extra={"field": "rating"})
+    step = study.scale_step or 1
+    if value != int(value) or (int(value) - low) % step:
+        message = (
+            "The rating must be a whole number."
+            if step == 1
+            else f"The rating must be {low} to {high} in steps of {step}."
+        )
+        raise ApplicationError(message, extra={"field": "rating"})
     return value
 
 

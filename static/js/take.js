@@ -68,7 +68,7 @@
     if (/^[0-9]$/.test(event.key) && document.activeElement !== number) {
       event.preventDefault();
       number.focus();
-      number.value = (number.value + event.key).replace(/^0+(?=\d)/, "").slice(0, 3);
+      number.value = (number.value + event.key).replace(/^0+(?=\d)/, "").slice(0, String(number.max || "100").length);
       number.dispatchEvent(new Event("input", { bubbles: true }));
     }
   });
