@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import builder, collaborators, datasets, participants, research
+from .views import builder, collaborators, datasets, participants, prompt_bank, research
 
 app_name = "annotation"
 urlpatterns = [
@@ -9,6 +9,8 @@ urlpatterns = [
     path("studies/<slug:slug>/", research.study_detail, name="study_detail"),
     path("studies/<slug:slug>/export/", research.export_start, name="export_start"),
     path("studies/<slug:slug>/datasets/", datasets.datasets, name="datasets"),
+    path("studies/<slug:slug>/prompts/upload/", prompt_bank.prompt_bank_upload, name="prompt_bank_upload"),
+    path("studies/<slug:slug>/prompts/import/", prompt_bank.prompt_bank_import, name="prompt_bank_import"),
     path("studies/<slug:slug>/edit/", builder.study_edit, name="study_edit"),
     path("studies/<slug:slug>/edit/<slug:section>/", builder.study_section_save, name="study_section_save"),
     path("studies/<slug:slug>/status/", builder.study_status, name="study_status"),

@@ -31,7 +31,7 @@ urlpatterns = [
     path("api/", include(router.urls)),
     path(
         "api/studies/<slug:slug>/prompts/",
-        PromptViewSet.as_view({"get": "list"}),
+        PromptViewSet.as_view({"get": "list", "post": "create"}),
         name="study-prompts",
     ),
     path("api/studies/<slug:slug>/annotators/", AnnotatorViewSet.as_view({"get": "list"}), name="study-annotators"),
