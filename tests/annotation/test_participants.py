@@ -271,7 +271,8 @@ def test_annotator_page(client, study, researcher, outsider):
     body = response.content.decode()
     assert response.status_code == 200
     # Trials in the order shown: prompts, Unsure, the failed check and the unanswered one.
-    assert body.index("Prompt 1") < body.index("Prompt 2") < body.index("Prompt 4") < body.index("<strong>failed</strong>")
+    positions = [body.index(text) for text in ("Prompt 1", "Prompt 2", "Prompt 4", "<strong>failed</strong>")]
+    assert positions == sorted(positions)
     assert "Unsure" in body and "not answered" in body and "2.5" in body
     assert "1 answered of 2" in body and "iri_brief" in body
     assert client.get(reverse("annotation:participant_detail", args=["hand", "P0099"])).status_code == 404
@@ -524,3 +525,64 @@ def test_api_schema_documents_the_endpoints(client):
     ):
         assert path in text
     assert "agreement_r" in text and "straight_lining" in text and "409" in text
+
+
+# --- roles ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def viewer(study):
+    user = get_user_model().objects.create_user("viewer")
+    study.collaborators.add(user)  # the least-privileged role
+    return user
+
+
+@pytest.fixture
+def editor(study):
+    from annotation.models import Collaborator
+
+    user = get_user_model().objects.create_user("editor")
+    Collaborator.objects.create(study=study, user=user, role=Collaborator.Role.EDITOR)
+    return user
+
+
+def test_a_viewer_reads_and_downloads_but_does_not_review(client, study, viewer):
+    client.force_login(viewer)
+    for name, args in (
+        ("participants", ["hand"]),
+        ("participants_csv", ["hand"]),
+        ("participant_detail", ["hand", "P0001"]),
+    ):
+        assert client.get(reverse(f"annotation:{name}", args=args)).status_code == 200, name
+    page = client.get(reverse("annotation:participant_detail", args=["hand", "P0001"])).content.decode()
+    assert "Exclude P0001" not in page and 'name="reason"' not in page
+    listing = client.get(reverse("annotation:participants", args=["hand"])).content.decode()
+    assert "Look up recruitment ids" not in listing
+    for name, args in (
+        ("participant_exclude", ["hand", "P0001"]),
+        ("participant_reinstate", ["hand", "P0003"]),
+        ("recruitment_lookup", ["hand"]),
+        ("recruitment_lookup_csv", ["hand"]),
+    ):
+        response = client.post(reverse(f"annotation:{name}", args=args), {"reason": "x", "ids": PID_A})
+        assert response.status_code == 403, name
+    assert client.get(reverse("annotation:recruitment_lookup", args=["hand"])).status_code == 403
+    api = _api(viewer)
+    assert api.get("/api/studies/hand/annotators/").status_code == 200
+    refused = api.post("/api/studies/hand/annotators/P0001/exclude/", {"reason": "x"}, format="json")
+    assert refused.status_code == 403 and set(refused.json()) == {"message", "extra"}
+    assert Annotator.objects.get(pseudonym="P0001").status == "completed"
+
+
+def test_an_editor_reviews(client, study, editor):
+    client.force_login(editor)
+    page = client.get(reverse("annotation:participant_detail", args=["hand", "P0001"])).content.decode()
+    assert "Exclude P0001" in page
+    assert "Look up recruitment ids" in client.get(reverse("annotation:participants", args=["hand"])).content.decode()
+    response = client.post(reverse("annotation:participant_exclude", args=["hand", "P0001"]), {"reason": "x"})
+    assert response.status_code == 302
+    assert AnnotatorStatusChange.objects.filter(annotator__pseudonym="P0001").get().user == editor
+    assert client.post(reverse("annotation:recruitment_lookup", args=["hand"]), {"ids": PID_A}).status_code == 200
+    api = _api(editor)
+    back = api.post("/api/studies/hand/annotators/P0001/reinstate/", {"reason": "y"}, format="json")
+    assert back.status_code == 200 and back.json()["status"] == "completed"
