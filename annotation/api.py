@@ -1,4 +1,3 @@
-from django.db.models import Count
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.parsers import JSONParser, MultiPartParser
@@ -6,56 +5,17 @@ from rest_framework.response import Response
 
 from config.errors import ApplicationError
 
-from .access import get_study_for_user, studies_for_user
+from .access import get_study_for_user
 from .api_ratings import ERROR
 from .models import Prompt, Study
 from .services.prompt_bank import FORMATS, BankProblems, bank_parse_objects, bank_rows_write, bank_upload
 from .services.uploads import upload_discard
 
 
-class StudySerializer(serializers.ModelSerializer):
-    n_prompts = serializers.IntegerField(read_only=True)
-    n_annotators = serializers.IntegerField(read_only=True)
-
-    class Meta:
-        model = Study
-        fields = [
-            "slug",
-            "title",
-            "description",
-            "status",
-            "design",
-            "scale_min",
-            "scale_max",
-            "allow_unsure",
-            "prompts_per_annotator",
-            "target_ratings_per_prompt",
-            "attention_checks",
-            "instruments",
-            "n_prompts",
-            "n_annotators",
-            "created_at",
-        ]
-
-
 class PromptSerializer(serializers.ModelSerializer):
     class Meta:
         model = Prompt
         fields = ["external_id", "text", "harm_level", "features", "harm_benefit_tree"]
-
-
-class StudyViewSet(viewsets.ReadOnlyModelViewSet):
-    """Studies the caller owns or collaborates on (staff: all)."""
-
-    serializer_class = StudySerializer
-    lookup_field = "slug"
-
-    def get_queryset(self):
-        return (
-            studies_for_user(self.request.user)
-            .annotate(n_prompts=Count("prompts", distinct=True), n_annotators=Count("annotators", distinct=True))
-            .order_by("slug")
-        )
 
 
 class PromptRowSerializer(serializers.Serializer):

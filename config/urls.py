@@ -5,10 +5,11 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
-from annotation.api import PromptViewSet, StudyViewSet
+from annotation.api import PromptViewSet
 from annotation.api_annotators import AnnotatorViewSet
 from annotation.api_collaborators import CollaboratorViewSet
 from annotation.api_ratings import RatingViewSet
+from annotation.api_studies import StudyViewSet
 from benchmark.api import PredictionsUploadView
 from config.health import healthz, healthz_live
 from jobs.api import JobViewSet
