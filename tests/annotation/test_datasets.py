@@ -348,7 +348,10 @@ def test_streaming_csv_is_the_same_text_from_python_and_from_copy(hand):
     assert b"'@H03" in python and b'"c,""q""\r\nx"' in python and b",12.5," in python
     if connection.vendor != "postgresql":
         pytest.skip("COPY is PostgreSQL's")
-    assert b"".join(ratings_csv_copy(queryset)) == python
+    assert b"".join(ratings_csv_copy(queryset, study=hand, filtered=False)) == python
+    assert b"".join(ratings_csv_copy(queryset, study=hand)) == python
+    some = queryset.filter(annotator__pseudonym="H01")
+    assert b"".join(ratings_csv_copy(some, study=hand)) == "".join(ratings_csv_lines(some, study=hand)).encode()
 
 
 def test_streaming_csv_filters(api, hand):
