@@ -7,8 +7,16 @@
 
   function region() { return document.getElementById(ERROR_REGION); }
 
-  function showText(message) {
-    var box = region();
+  // The element an error of this request belongs in: the form's own error box when the form names one
+  // (data-error-target="#id"), else the page's error region.
+  function errorBox(elt) {
+    var form = elt && elt.closest ? elt.closest("[data-error-target]") : null;
+    var own = form ? document.querySelector(form.getAttribute("data-error-target")) : null;
+    return own || region();
+  }
+
+  function showText(message, elt) {
+    var box = errorBox(elt);
     if (!box) return;
     box.textContent = "";  // text only: nothing from a response is parsed as markup here
     var p = document.createElement("p");
@@ -24,33 +32,45 @@
     box.appendChild(dismiss);
   }
 
-  // htmx does not swap 4xx answers by default. The server's error partials (config.errors.error_response)
-  // are aimed at the error region with HX-Retarget; let exactly those through so the user sees why.
+  // htmx does not swap 4xx answers by default. A 4xx answer that names its target (HX-Retarget) is one the
+  // server rendered to be seen: the error partial of config.errors.error_response (aimed at the page's
+  // error region), or a form re-rendered with its field errors (aimed at the form's section). Let exactly
+  // those through. An error partial aimed at the page's region goes to the form's own error box instead
+  // when the form has one (data-error-target), next to what the person just did.
   document.addEventListener("htmx:beforeSwap", function (event) {
     var xhr = event.detail.xhr;
-    if (xhr.status >= 400 && xhr.status < 500 && xhr.getResponseHeader("HX-Retarget") === "#" + ERROR_REGION) {
-      event.detail.shouldSwap = true;
-      event.detail.isError = false;
+    var retarget = xhr.getResponseHeader("HX-Retarget");
+    if (xhr.status < 400 || xhr.status >= 500 || !retarget) return;
+    event.detail.shouldSwap = true;
+    event.detail.isError = false;
+    if (retarget === "#" + ERROR_REGION) {
+      var box = errorBox(event.detail.requestConfig && event.detail.requestConfig.elt || event.detail.elt);
+      if (box) event.detail.target = box;
     }
   });
 
   // Any other failed request (403, 404, 500…) would otherwise fail silently: say so, as text.
   document.addEventListener("htmx:responseError", function (event) {
-    showText("The request failed (HTTP " + event.detail.xhr.status + "). Reload the page and try again.");
+    showText("The request failed (HTTP " + event.detail.xhr.status + "). Reload the page and try again.", event.detail.elt);
   });
-  document.addEventListener("htmx:sendError", function () {
-    showText("The server could not be reached. Check your connection and try again.");
+  document.addEventListener("htmx:sendError", function (event) {
+    showText("The server could not be reached. Check your connection and try again.", event.detail.elt);
   });
 
   // A new request made from a form (a person acting) clears the previous error; polling does not.
   document.addEventListener("htmx:beforeRequest", function (event) {
+    var elt = event.detail.elt;
+    if (!elt || !elt.closest || !elt.closest("form")) return;
     var box = region();
-    if (box && event.detail.elt && event.detail.elt.closest && event.detail.elt.closest("form")) box.textContent = "";
+    if (box) box.textContent = "";
+    var own = errorBox(elt);
+    if (own) own.textContent = "";
   });
 
   document.addEventListener("click", function (event) {
-    if (event.target.closest && event.target.closest("[data-dismiss-error]")) {
-      var box = region();
+    var dismiss = event.target.closest && event.target.closest("[data-dismiss-error]");
+    if (dismiss) {
+      var box = dismiss.closest(".form-error") || region();
       if (box) box.textContent = "";
     }
   });

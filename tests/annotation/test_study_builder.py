@@ -514,3 +514,41 @@ def test_preview_of_a_study_without_prompts(as_researcher, researcher):
     Study.objects.create(slug="bare", title="Bare", owner=researcher, instruments=[])
     page = as_researcher.get(reverse("annotation:study_preview", args=["bare"])).content.decode()
     assert "no prompts yet" in page and not Annotator.objects.exists()
+
+
+# --- htmx forms show their errors in the page --------------------------------------------------
+
+
+def error_region(page: str, target: str) -> bool:
+    """Whether the page has an empty error box with this id (where static/js/site.js puts the message)."""
+    return f'<div class="form-error" id="{target}"></div>' in page
+
+
+def test_export_form_error_is_the_message_partial_aimed_at_the_forms_own_box(as_researcher, small_study):
+    page = as_researcher.get(reverse("annotation:study_detail", args=["small"])).content.decode()
+    assert 'data-error-target="#export-error"' in page and error_region(page, "export-error")
+    response = as_researcher.post(
+        reverse("annotation:export_start", args=["small"]), {"format": "<b>bogus</b>"}, **HTMX
+    )
+    body = response.content.decode()
+    assert response.status_code == 400 and response["HX-Retarget"] == "#htmx-error"
+    assert body.strip().startswith('<div class="htmx-error-message" role="alert">')
+    assert "unknown export format" in body and "&lt;b&gt;bogus&lt;/b&gt;" in body and "<html" not in body
+
+
+def test_benchmark_form_error_is_the_message_partial_aimed_at_the_forms_own_box(as_researcher, small_study):
+    page = as_researcher.get(reverse("benchmark:leaderboard", args=["small"])).content.decode()
+    assert 'data-error-target="#benchmark-error"' in page and error_region(page, "benchmark-error")
+    response = as_researcher.post(
+        reverse("benchmark:benchmark_start", args=["small"]), {"predictors": ["nope"], "splits": "2"}, **HTMX
+    )
+    body = response.content.decode()
+    assert response.status_code == 400 and response["HX-Retarget"] == "#htmx-error"
+    assert 'role="alert"' in body and "<html" not in body and "nope" in body
+
+
+def test_builder_forms_name_their_error_boxes(as_researcher, draft):
+    page = as_researcher.get(reverse("annotation:study_edit", args=["draft"])).content.decode()
+    for target in ("status-error", "duplicate-error"):
+        assert f'data-error-target="#{target}"' in page and error_region(page, target)
+
