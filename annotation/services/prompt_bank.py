@@ -201,7 +201,12 @@ def _tree(value: Any, bank: Bank, row: int, column: str) -> list | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     try:
-        return tree_validate(value)
+        tree = tree_validate(value)
+        unstorable = _unstorable(tree)  # a JSON cell may spell a NUL or a lone surrogate as an escape
+        if unstorable:
+            bank.problem(f"harm-benefit tree: {unstorable}", row, column)
+            return None
+        return tree
     except TreeError as exc:
         bank.problem(f"harm-benefit tree: {exc}", row, column)
     except RecursionError:
@@ -308,6 +313,28 @@ def _parse_csv(text: str, bank: Bank) -> None:
         bank.problem("no prompts: the file has a header but no rows")
 
 
+def _unstorable(obj: Any) -> str | None:
+    """Why a JSON value cannot be stored as it is (the database refuses NUL characters and lone surrogates
+    in text and in JSON), or None. A file's bytes are checked on decoding; the API's JSON body is checked here."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return "text that is not valid Unicode (a lone surrogate such as \\ud800)"
+    except (ValueError, RecursionError):
+        return "a value nested too deeply"
+    stack = [obj]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str) and "\x00" in value:
+            return "a NUL character (\\u0000): not text"
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return None
+
+
 def _parse_objects(objects: list[tuple[int, Any]], bank: Bank) -> None:
     """Rows given as JSON objects (a JSON-lines file, or the API's list), each with its row number."""
     ids: dict[str, int] = {}
@@ -315,6 +342,10 @@ def _parse_objects(objects: list[tuple[int, Any]], bank: Bank) -> None:
     for row, obj in objects:
         if not isinstance(obj, dict):
             bank.problem(f"expected an object, got {type(obj).__name__}", row)
+            continue
+        unstorable = _unstorable(obj)
+        if unstorable:
+            bank.problem(unstorable, row)
             continue
         unknown = [k for k in obj if k not in (ID, TEXT, HARM, TREE, FEATURES) and not is_feature_column(k)]
         for key in unknown:

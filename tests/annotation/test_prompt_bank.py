@@ -520,3 +520,31 @@ def test_a_json_list_file_is_read_like_the_api_body(study):
     bank = bank_parse(study=study, raw=json.dumps(rows, indent=2).encode(), name="bank.json")
     assert [r.external_id for r in bank.rows] == ["l1"]
     assert [(p.row, p.column, p.message) for p in bank.problems] == [(2, "text", "empty prompt text")]
+
+
+@pytest.mark.parametrize(
+    "row,words",
+    [
+        ({"external_id": "n", "text": "nul\x00"}, "NUL character"),
+        ({"external_id": "n", "text": "ok", "harm_benefit_tree": [{"stakeholder": "a\x00", "harms": []}]}, "NUL"),
+        ({"external_id": "n", "text": "ok", "features": {"action_\x00": 1}}, "NUL"),
+        ({"external_id": "n", "text": "lone \ud800"}, "not valid Unicode"),
+    ],
+)
+def test_api_json_that_the_database_cannot_store_is_a_row_problem(as_researcher, study, row, words):
+    body = json.dumps([{"external_id": "fine", "text": "Fine"}, row])  # \u escapes: the server decodes them
+    response = as_researcher.post(api_url(study), body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert_problems(response.json()["extra"]["problems"], [(2, None, words)])
+    assert study.prompts.count() == 1
+
+
+def test_a_tree_cell_spelling_a_nul_as_an_escape_is_a_row_problem(study):
+    tree = json.dumps([{"stakeholder": "x", "harms": []}]).replace('"x"', '"x\\u0000"')
+    bank = bank_parse(
+        study=study,
+        raw=csv_bytes("external_id,text,harm_benefit_tree", "1,ok," + tree_cell(json.loads(tree))),
+        name="b.csv",
+    )
+    assert [(p.row, p.column) for p in bank.problems] == [(1, "harm_benefit_tree")]
+    assert "NUL" in bank.problems[0].message
