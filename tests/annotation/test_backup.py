@@ -293,8 +293,8 @@ def _tamper(doc, label, column, value):
         (lambda doc: _tamper(doc, "annotation.rating", "created_at", "yesterday"), "created_at = 'yesterday'"),
         (lambda doc: _section(doc, "annotation.annotator")["fields"].append("shoe_size"), "shoe_size"),
         (lambda doc: _section(doc, "annotation.prompt")["rows"].append([1, 2]), "annotation.prompt row"),
-        # Valid JSON the database itself refuses (a rating of 500): the rows written before it roll back.
-        (lambda doc: _tamper(doc, "annotation.rating", "value", 500.0), "database refused"),
+        # Valid JSON the database itself refuses (a negative rating): the rows written before it roll back.
+        (lambda doc: _tamper(doc, "annotation.rating", "value", -5.0), "database refused"),
     ],
     ids=[
         "truncated",
