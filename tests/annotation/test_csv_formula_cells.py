@@ -196,11 +196,15 @@ def test_agreement_groups_and_coefficients_csv(client, researcher, small_study):
 
 def test_long_csv_fast_writer_matches_the_whole_table_written_at_once(payload_study, tmp_path):
     """The per-piece writer and the one-frame writer (used when a cell holds CRLF) agree byte for byte."""
-    from annotation.exports import spreadsheet_csv
+    from annotation.exports import _with_review_columns, spreadsheet_csv
+    from annotation.selectors import ratings_parts
 
     export_study(study=payload_study, fmt="long-csv", out_dir=tmp_path / "out")
     written = (tmp_path / "out" / "ratings.csv").read_bytes().decode("utf-8")
-    assert written == spreadsheet_csv(ratings_frame(study=payload_study))
+    whole = _with_review_columns(ratings_parts(study=payload_study)).frame()  # every annotator at once
+    assert written == spreadsheet_csv(whole)
+    assert written.split("\n", 1)[0].split(",")[:3] == ["annotator", "prompt", "rating"]
+    assert {"status", "exclusion_reason"} <= set(written.split("\n", 1)[0].split(","))
     Annotator.objects.filter(study=payload_study, pseudonym="P0002").update(
         demographics={"Gender": "a\r\n=1+1", "Age": "-3"}
     )
