@@ -110,6 +110,8 @@ class Study(models.Model):
                 raise ValidationError(
                     {"scale_step": f"The step must divide the range {self.scale_min}–{self.scale_max} evenly."}
                 )
+        if self.min_seconds_per_rating is not None and self.min_seconds_per_rating < 0:
+            raise ValidationError({"min_seconds_per_rating": "The minimum time cannot be negative."})
         if not isinstance(self.instruments, list) or not all(isinstance(k, str) for k in self.instruments):
             raise ValidationError({"instruments": "A list of instrument keys, in the order annotators see them."})
         known = set(surveys.instrument_keys())

@@ -246,6 +246,7 @@ def test_section_save_full_page_redirects(as_researcher, draft):
         ("design", {"design-design": "partial"}, "number of prompts per annotator"),
         ("completion", {"completion-completion_url": "javascript:alert(1)"}, "Enter a valid URL"),
         ("timing", {"timing-min_seconds_per_rating": "x", "timing-reservation_minutes": "9"}, "Enter a number"),
+        ("timing", {"timing-min_seconds_per_rating": "-1", "timing-reservation_minutes": "9"}, "cannot be negative"),
     ],
 )
 def test_section_bad_input_comes_back_in_the_form(as_researcher, draft, section, data, words):
@@ -551,4 +552,3 @@ def test_builder_forms_name_their_error_boxes(as_researcher, draft):
     page = as_researcher.get(reverse("annotation:study_edit", args=["draft"])).content.decode()
     for target in ("status-error", "duplicate-error"):
         assert f'data-error-target="#{target}"' in page and error_region(page, target)
-
