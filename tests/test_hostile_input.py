@@ -379,6 +379,18 @@ def _admin_change_data(staff, instance) -> dict:
             data[field.name] = [str(getattr(v, "pk", v)) for v in value]
         else:
             data[field.name] = str(getattr(value, "pk", value))
+    # Each inline (collaborators…) posts its management form, as the page does, with no rows changed.
+    model_admin = admin.site._registry[type(instance)]
+    for formset, _inline in model_admin.get_formsets_with_inlines(request, instance):
+        inline = formset(instance=instance, prefix=None)
+        management = inline.management_form
+        for name in ("TOTAL_FORMS", "INITIAL_FORMS", "MIN_NUM_FORMS", "MAX_NUM_FORMS"):
+            data[f"{inline.prefix}-{name}"] = str(management[name].value())
+        for i, sub in enumerate(inline.forms):
+            for field in sub:
+                value = field.value()
+                if value is not None and not isinstance(value, bool):
+                    data[f"{inline.prefix}-{i}-{field.name}"] = str(getattr(value, "pk", value))
     return data
 
 
