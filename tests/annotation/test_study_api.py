@@ -316,6 +316,7 @@ def test_the_schema_documents_the_study_endpoints_with_their_errors(api):
     for path, methods in expected.items():
         assert set(paths[path]) - {"parameters"} == set(methods), path
         for method, codes in methods.items():
-            assert set(paths[path][method]["responses"]) == codes, (path, method)
+            # At least these (a project-wide hook may document more, e.g. 413 for any body).
+            assert codes <= set(paths[path][method]["responses"]), (path, method)
     error = paths["/api/studies/{slug}/"]["patch"]["responses"]["409"]["content"]["application/json"]["schema"]
     assert error["$ref"].endswith("/ErrorResponse")
