@@ -208,3 +208,25 @@ def test_a_viewer_sees_pages_but_cannot_start_work(client, small_study, viewer):
     assert client.post(reverse("benchmark:benchmark_start", args=["small"])).status_code == 403
     assert client.post(reverse("benchmark:steering_fit", args=["small"])).status_code == 403
     assert not Job.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("who", "shown"),
+    [
+        ("viewer", set()),
+        ("editor", {"Prompts", "Settings", "prompt-bank-link"}),
+        ("researcher", {"Prompts", "Settings", "Collaborators", "prompt-bank-link"}),  # the owner
+        ("staff", {"Prompts", "Settings", "Collaborators", "prompt-bank-link"}),
+    ],
+)
+def test_pages_offer_only_what_the_role_may_do(client, small_study, viewer, editor, researcher, staff, who, shown):
+    client.force_login({"viewer": viewer, "editor": editor, "researcher": researcher, "staff": staff}[who])
+    page = client.get(reverse("annotation:study_detail", args=[small_study.slug])).content.decode()
+    offered = {
+        "Prompts": ">Prompts</a>" in page,
+        "Settings": ">Settings</a>" in page,
+        "Collaborators": ">Collaborators</a>" in page,
+        "prompt-bank-link": 'id="prompt-bank-link"' in page,
+    }
+    assert {name for name, present in offered.items() if present} == shown
+    assert ">Datasets</a>" in page and ">Participants</a>" in page  # every role may read and download
