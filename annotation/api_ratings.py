@@ -22,10 +22,12 @@ import django_filters
 from django.db import connection, transaction
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.pagination import CursorPagination
 from rest_framework.renderers import JSONRenderer
+
+from config.errors import API_ERROR
 
 from .access import get_study_for_user
 from .exports import FORMULA_TRIGGERS, spreadsheet_safe
@@ -47,10 +49,7 @@ CSV_CHUNK_ROWS = 5000  # rows fetched from the server-side cursor at a time, and
 COPY_BLOCK_BYTES = 256 * 1024
 COPY_WORK_MEM = "128MB"
 
-ERROR = inline_serializer(
-    "ErrorResponse",
-    fields={"message": serializers.CharField(), "extra": serializers.DictField()},
-)
+ERROR = API_ERROR  # the one error shape's schema component (config.errors)
 
 
 class RatingFilter(django_filters.FilterSet):

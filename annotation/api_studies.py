@@ -97,7 +97,7 @@ FORBIDDEN = _error("Not signed in, or your role on the study does not allow this
 @extend_schema_view(
     list=extend_schema(
         summary="Studies you own or collaborate on (staff: all)",
-        responses={200: StudySerializer(many=True), 403: FORBIDDEN},
+        responses={200: StudySerializer(many=True), 403: FORBIDDEN, 404: _error("No such page.")},
     ),
     retrieve=extend_schema(
         summary="One study's settings", responses={200: StudySerializer, 403: FORBIDDEN, 404: NOT_FOUND}

@@ -4,7 +4,8 @@ from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
-from rest_framework import exceptions, status
+from drf_spectacular.utils import inline_serializer
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -18,6 +19,13 @@ class ApplicationError(Exception):
         self.extra = extra or {}
         self.status_code = status_code
 
+
+# The error shape's OpenAPI component, one object for every API module (two objects of the same name
+# would be two components to drf-spectacular).
+API_ERROR = inline_serializer(
+    "ErrorResponse",
+    fields={"message": serializers.CharField(), "extra": serializers.DictField()},
+)
 
 # The region of base.html that htmx error partials are swapped into (every page has it).
 ERROR_TARGET = "#htmx-error"

@@ -2,12 +2,13 @@ from collections.abc import Mapping
 
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from config.errors import ApplicationError
+from config.errors import API_ERROR, ApplicationError
 
 from . import registry, services
 from .models import Job, JobArtifact
@@ -32,7 +33,7 @@ class JobSerializer(serializers.ModelSerializer):
 
     study = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     artifacts = JobArtifactSerializer(many=True, read_only=True)
-    seconds = serializers.FloatField(read_only=True)
+    seconds = serializers.FloatField(read_only=True, allow_null=True, help_text="Run time; null until it has run.")
 
     class Meta:
         model = Job
@@ -78,6 +79,22 @@ class JobCreateSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+ERROR = API_ERROR  # the API's one error shape (config.errors)
+FORBIDDEN = OpenApiResponse(ERROR, description="Not signed in.")
+NOT_FOUND = OpenApiResponse(ERROR, description="No such job among your studies' jobs (or no such file of it).")
+
+
+@extend_schema_view(
+    list=extend_schema(
+        responses={
+            200: JobSerializer(many=True),
+            400: OpenApiResponse(ERROR, description="A filter value is not one of its choices."),
+            403: FORBIDDEN,
+            404: OpenApiResponse(ERROR, description="No such page."),
+        }
+    ),
+    retrieve=extend_schema(responses={200: JobDetailSerializer, 403: FORBIDDEN, 404: NOT_FOUND}),
+)
 class JobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     """Background jobs on the caller's studies. POST {"kind": "export", "study": slug, "params": {"format": …}}."""
 
@@ -93,7 +110,19 @@ class JobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         queryset = jobs_for_user(self.request.user).select_related("study").prefetch_related("artifacts")
         return queryset.defer("result") if self.action == "list" else queryset
 
-    @extend_schema(request=JobCreateSerializer, responses={201: JobDetailSerializer})
+    @extend_schema(
+        request=JobCreateSerializer,
+        responses={
+            201: JobDetailSerializer,
+            400: OpenApiResponse(
+                ERROR, description="Unknown kind, bad parameters or unknown keys (`extra` names them)."
+            ),
+            403: OpenApiResponse(
+                ERROR, description="Not signed in, or your role on the study is below the kind's need."
+            ),
+            404: OpenApiResponse(ERROR, description="No such study, or not one you may see."),
+        },
+    )
     def create(self, request, *args, **kwargs):
         payload = JobCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -113,7 +142,13 @@ class JobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         )
         return Response(JobDetailSerializer(job, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    @extend_schema(
+        responses={
+            (200, "*/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The file, with its own content type."),
+            403: FORBIDDEN,
+            404: NOT_FOUND,
+        }
+    )
     @action(detail=True, methods=["get"], url_path=r"files/(?P<name>[^/]+)")
     def files(self, request, pk=None, name=None):
         job = self.get_object()

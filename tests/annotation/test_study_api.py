@@ -308,7 +308,7 @@ def test_the_schema_documents_the_study_endpoints_with_their_errors(api):
     schema = api.get("/api/schema/", {"format": "json"}).json()
     paths = schema["paths"]
     expected = {
-        "/api/studies/": {"get": {"200", "403"}, "post": {"201", "400", "403"}},
+        "/api/studies/": {"get": {"200", "403", "404"}, "post": {"201", "400", "403"}},
         "/api/studies/{slug}/": {"get": {"200", "403", "404"}, "patch": {"200", "400", "403", "404", "409"}},
         "/api/studies/{slug}/status/": {"post": {"200", "400", "403", "404", "409"}},
         "/api/studies/{slug}/duplicate/": {"post": {"201", "403", "404"}},
