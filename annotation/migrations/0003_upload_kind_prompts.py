@@ -4,15 +4,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotation', '0002_annotator_status_change'),
+        ("annotation", "0002_annotator_status_change"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='upload',
-            name='kind',
-            field=models.CharField(choices=[('predictions', 'Model predictions (CSV)'), ('prompts', 'Prompt bank (CSV, JSONL or release prompts.csv)')], max_length=32),
+            model_name="upload",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("predictions", "Model predictions (CSV)"),
+                    ("prompts", "Prompt bank (CSV, JSONL or release prompts.csv)"),
+                ],
+                max_length=32,
+            ),
         ),
     ]

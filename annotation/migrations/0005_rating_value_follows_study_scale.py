@@ -5,23 +5,31 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotation', '0004_collaborator_roles'),
+        ("annotation", "0004_collaborator_roles"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='rating',
-            name='rating_value_or_unsure',
+            model_name="rating",
+            name="rating_value_or_unsure",
         ),
         migrations.AddConstraint(
-            model_name='rating',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('unsure', True), ('value__isnull', True)), models.Q(('unsure', False), ('value__gte', 0), ('value__lte', 32767)), _connector='OR'), name='rating_value_or_unsure'),
+            model_name="rating",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("unsure", True), ("value__isnull", True)),
+                    models.Q(("unsure", False), ("value__gte", 0), ("value__lte", 32767)),
+                    _connector="OR",
+                ),
+                name="rating_value_or_unsure",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='study',
-            constraint=models.CheckConstraint(condition=models.Q(('scale_step__gte', 1)), name='study_scale_step_positive'),
+            model_name="study",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("scale_step__gte", 1)), name="study_scale_step_positive"
+            ),
         ),
     ]
