@@ -4,7 +4,18 @@ from django.db import models
 from jobs.services import job_create
 
 from .exports import FORMATS
-from .models import Annotator, Assignment, Collaborator, Prompt, Rating, Study, SurveyInstrument, SurveyResponse, Upload
+from .models import (
+    Annotator,
+    AnnotatorStatusChange,
+    Assignment,
+    Collaborator,
+    Prompt,
+    Rating,
+    Study,
+    SurveyInstrument,
+    SurveyResponse,
+    Upload,
+)
 
 
 def _export_action(fmt: str):
@@ -90,6 +101,28 @@ class UploadAdmin(admin.ModelAdmin):
     list_display = ["id", "study", "kind", "original_name", "size", "created_by", "created_at"]
     list_filter = ["kind"]
     readonly_fields = ["study", "kind", "token", "file", "original_name", "size", "sha256", "created_by", "created_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Collaborator)
+class CollaboratorAdmin(admin.ModelAdmin):
+    list_display = ["study", "user", "role", "added_at"]
+    list_filter = ["role"]
+    raw_id_fields = ["study", "user"]
+
+
+@admin.register(AnnotatorStatusChange)
+class AnnotatorStatusChangeAdmin(admin.ModelAdmin):
+    """Review history (annotation/services/review.py): a record, read here, never written by hand."""
+
+    list_display = ["annotator", "from_status", "to_status", "reason", "user", "created_at"]
+    list_filter = ["to_status"]
+    readonly_fields = [f.name for f in AnnotatorStatusChange._meta.fields]
 
     def has_add_permission(self, request):
         return False

@@ -399,7 +399,14 @@ def test_ratings_list_filters_and_bad_filter(api, hand):
     assert {r["annotator"] for r in results("?prompt=a")} == {"H01", "H02", "H03", "H04"}
     assert len(results("?created_after=2026-03-01T00:00:00Z")) == 5
     assert len(results("?created_before=2026-03-01T00:00:00Z&prompt=a")) == 4
-    for url in ("/api/studies/hand/ratings/?created_after=soon", "/api/studies/hand/ratings.csv?created_before=x"):
+    # Offsets PostgreSQL refuses (beyond ±15:59) are read as the same instant in UTC (found by the fuzz test).
+    assert len(results("?created_after=2026-03-01T16:00:00%2B16:00")) == 5
+    assert api.get("/api/studies/hand/ratings.csv?created_before=2000-01-01T00:00:00%2B16:00").status_code == 200
+    for url in (
+        "/api/studies/hand/ratings/?created_after=soon",
+        "/api/studies/hand/ratings.csv?created_before=x",
+        "/api/studies/hand/ratings/?created_after=0001-01-01T00:00:00%2B16:00",  # before year 1 in UTC
+    ):
         response = api.get(url)
         assert response.status_code == 400
         assert response.json()["message"].startswith("Validation error") and "extra" in response.json()
