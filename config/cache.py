@@ -47,8 +47,9 @@ class Cache(RedisCache):
 
 def counter_add(cache, key: str, timeout: int) -> int:
     """One more on a windowed counter, in whichever cache the site has (Redis: one round trip)."""
-    if isinstance(cache, Cache):
-        return cache.count(key, timeout)
+    count = getattr(cache, "count", None)  # through django.core.cache.cache's proxy too
+    if count is not None:
+        return count(key, timeout)
     try:
         return cache.incr(key)
     except ValueError:  # the window's first
