@@ -46,12 +46,11 @@ def test_a_windowed_counter_counts_within_its_window_and_expires(settings, which
     cache (Redis in CI: one pipelined round trip) and in any other Django cache."""
     import uuid
 
+    from django.core.cache import cache as proxy  # what the services import
     from django.core.cache import caches
 
     from config import settings as project
     from config.cache import Cache, counter_add
-
-    from django.core.cache import cache as proxy  # what the services import
 
     if which == "project":
         settings.CACHES = project.CACHES
