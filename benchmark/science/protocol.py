@@ -26,20 +26,40 @@ Conditions (what `fit` sees; `predict` never sees a score):
                    the fold, and the fold's annotators × test prompts are predicted.
 
 Scores, per split:
-  - MAE: mean |prediction − score| per annotator, then the mean over annotators, with a 95%
-    t-interval over annotators (mean ± t₀.₉₇₅,ₙ₋₁ · sd/√n).
+  - MAE: mean |prediction − score| per annotator, then the mean over annotators.
+  - 95% CI (`ci_low`, `ci_high`): a **two-way bootstrap** (Owen 2007, "The pigeonhole bootstrap",
+    Ann. Appl. Stat. 1:386): annotators *and* prompts are resampled together, with replacement, and
+    the MAE recomputed `n_boot` (1000) times; the interval is the 2.5–97.5 percentiles.  The test
+    prompts are a sample too, and resampling annotators alone (the t-interval over annotators, still
+    in `per_split` as `ci_low_annotators`/`ci_high_annotators`) gives about half the width.  The
+    bootstrap weights are drawn once per run over *all* annotators and prompts (seeded by `boot_seed`,
+    not by the split seed), so every split, every predictor and every seed of `run_seeds` is
+    reweighted by the same resample: the interval of the 10-split mean (and of a seed average) is the
+    percentile interval of the reweighted means, and two predictors can be compared **paired**
+    (`BenchmarkResult.paired`, `SeedsResult.paired`): the CI of a difference comes from the
+    difference of their reweighted MAEs on identical splits and resamples.  The bootstrap holds the
+    fitted predictions fixed: it measures how far the figure would move with other annotators and
+    other prompts, not how a refit would change (the seed-to-seed spread shows that).
   - Spearman: rank correlation, over test prompts, between the predicted prompt mean (mean prediction
     over the scored annotators) and the true prompt mean.  NaN when the prediction is constant.
   - Wasserstein: per test prompt, `scipy.stats.wasserstein_distance` between the predicted ratings and
-    the true ratings of the scored annotators on the 0–100 scale, averaged over test prompts (in the
-    aggregated condition the predicted distribution is a point mass, so this is that prompt's mean
-    absolute error × 100).
-`BenchmarkResult.summary()` averages each score over splits — the CI bounds too, so the interval is
-that of one split's MAE (between-annotator uncertainty), centred on the mean MAE; split-to-split
-spread is in `per_split`.  `seconds` is the wall time of every fit and predict of that predictor in
-that condition, summed over splits.  Predictions may be NaN (an LLM that refused, an uploaded file
-without that row): such rows are left out of the scores and `coverage` in `per_split` says how many
-were scored.
+    the true ratings of the scored annotators on the 0–100 scale, averaged over test prompts.
+  - Distributional scores (aggregated condition): a predictor with `predict_distribution(test)`
+    returns, per test prompt, probabilities over the rating grid `SUPPORT` (0, 0.01, …, 1; the end
+    points hold the point masses at 0 and 100, 16% and 14% of the release's ratings).  It is scored
+    against the prompt's observed ratings with the CRPS (mean over the observed ratings of
+    E|X − y| − ½E|X − X′|, on 0–1, so a point mass scores its MAE) and the Wasserstein distance
+    (0–100) between the predicted and the observed distribution.  A point predictor is scored as a
+    point mass at its prediction and labelled so (`distribution` = "point mass").
+`BenchmarkResult.summary()` averages each score over splits and gives the two-way CI of that average;
+split-to-split spread is in `per_split`.  `run_seeds` repeats the 10-split protocol over several
+seeds and reports the mean and SD over seeds of the 10-split MAE, with the two-way CI of the seed
+average.  `seconds` is the wall time of every fit and predict of that predictor in that condition,
+summed over splits.  Predictions may be NaN (an LLM that refused, an uploaded file without that
+row): such rows are left out of the scores and `coverage` in `per_split` says how many were scored.
+
+Seeds: `DEVELOPMENT_SEEDS` (0–9) are for developing methods; `LOCKED_SEEDS` (stated in
+docs/analysis.md) are for figures that make claims and are never used while developing.
 """
 
 from __future__ import annotations
@@ -62,17 +82,31 @@ from benchmark.science.predictors.common import feature_columns, prompt_table, t
 __all__ = [
     "AGGREGATE",
     "CONDITIONS",
+    "DEVELOPMENT_SEEDS",
+    "LOCKED_SEEDS",
+    "SUPPORT",
     "BenchmarkResult",
+    "SeedsResult",
     "Split",
     "Task",
+    "bootstrap_weights",
     "condition_tasks",
+    "distribution_scores",
     "feature_columns",
     "make_splits",
     "rated",
     "run_benchmark",
+    "run_seeds",
     "score_predictions",
     "trait_columns",
+    "two_way_bootstrap",
 ]
+
+DEVELOPMENT_SEEDS = tuple(range(10))
+# Seeds for figures that make claims (BENCHMARKS.md); stated in docs/analysis.md, never used while
+# developing a method.  Changing them is changing the claim.
+LOCKED_SEEDS = tuple(range(9001, 9011))
+SUPPORT = np.linspace(0.0, 1.0, 101)  # the rating grid of predicted distributions (0, 1, …, 100 / 100)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -227,10 +261,98 @@ def _t_interval(values: np.ndarray) -> tuple[float, float]:
     return (float(mean - half), float(mean + half))
 
 
+def bootstrap_weights(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_boot, n) resampling counts: each row draws n of n units with replacement (multinomial)."""
+    if n == 0:
+        return np.zeros((n_boot, 0))
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
+
+
+def _weighted_maes(errors: np.ndarray, rated: np.ndarray, wa: np.ndarray, wp: np.ndarray) -> np.ndarray:
+    """MAE (mean over annotators of each annotator's mean error) under each row of weights.
+
+    errors, rated: (A, P), errors 0 where not rated; wa (B, A) annotator counts, wp (B, P) prompt counts.
+    An annotator none of whose prompts is drawn drops out of that resample (as in an unweighted run);
+    a resample with no annotator left is NaN.
+    """
+    num = errors @ wp.T  # (A, B)
+    den = rated.astype(float) @ wp.T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_annotator = num / den
+    present = den > 0
+    weights = wa.T * present
+    total = weights.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, (np.where(present, per_annotator, 0.0) * weights).sum(axis=0) / total, np.nan)
+
+
+def two_way_bootstrap(
+    errors: np.ndarray,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
+    """Two-way (annotators × prompts) bootstrap of an MAE from a matrix of absolute errors.
+
+    `errors` is annotators × prompts, NaN where there is no scored rating.  Annotators and prompts are
+    resampled together with replacement; returns {"mae", "ci_low", "ci_high", "boot"} (percentile
+    interval at `level`; `boot` holds the resampled MAEs).
+    """
+    errors = np.asarray(errors, dtype=float)
+    rated = np.isfinite(errors)
+    filled = np.where(rated, errors, 0.0)
+    rng = np.random.default_rng(seed)
+    wa = bootstrap_weights(errors.shape[0], n_boot, rng)
+    wp = bootstrap_weights(errors.shape[1], n_boot, rng)
+    boot = _weighted_maes(filled, rated, wa, wp)
+    ones_a, ones_p = np.ones((1, errors.shape[0])), np.ones((1, errors.shape[1]))
+    mae = float(_weighted_maes(filled, rated, ones_a, ones_p)[0])
+    low, high = _percentiles(boot, level)
+    return {"mae": mae, "ci_low": low, "ci_high": high, "boot": boot}
+
+
+def _percentiles(boot: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    boot = np.asarray(boot, dtype=float)
+    boot = boot[np.isfinite(boot)]
+    if len(boot) < 2:
+        return (float("nan"), float("nan"))
+    tail = 100.0 * (1.0 - level) / 2.0
+    low, high = np.percentile(boot, [tail, 100.0 - tail])
+    return (float(low), float(high))
+
+
+def _crps_table(support: np.ndarray) -> np.ndarray:
+    return np.abs(support[:, None] - support[None, :])
+
+
+def distribution_scores(probabilities: np.ndarray, observed: np.ndarray, support: np.ndarray = SUPPORT) -> dict:
+    """CRPS (0–1) and Wasserstein (0–100) of one predicted distribution against the observed ratings.
+
+    `probabilities` over `support` (summing to 1), `observed` scores on 0–1.  CRPS is the mean over
+    the observed ratings of E|X − y| − ½E|X − X′| (Gneiting & Raftery 2007, JASA 102:359).
+    """
+    w = np.asarray(probabilities, dtype=float)
+    w = w / w.sum()
+    y = np.asarray(observed, dtype=float)
+    expected_error = (w[:, None] * np.abs(support[:, None] - y[None, :])).sum(axis=0).mean()
+    spread = float(w @ _crps_table(support) @ w)
+    return {
+        "crps": float(expected_error - 0.5 * spread),
+        "wasserstein": float(stats.wasserstein_distance(support * 100.0, y * 100.0, u_weights=w)),
+    }
+
+
+def _point_distribution_scores(prediction: float, observed: np.ndarray) -> dict:
+    error = float(np.abs(np.asarray(observed, dtype=float) - prediction).mean())
+    return {"crps": error, "wasserstein": 100.0 * error}
+
+
 def score_predictions(scored: pd.DataFrame) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Scores from rows (annotator, prompt, score, prediction); NaN predictions are left out.
 
-    Returns (overall, per_annotator, per_prompt).
+    Returns (overall, per_annotator, per_prompt).  `ci_low_annotators`/`ci_high_annotators` is the
+    95% t-interval over annotators (prompts held fixed); `run_benchmark` adds the two-way interval.
     """
     n_rows = len(scored)
     scored = scored[scored["prediction"].notna()]
@@ -257,15 +379,15 @@ def score_predictions(scored: pd.DataFrame) -> tuple[dict, pd.DataFrame, pd.Data
         )
     per_prompt = pd.DataFrame(rows, columns=["prompt", "true_mean", "pred_mean", "mae", "wasserstein", "n"])
     maes = per_annotator["mae"].to_numpy(dtype=float)
-    low, high = _t_interval(maes)
+    low, high = _t_interval(maes)  # annotators only; the two-way interval is added by the run
     spearman = float("nan")
     # A constant prediction has no ranks (float noise in its per-prompt means must not invent some).
     if len(per_prompt) >= 2 and np.ptp(per_prompt["pred_mean"]) > 1e-9 and np.ptp(per_prompt["true_mean"]) > 1e-9:
         spearman = float(stats.spearmanr(per_prompt["pred_mean"], per_prompt["true_mean"]).statistic)
     overall = {
         "mae": float(maes.mean()) if len(maes) else float("nan"),
-        "ci_low": low,
-        "ci_high": high,
+        "ci_low_annotators": low,
+        "ci_high_annotators": high,
         "spearman": spearman,
         "wasserstein": float(per_prompt["wasserstein"].mean()) if len(per_prompt) else float("nan"),
         "n_annotators": int(len(per_annotator)),
@@ -317,26 +439,48 @@ class BenchmarkResult:
     per_annotator: pd.DataFrame
     per_prompt: pd.DataFrame
     splits: list[Split] = field(default_factory=list)
+    # (predictor, condition) → (n_splits, n_boot) MAEs under the run's shared two-way bootstrap weights
+    boot: dict = field(default_factory=dict)
+    level: float = 0.95
+
+    def boot_mean(self, predictor: str, condition: str) -> np.ndarray:
+        """The bootstrap distribution of the split-averaged MAE (one value per resample)."""
+        values = self.boot[(predictor, condition)]
+        # a resample with no scored annotator in some split (tiny studies) is left out of that mean
+        counts = np.isfinite(values).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(counts > 0, np.nansum(values, axis=0) / np.maximum(counts, 1), np.nan)
 
     def summary(self) -> list[dict]:
         """One dict per predictor × condition: scores averaged over splits, seconds summed.
 
-        Predictors that count replies (LLM adapters) add `refusal_pct` and `completion_pct`.
+        `ci_low`/`ci_high` is the two-way bootstrap interval of the split-averaged MAE (see the module
+        docstring).  In the aggregated condition `crps` and `distribution` ("predicted" or "point
+        mass") are added.  Predictors that count replies (LLM adapters) add `refusal_pct` and
+        `completion_pct`.
         """
         out = []
         if self.per_split.empty:
             return out
         for (name, condition), group in self.per_split.groupby(["predictor", "condition"], sort=False):
+            low, high = (
+                _percentiles(self.boot_mean(name, condition), self.level)
+                if (name, condition) in self.boot
+                else (float("nan"), float("nan"))
+            )
             row = {
                 "predictor": name,
                 "condition": condition,
                 "mae": float(group["mae"].mean()),
-                "ci_low": float(group["ci_low"].mean()),
-                "ci_high": float(group["ci_high"].mean()),
+                "ci_low": low,
+                "ci_high": high,
                 "spearman": float(group["spearman"].mean()) if group["spearman"].notna().any() else float("nan"),
                 "wasserstein": float(group["wasserstein"].mean()),
                 "seconds": float(group["seconds"].sum()),
             }
+            if "crps" in group.columns and group["crps"].notna().any():
+                row["crps"] = float(group["crps"].mean())
+                row["distribution"] = str(group["distribution"].iloc[0])
             if "requests" in group.columns and group["requests"].notna().any():
                 requests = group["requests"].sum()
                 if requests:
@@ -344,6 +488,118 @@ class BenchmarkResult:
                     row["completion_pct"] = float(100.0 * group["parsed"].sum() / requests)
             out.append(row)
         return out
+
+    def paired(self, reference: str) -> list[dict]:
+        """Paired differences MAE(predictor) − MAE(reference) per condition where both ran, with the
+        two-way bootstrap CI of the difference (same splits, same resamples); negative = better."""
+        return _paired(
+            {key: self.boot_mean(*key) for key in self.boot},
+            {(r["predictor"], r["condition"]): r["mae"] for r in self.summary()},
+            reference,
+            self.level,
+        )
+
+
+def _paired(boot: dict, mae: dict, reference: str, level: float) -> list[dict]:
+    out = []
+    for (name, condition), values in boot.items():
+        if name == reference or (reference, condition) not in boot:
+            continue
+        difference = values - boot[(reference, condition)]
+        low, high = _percentiles(difference, level)
+        out.append(
+            {
+                "predictor": name,
+                "reference": reference,
+                "condition": condition,
+                "difference": float(mae[(name, condition)] - mae[(reference, condition)]),
+                "ci_low": low,
+                "ci_high": high,
+                # share of resamples in which the predictor is not better (a one-sided bootstrap p)
+                "share_not_better": float(np.mean(difference[np.isfinite(difference)] >= 0)),
+            }
+        )
+    return out
+
+
+@dataclass
+class SeedsResult:
+    """The 10-split protocol repeated over seeds: `per_seed` (one summary row per seed × predictor ×
+    condition), `results` (per seed, the BenchmarkResult with its per-split tables) and the bootstrap
+    distribution of each seed average (shared resamples, so differences are paired)."""
+
+    seeds: tuple[int, ...]
+    per_seed: pd.DataFrame
+    boot: dict  # (predictor, condition) → (n_boot,) bootstrap MAE of the seed average
+    results: list[BenchmarkResult] = field(default_factory=list)
+    level: float = 0.95
+
+    def summary(self) -> list[dict]:
+        """Per predictor × condition: `mae` (mean over seeds of the 10-split MAE), `sd_seeds`, `min_seed`,
+        `max_seed`, `ci_low`/`ci_high` (two-way bootstrap CI of the seed average), the other scores
+        averaged over seeds, seconds summed."""
+        out = []
+        for (name, condition), group in self.per_seed.groupby(["predictor", "condition"], sort=False):
+            low, high = _percentiles(self.boot[(name, condition)], self.level)
+            row = {
+                "predictor": name,
+                "condition": condition,
+                "mae": float(group["mae"].mean()),
+                "sd_seeds": float(group["mae"].std(ddof=1)) if len(group) > 1 else float("nan"),
+                "min_seed": float(group["mae"].min()),
+                "max_seed": float(group["mae"].max()),
+                "ci_low": low,
+                "ci_high": high,
+                "n_seeds": int(len(group)),
+                "spearman": float(group["spearman"].mean()) if group["spearman"].notna().any() else float("nan"),
+                "wasserstein": float(group["wasserstein"].mean()),
+                "seconds": float(group["seconds"].sum()),
+            }
+            if "crps" in group.columns and group["crps"].notna().any():
+                row["crps"] = float(group["crps"].mean())
+                row["distribution"] = str(group["distribution"].iloc[0])
+            out.append(row)
+        return out
+
+    def paired(self, reference: str) -> list[dict]:
+        mae = {(r["predictor"], r["condition"]): r["mae"] for r in self.summary()}
+        return _paired(self.boot, mae, reference, self.level)
+
+
+def run_seeds(
+    df: pd.DataFrame,
+    predictors: list,
+    *,
+    seeds: Iterable[int] = DEVELOPMENT_SEEDS,
+    n_boot: int = 1000,
+    boot_seed: int = 0,
+    keep_results: bool = False,
+    progress: Callable[[float, str], None] | None = None,
+    **kwargs,
+) -> SeedsResult:
+    """`run_benchmark` once per seed (same predictors, same bootstrap resamples); see `SeedsResult`.
+
+    `keep_results=False` keeps only the per-seed summaries and the bootstrap vectors (the per-split
+    tables of 10 seeds × 20 predictors are large)."""
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds:
+        raise ValueError("give at least one seed")
+    rows, sums, kept = [], {}, []
+    for i, seed in enumerate(seeds):
+
+        def step(fraction: float, message: str, i=i, seed=seed) -> None:
+            if progress is not None:
+                progress((i + fraction) / len(seeds), f"seed {seed} · {message}")
+
+        result = run_benchmark(df, predictors, seed=seed, n_boot=n_boot, boot_seed=boot_seed, progress=step, **kwargs)
+        for row in result.summary():
+            rows.append({"seed": seed, **row})
+        for key in result.boot:
+            sums[key] = sums.get(key, 0.0) + result.boot_mean(*key)
+        if keep_results:
+            kept.append(result)
+    per_seed = pd.DataFrame(rows)
+    return SeedsResult(seeds, per_seed, {k: v / len(seeds) for k, v in sums.items()}, kept)
 
 
 def run_benchmark(
@@ -358,6 +614,8 @@ def run_benchmark(
     new_annotator_fraction: float = 0.2,
     warm_folds: int = 5,
     blas_threads: int | None = 1,
+    n_boot: int = 1000,
+    boot_seed: int = 0,
 ) -> BenchmarkResult:
     """Fit and score every predictor (a registered name or an instance) on `n_splits` seeded splits,
     in each requested condition that the predictor lists in its `conditions`.
@@ -365,20 +623,67 @@ def run_benchmark(
     `progress(fraction, message)` is called after each predictor × condition × split.  BLAS runs with
     `blas_threads` threads (None: the library's default): the matrices here are ~100 × 150, where
     starting threads costs more than it saves (a 100 × 150 SVD takes ~3 ms on one thread and ~20–35 ms
-    on two on the 2-core benchmark machine).
+    on two on the 2-core benchmark machine).  `n_boot` two-way bootstrap resamples (seeded by
+    `boot_seed`, shared by every split and predictor) give the intervals; 0 turns them off.
     """
+    args = (df, predictors, conditions, n_splits, seed, progress, test_fraction, new_annotator_fraction, warm_folds)
     if blas_threads is None:
-        return _run(
-            df, predictors, conditions, n_splits, seed, progress, test_fraction, new_annotator_fraction, warm_folds
-        )
-
+        return _run(*args, n_boot=n_boot, boot_seed=boot_seed)
     with threadpool_limits(limits=blas_threads, user_api="blas"):
-        return _run(
-            df, predictors, conditions, n_splits, seed, progress, test_fraction, new_annotator_fraction, warm_folds
-        )
+        return _run(*args, n_boot=n_boot, boot_seed=boot_seed)
 
 
-def _run(df, predictors, conditions, n_splits, seed, progress, test_fraction, new_annotator_fraction, warm_folds):
+def _error_matrix(scored: pd.DataFrame, a_index: dict, p_index: dict):
+    """Dense annotators × prompts absolute errors of the scored rows (rows with a prediction)."""
+    scored = scored[scored["prediction"].notna()]
+    a = scored["annotator"].map(a_index).to_numpy()
+    p = scored["prompt"].map(p_index).to_numpy()
+    a_codes, a_rows = np.unique(a, return_inverse=True)
+    p_codes, p_cols = np.unique(p, return_inverse=True)
+    errors = np.zeros((len(a_codes), len(p_codes)))
+    rated_ = np.zeros_like(errors, dtype=bool)
+    errors[a_rows, p_cols] = (scored["prediction"] - scored["score"]).abs().to_numpy()
+    rated_[a_rows, p_cols] = True
+    return errors, rated_, a_codes, p_codes
+
+
+def _distribution_rows(predictor, task: Task, truth: pd.DataFrame, prediction: pd.Series) -> pd.DataFrame:
+    """Per test prompt: CRPS and Wasserstein of the predicted distribution (or of the point mass)."""
+    observed = truth.groupby("prompt", sort=False)["score"].apply(lambda s: s.to_numpy(dtype=float))
+    predict_distribution = getattr(predictor, "predict_distribution", None)
+    rows = []
+    if callable(predict_distribution):
+        probabilities = np.asarray(predict_distribution(task.test.copy()), dtype=float)
+        if probabilities.shape != (len(task.test), len(SUPPORT)):
+            raise ValueError(f"predict_distribution must return {len(task.test)} × {len(SUPPORT)} probabilities")
+        if (probabilities < -1e-12).any() or not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-6):
+            raise ValueError("predict_distribution must return non-negative probabilities summing to 1 per row")
+        for prompt, w in zip(task.test["prompt"].astype(str), probabilities):
+            if prompt in observed.index:
+                rows.append({"prompt": prompt, **distribution_scores(np.clip(w, 0, None), observed[prompt])})
+        kind = "predicted"
+    else:
+        for prompt, value in zip(task.test["prompt"].astype(str), prediction.to_numpy(dtype=float)):
+            if prompt in observed.index and np.isfinite(value):
+                rows.append({"prompt": prompt, **_point_distribution_scores(value, observed[prompt])})
+        kind = "point mass"
+    return pd.DataFrame(rows, columns=["prompt", "crps", "wasserstein"]).assign(distribution=kind)
+
+
+def _run(
+    df,
+    predictors,
+    conditions,
+    n_splits,
+    seed,
+    progress,
+    test_fraction,
+    new_annotator_fraction,
+    warm_folds,
+    *,
+    n_boot=1000,
+    boot_seed=0,
+):
     conditions = tuple(conditions)
     for condition in conditions:
         if condition not in CONDITIONS:
@@ -403,17 +708,28 @@ def _run(df, predictors, conditions, n_splits, seed, progress, test_fraction, ne
         new_annotator_fraction=new_annotator_fraction,
         warm_folds=warm_folds,
     )
+    # Shared two-way bootstrap weights over every annotator and prompt (natural order: independent of
+    # the frame's row order and of the split seed).
+    all_annotators = sorted(set(df["annotator"].astype(str)), key=_natural_key)
+    all_prompts = sorted(set(df["prompt"].astype(str)), key=_natural_key)
+    a_index = {a: i for i, a in enumerate(all_annotators)}
+    p_index = {p: i for i, p in enumerate(all_prompts)}
+    boot_rng = np.random.default_rng([boot_seed, 20_260_001])
+    wa_all = bootstrap_weights(len(all_annotators), n_boot, boot_rng)
+    wp_all = bootstrap_weights(len(all_prompts), n_boot, boot_rng)
+
     plan = [(name, p, c) for name, p in resolved for c in conditions if c in p.conditions]
     total = len(plan) * len(splits)
     done = 0
     split_rows, annotator_frames, prompt_frames = [], [], []
+    boot: dict[tuple[str, str], list[np.ndarray]] = {}
     tasks_cache: dict[tuple[int, str], list[Task]] = {}
     for split in splits:
         for name, template, condition in plan:
             key = (split.index, condition)
             if key not in tasks_cache:
                 tasks_cache[key] = condition_tasks(data, split, condition)
-            scored_parts, extra = [], {}
+            scored_parts, extra, distribution_parts = [], {}, []
             seconds = 0.0
             for task in tasks_cache[key]:
                 predictor = _clone(template)
@@ -423,11 +739,16 @@ def _run(df, predictors, conditions, n_splits, seed, progress, test_fraction, ne
                     prediction = predictor.predict(task.test.copy())
                 except Exception as error:
                     raise RuntimeError(f"{name} failed in {condition}, split {split.index}: {error}") from error
-                seconds += time.perf_counter() - start
                 prediction = _checked(prediction, task.test, name)
+                truth = task.truth
+                if condition == "aggregated":
+                    try:
+                        distribution_parts.append(_distribution_rows(predictor, task, truth, prediction))
+                    except Exception as error:
+                        raise RuntimeError(f"{name} failed in {condition}, split {split.index}: {error}") from error
+                seconds += time.perf_counter() - start
                 for k, v in _collect_stats(predictor).items():
                     extra[k] = extra.get(k, 0) + v
-                truth = task.truth
                 if condition == "aggregated":
                     per_prompt = pd.Series(prediction.to_numpy(), index=task.test["prompt"].to_numpy())
                     values = truth["prompt"].map(per_prompt)
@@ -436,6 +757,19 @@ def _run(df, predictors, conditions, n_splits, seed, progress, test_fraction, ne
                 scored_parts.append(truth.assign(prediction=values.to_numpy(dtype=float)))
             scored = pd.concat(scored_parts, ignore_index=True)
             overall, per_annotator, per_prompt = score_predictions(scored)
+            if distribution_parts:
+                dist = pd.concat(distribution_parts, ignore_index=True).set_index("prompt")
+                # In aggregated, Wasserstein is that of the predicted distribution (a point mass for a
+                # point predictor), not of the one prediction repeated for every annotator.
+                per_prompt = per_prompt.drop(columns="wasserstein").join(dist, on="prompt")
+                overall["wasserstein"] = float(per_prompt["wasserstein"].mean())
+                overall["crps"] = float(per_prompt["crps"].mean())
+                overall["distribution"] = str(dist["distribution"].iloc[0]) if len(dist) else "point mass"
+            if n_boot:
+                errors, rated_, a_codes, p_codes = _error_matrix(scored, a_index, p_index)
+                maes = _weighted_maes(errors, rated_, wa_all[:, a_codes], wp_all[:, p_codes])
+                boot.setdefault((name, condition), []).append(maes)
+                overall["ci_low"], overall["ci_high"] = _percentiles(maes)
             label = {"predictor": name, "condition": condition, "split": split.index}
             split_rows.append({**label, **overall, "seconds": seconds, **extra})
             annotator_frames.append(per_annotator.assign(**label))
@@ -454,4 +788,5 @@ def _run(df, predictors, conditions, n_splits, seed, progress, test_fraction, ne
         return frame[lead + [c for c in frame.columns if c not in lead]]
 
     per_split = pd.DataFrame(split_rows) if split_rows else pd.DataFrame(columns=lead)
-    return BenchmarkResult(per_split, _frame(annotator_frames), _frame(prompt_frames), splits)
+    boot_arrays = {k: np.vstack(v) for k, v in boot.items()}
+    return BenchmarkResult(per_split, _frame(annotator_frames), _frame(prompt_frames), splits, boot_arrays)

@@ -178,7 +178,7 @@ def scored_rows(draw):
 def test_scores_are_invariant_to_row_order_and_scale_with_the_unit(scored, seed):
     overall, per_annotator, per_prompt = score_predictions(scored)
     shuffled, shuffled_annotators, _ = score_predictions(scored.sample(frac=1.0, random_state=seed))
-    for key in ("mae", "ci_low", "ci_high", "spearman", "wasserstein", "coverage"):
+    for key in ("mae", "ci_low_annotators", "ci_high_annotators", "spearman", "wasserstein", "coverage"):
         assert same(shuffled[key], overall[key]), key
     for key in ("n_annotators", "n_prompts", "n_ratings"):
         assert shuffled[key] == overall[key]

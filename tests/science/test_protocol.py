@@ -20,6 +20,7 @@ from benchmark.science.protocol import (
 from benchmark.science.release import DEMOGRAPHIC_COLUMNS, RELEASE_DIR, release_read
 
 SUMMARY_KEYS = {"predictor", "condition", "mae", "ci_low", "ci_high", "spearman", "wasserstein", "seconds"}
+AGGREGATED_KEYS = SUMMARY_KEYS | {"crps", "distribution"}  # distributional scores (issue 16)
 
 
 def hand_frame(n_prompts: int = 6, n_annotators: int = 5, unsure=((0, 0), (3, 4))) -> pd.DataFrame:
@@ -252,7 +253,7 @@ def test_scores_by_hand():
     assert per_annotator.set_index("annotator").mae.to_dict() == pytest.approx({"A": 0.2, "B": 0.35})
     assert overall["mae"] == pytest.approx(0.275)
     half = stats.t.ppf(0.975, 1) * np.std([0.2, 0.35], ddof=1) / np.sqrt(2)
-    assert (overall["ci_low"], overall["ci_high"]) == pytest.approx((0.275 - half, 0.275 + half))
+    assert (overall["ci_low_annotators"], overall["ci_high_annotators"]) == pytest.approx((0.275 - half, 0.275 + half))
     # prompt means: true p1 0.3, p2 0.8; predicted p1 0.25, p2 0.4 → same order
     assert overall["spearman"] == pytest.approx(1.0)
     # Wasserstein on 0–100: p1 {30, 20} vs {20, 40} → sorted pairs (20,20),(30,40) → 5; p2 {30, 50} vs {60, 100} → 40
@@ -305,7 +306,8 @@ def test_benchmark_scores_match_a_hand_computation(spy):
             assert row.mae == pytest.approx(per_annotator.mean())
     summary = {r["condition"]: r for r in result.summary()}
     assert set(summary) == {"individual", "aggregated"}
-    assert all(set(r) == SUMMARY_KEYS for r in result.summary())
+    for r in result.summary():
+        assert set(r) == (AGGREGATED_KEYS if r["condition"] == "aggregated" else SUMMARY_KEYS)
     assert summary["individual"]["mae"] == pytest.approx(result.per_split.query("condition == 'individual'").mae.mean())
     assert summary["individual"]["ci_low"] < summary["individual"]["mae"] < summary["individual"]["ci_high"]
     assert len(result.per_annotator) == 2 * 2 * 5 and len(result.per_prompt) == 2 * 2 * 2
