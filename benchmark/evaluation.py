@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import pandas as pd
@@ -19,7 +20,11 @@ from .science.protocol import CONDITIONS, run_benchmark
 
 Progress = Callable[[float, str], None]
 
-# The paper's figures (PluriHarms, Table 3), shown beside ours and marked as published, not rerun.
+# The paper's figures (PluriHarms, Table 3), shown beside ours and marked as published, not rerun,
+# and only for a study whose prompts are the release's (`shows_published`): elsewhere they mean nothing.
+# The paper's SafetyAnalyst-8B is the full system (harm-benefit trees); our safetyanalyst_* predictors
+# see only the 16 released action-category probabilities (no effects, extent, likelihood, immediacy or
+# benefits), so they are not a rerun of it.
 PUBLISHED = [
     {"predictor": "GPT-5 k-shot", "condition": "individual", "mae": 0.195},
     {"predictor": "Claude Sonnet-3.7 k-shot", "condition": "aggregated", "mae": 0.250},
@@ -28,6 +33,27 @@ PUBLISHED = [
     {"predictor": "WildGuard-7B", "condition": "individual", "mae": 0.364},
     {"predictor": "random", "condition": "individual", "mae": 0.386},
 ]
+
+
+@functools.lru_cache(maxsize=1)
+def _release_prompts() -> frozenset[tuple[str, str]]:
+    from .science.release import RELEASE_DIR, release_read  # noqa: PLC0415  (read once, when first asked)
+
+    prompts = release_read(RELEASE_DIR).prompts
+    return frozenset(zip(prompts["external_id"].astype(str), prompts["text"].astype(str).str.strip()))
+
+
+def shows_published(*, study: Study) -> bool:
+    """True when the study's prompts are exactly the PluriHarms release's (same ids and texts)."""
+    prompts = prompts_frame(study=study)
+    if len(prompts) != len(_release_prompts()):
+        return False
+    mine = frozenset(zip(prompts["external_id"].astype(str), prompts["text"].astype(str).str.strip()))
+    return mine == _release_prompts()
+
+
+def published_for(*, study: Study) -> list[dict]:
+    return PUBLISHED if shows_published(study=study) else []
 
 
 def benchmark_frame(*, study: Study) -> pd.DataFrame:
@@ -107,11 +133,14 @@ def study_benchmark(
         progress=lambda fraction, message: report(0.05 + 0.9 * fraction, message),
     )
     summary = result.summary()
+    reference = "annotator_mean"
     return {
         "protocol": "pluriharms",
         "splits": n_splits,
         "seed": seed,
         "predictors": names,
         "results": summary,
-        "published": PUBLISHED,
+        "ci": "two-way bootstrap (annotators and test prompts resampled together), 95%",
+        "paired": result.paired(reference) if reference in names else [],
+        "published": published_for(study=study),
     }, result

@@ -77,7 +77,7 @@ from threadpoolctl import threadpool_limits
 
 import benchmark.science.predictors  # noqa: F401  (fills the registry)
 from benchmark.science.predictors.base import AGGREGATE, CONDITIONS, Predictor, get_predictor
-from benchmark.science.predictors.common import feature_columns, prompt_table, trait_columns
+from benchmark.science.predictors.common import SUPPORT, feature_columns, grid_crps, prompt_table, trait_columns
 
 __all__ = [
     "AGGREGATE",
@@ -106,7 +106,6 @@ DEVELOPMENT_SEEDS = tuple(range(10))
 # Seeds for figures that make claims (BENCHMARKS.md); stated in docs/analysis.md, never used while
 # developing a method.  Changing them is changing the claim.
 LOCKED_SEEDS = tuple(range(9001, 9011))
-SUPPORT = np.linspace(0.0, 1.0, 101)  # the rating grid of predicted distributions (0, 1, …, 100 / 100)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -322,24 +321,16 @@ def _percentiles(boot: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     return (float(low), float(high))
 
 
-def _crps_table(support: np.ndarray) -> np.ndarray:
-    return np.abs(support[:, None] - support[None, :])
-
-
-def distribution_scores(probabilities: np.ndarray, observed: np.ndarray, support: np.ndarray = SUPPORT) -> dict:
-    """CRPS (0–1) and Wasserstein (0–100) of one predicted distribution against the observed ratings.
-
-    `probabilities` over `support` (summing to 1), `observed` scores on 0–1.  CRPS is the mean over
-    the observed ratings of E|X − y| − ½E|X − X′| (Gneiting & Raftery 2007, JASA 102:359).
-    """
+def distribution_scores(probabilities: np.ndarray, observed: np.ndarray) -> dict:
+    """CRPS (0–1) and Wasserstein (0–100) of one predicted distribution over `SUPPORT` against the
+    observed ratings.  CRPS is the mean over the observed ratings of E|X − y| − ½E|X − X′| (Gneiting &
+    Raftery 2007, JASA 102:359)."""
     w = np.asarray(probabilities, dtype=float)
     w = w / w.sum()
     y = np.asarray(observed, dtype=float)
-    expected_error = (w[:, None] * np.abs(support[:, None] - y[None, :])).sum(axis=0).mean()
-    spread = float(w @ _crps_table(support) @ w)
     return {
-        "crps": float(expected_error - 0.5 * spread),
-        "wasserstein": float(stats.wasserstein_distance(support * 100.0, y * 100.0, u_weights=w)),
+        "crps": grid_crps(w, y),
+        "wasserstein": float(stats.wasserstein_distance(SUPPORT * 100.0, y * 100.0, u_weights=w)),
     }
 
 

@@ -11,7 +11,7 @@ from config.errors import ApplicationError, error_response
 from jobs.models import Job
 
 from .. import figures
-from ..evaluation import PUBLISHED, builtin_predictors, predictor_names
+from ..evaluation import builtin_predictors, predictor_names, published_for
 from ..science.harm_benefit import ACTION_CATEGORIES
 from ..selectors import job_in_progress, job_latest_succeeded
 from ..steering import group_fit, score_table, steering_model, steering_model_at, weights_from_form
@@ -55,7 +55,7 @@ def _leaderboard_figure(results: list[dict], published: list[dict]) -> dict:
         "data": traces,
         "layout": {
             **figures.LAYOUT,
-            "title": {"text": "MAE on the 0–1 scale (95% CI over annotators); lower is better"},
+            "title": {"text": "MAE on the 0–1 scale (95% two-way bootstrap CI); lower is better"},
             "height": max(360, 18 * n_rows + 120),
             "margin": {"l": 300, "r": 20, "t": 40, "b": 50},
             "xaxis": {"title": {"text": "MAE"}, "rangemode": "tozero"},
@@ -75,15 +75,17 @@ def leaderboard(request, study):
     job = latest_benchmark(study)
     results = (job.result or {}).get("results", []) if job else []
     running = job_in_progress(study=study, kind="benchmark")
+    published = published_for(study=study)
     context = {
         "study": study,
         "job": job,
         "results": results,
-        "published": PUBLISHED,
+        "published": published,
+        "paired": (job.result or {}).get("paired", []) if job else [],
         "running": running,
         "builtin": builtin_predictors(),
         "all_predictors": predictor_names(),
-        "figure": figures.to_json(_leaderboard_figure(results, PUBLISHED)),
+        "figure": figures.to_json(_leaderboard_figure(results, published)),
     }
     template = "benchmark/_leaderboard_panels.html" if request.htmx else "benchmark/leaderboard.html"
     return render(request, template, context)

@@ -102,6 +102,35 @@ def test_leaderboard_shows_ours_beside_published(client, researcher, release_stu
     assert names == {"individual", "published (not rerun)"}
     fragment = client.get(reverse("benchmark:leaderboard", args=["pluriharms"]), HTTP_HX_REQUEST="true")
     assert b"<html" not in fragment.content
+    assert "only the 16 released action-category probabilities" in page
+    assert "two-way bootstrap" in page
+
+
+def test_published_figures_only_for_the_release_and_paired_differences(client, researcher, small_study):
+    """Issue 16: the paper's figures mean nothing on another study's prompts; the job reports paired
+    differences against annotator_mean with their CI."""
+    job = Job.objects.create(
+        kind="benchmark",
+        study=small_study,
+        params={
+            "predictors": ["annotator_mean", "global_mean"],
+            "splits": 2,
+            "seed": 0,
+            "conditions": ["individual"],
+            "upload": None,
+        },
+    )
+    done = job_run(job_id=job.pk)
+    assert done.status == "succeeded", done.error
+    assert done.result["published"] == []
+    (diff,) = done.result["paired"]
+    assert diff["predictor"] == "global_mean" and diff["reference"] == "annotator_mean"
+    assert diff["ci_low"] <= diff["difference"] <= diff["ci_high"]
+    client.force_login(researcher)
+    page = client.get(reverse("benchmark:leaderboard", args=["small"])).content.decode()
+    assert "GPT-5" not in page and "published, not rerun" not in page
+    assert 'id="leaderboard-paired"' in page
+    assert {trace["name"] for trace in _figure(page)["data"]} == {"individual"}
 
 
 def test_uploading_predictions_scores_them_like_any_model(

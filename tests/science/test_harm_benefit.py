@@ -701,12 +701,26 @@ def test_predictors_are_registered():
     assert get_predictor("safetyanalyst_fit", shrinkage=2.0).get_params()["shrinkage"] == 2.0
 
 
-def test_reference_predictor_is_the_published_model_as_is(long_frame):
+def test_reference_predictor_uncalibrated_is_the_published_model_as_is(long_frame):
     test = long_frame.drop(columns="score").iloc[::7]
-    pred = get_predictor("safetyanalyst_reference").fit(long_frame).predict(test)
+    pred = get_predictor("safetyanalyst_reference", calibrate=False).fit(long_frame).predict(test)
     assert pred.index.equals(test.index)
     np.testing.assert_allclose(pred, expit(hb.FeatureLevelSafetyAnalyst().decision_function(test)))
     assert pred.between(0.5, expit(1.0)).all()
+
+
+def test_reference_predictor_calibrates_intercept_and_scale_and_keeps_the_weights(long_frame):
+    """Issue 16: without an intercept the reference's outputs lay in [0.5, 0.73]; calibrated on the
+    training ratings, it recovers a planted intercept and scale and leaves the published weights alone."""
+    reference = hb.FeatureWeights.reference()
+    h = long_frame[list(hb.ACTION_FEATURE_COLUMNS)].to_numpy(dtype=float) @ reference.action
+    rng = np.random.default_rng(4)
+    train = long_frame.assign(score=np.clip(expit(-3.0 + 6.0 * h) + rng.normal(0, 0.05, len(h)), 0, 1))
+    model = get_predictor("safetyanalyst_reference").fit(train)
+    np.testing.assert_array_equal(model.weights_.action, reference.action)
+    assert model.weights_.scale == pytest.approx(6.0, rel=0.1) and model.weights_.offset == pytest.approx(-3.0, abs=0.3)
+    pred = model.predict(train.drop(columns="score"))
+    assert pred.min() < 0.4 and pred.max() > 0.6  # no longer stuck above one half
 
 
 def test_fit_predictor_individual_and_aggregated(long_frame):

@@ -267,3 +267,71 @@ def test_protocol_reports_refusal_and_completion(tmp_path):
     assert 0 <= row["refusal_pct"] <= 100 and 0 <= row["completion_pct"] <= 100
     assert set(result.per_split.columns) >= {"requests", "refusals", "parsed", "coverage"}
     assert (result.per_split["coverage"] <= 1).all()
+
+
+class ScoringEndpoint(FakeEndpoint):
+    """Replies with the harm level written into the request ('… level 37 …' → 'Rating: 37'); a request
+    containing REFUSE is refused."""
+
+    def answer(self, text: str):
+        if "REFUSE" in text:
+            return 200, "I'm sorry, but I can't help with rating that request.", {}
+        level = int(text.split("level ", 1)[1].split()[0].strip('."'))
+        return 200, f"Thinking about it.\nRating: {level}", {}
+
+
+def _ramp_study(n_prompts=30, n_annotators=12, seed=0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Annotators who saturate differently around a prompt's true level; the text carries a noisy copy
+    of that level (what a model's content knowledge would give)."""
+    rng = np.random.default_rng(seed)
+    level = rng.uniform(0, 100, n_prompts)
+    seen = np.clip(level + rng.normal(0, 8, n_prompts), 0, 100)
+    rows = []
+    for a in range(n_annotators):
+        strict = a % 2 == 0  # strict annotators rate everything above 30 as 100, lenient ones above 70
+        for p in range(n_prompts):
+            rating = 100.0 if level[p] > (30 if strict else 70) else 0.0
+            rows.append(
+                {
+                    "annotator": f"a{a}",
+                    "prompt": f"p{p}",
+                    "text": f"request number {p} at level {seen[p]:.0f} " + ("REFUSE" if p == 0 else ""),
+                    "rating": float(np.clip(rating + rng.normal(0, 5), 0, 100)),
+                }
+            )
+    return pd.DataFrame(rows), level
+
+
+def test_llm_ramp_against_a_local_endpoint(tmp_path):
+    df, _ = _ramp_study()
+    with ScoringEndpoint() as endpoint:
+        model = get_predictor("llm_ramp", base_url=endpoint.url, model="fake-1", cache_dir=str(tmp_path))
+        result = run_benchmark(
+            df, [model, "annotator_mean", "global_median"], conditions=["individual", "aggregated"], n_splits=3
+        )
+        calls = len(endpoint.calls)
+    rows = {(r["predictor"], r["condition"]): r for r in result.summary()}
+    # the per-annotator ramp turns the model's content score into each annotator's own threshold
+    assert rows[("llm_ramp", "individual")]["mae"] < 0.6 * rows[("annotator_mean", "individual")]["mae"]
+    assert rows[("llm_ramp", "individual")]["mae"] < rows[("llm_ramp", "aggregated")]["mae"]
+    assert rows[("llm_ramp", "aggregated")]["mae"] <= rows[("global_median", "aggregated")]["mae"]
+    # one request per distinct prompt text, cached across splits and conditions
+    assert calls == df["prompt"].nunique()
+    # the refused prompt is counted and, when it is a test prompt, left out of the scores
+    assert rows[("llm_ramp", "individual")]["refusal_pct"] > 0
+    refused = result.per_prompt.query("predictor == 'llm_ramp' and prompt == 'p0'")
+    assert refused.empty
+
+
+def test_llm_ramp_fits_each_annotators_own_ramp(tmp_path):
+    df, _ = _ramp_study(n_prompts=40, n_annotators=4, seed=1)
+    train = df.assign(score=df["rating"] / 100).drop(columns="rating")
+    with ScoringEndpoint() as endpoint:
+        model = get_predictor("llm_ramp", base_url=endpoint.url, model="fake-1", cache_dir=str(tmp_path)).fit(train)
+        middle = pd.DataFrame(
+            {"annotator": ["a0", "a1", AGGREGATE], "prompt": ["q", "q", "q"], "text": ["new at level 50"] * 3}
+        )
+        prediction = model.predict(middle)
+    # at level 50 the strict annotator says harmful, the lenient one not, the pooled ramp in between
+    assert prediction.iloc[0] > 0.8 and prediction.iloc[1] < 0.2
+    assert prediction.iloc[1] <= prediction.iloc[2] <= prediction.iloc[0]

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.science.predictors.base import Predictor, register
+from benchmark.science.predictors.common import histogram_on_support
 
 
 @register
@@ -26,6 +27,10 @@ class UniformRandom(Predictor):
     def fit(self, train: pd.DataFrame) -> UniformRandom:
         self.n_train_ = len(train)
         return self
+
+    def predict_distribution(self, test: pd.DataFrame) -> np.ndarray:
+        """Chance as a distribution: uniform over the rating grid."""
+        return np.full((len(test), 101), 1.0 / 101)
 
     def predict(self, test: pd.DataFrame) -> pd.Series:
         rng = np.random.default_rng([self.seed, self.n_train_, len(test)])
@@ -48,11 +53,19 @@ class GlobalMean(Predictor):
 @register
 class GlobalMedian(Predictor):
     name = "global_median"
-    description = "The median training score (the best constant for MAE), for every row."
+    description = (
+        "The median training score (the best constant for MAE), for every row; in aggregated, the "
+        "distribution of all training ratings as its distributional prediction."
+    )
 
     def fit(self, train: pd.DataFrame) -> GlobalMedian:
         self.value_ = float(train["score"].median())
+        self.histogram_ = histogram_on_support(train["score"].to_numpy(dtype=float))
         return self
+
+    def predict_distribution(self, test: pd.DataFrame) -> np.ndarray:
+        """The same distribution for every prompt: the yardstick for distributional predictions."""
+        return np.tile(self.histogram_, (len(test), 1))
 
     def predict(self, test: pd.DataFrame) -> pd.Series:
         return pd.Series(self.value_, index=test.index, dtype=float)

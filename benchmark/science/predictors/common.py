@@ -246,6 +246,35 @@ def apply_ramp(anchors: tuple[float, float], params, s) -> np.ndarray:
     return np.clip(params[..., 0] + (params[..., 1] - params[..., 0]) * t, 0.0, 1.0)
 
 
+# ---------------------------------------------------------------------------------------------------
+# Rating distributions (the aggregated condition's distributional predictions)
+
+SUPPORT = np.linspace(0.0, 1.0, 101)  # ratings 0, 1, …, 100 on the 0–1 scale; the ends hold the point masses
+
+
+def histogram_on_support(scores, weights=None) -> np.ndarray:
+    """Probabilities over `SUPPORT` of scores (0–1, rounded to the nearest grid point), optionally weighted."""
+    scores = np.asarray(scores, dtype=float)
+    weights = np.ones(len(scores)) if weights is None else np.asarray(weights, dtype=float)
+    keep = np.isfinite(scores) & (weights > 0)
+    index = np.clip(np.rint(scores[keep] * (len(SUPPORT) - 1)).astype(int), 0, len(SUPPORT) - 1)
+    w = np.bincount(index, weights=weights[keep], minlength=len(SUPPORT))
+    return w / w.sum() if w.sum() > 0 else np.full(len(SUPPORT), 1.0 / len(SUPPORT))
+
+
+_ABS_DIFF = np.abs(SUPPORT[:, None] - SUPPORT[None, :])
+
+
+def grid_crps(probabilities, observed) -> float:
+    """Mean CRPS over the observed scores of a distribution on `SUPPORT`: E|X − y| − ½E|X − X′|."""
+    w = np.asarray(probabilities, dtype=float)
+    w = w / w.sum()
+    y = np.asarray(observed, dtype=float)
+    y = y[np.isfinite(y)]
+    expected_error = float((w[:, None] * np.abs(SUPPORT[:, None] - y[None, :])).sum(axis=0).mean())
+    return expected_error - 0.5 * float(w @ _ABS_DIFF @ w)
+
+
 def weighted_median(values: np.ndarray, weights: np.ndarray, axis: int = -1) -> np.ndarray:
     """Weighted median along an axis (lower median; weights ≥ 0, NaN values ignored)."""
     values = np.moveaxis(np.asarray(values, dtype=float), axis, -1)

@@ -1,11 +1,24 @@
 """LLM adapters for any OpenAI-compatible chat endpoint (`POST {base_url}/chat/completions`).
 
-Three promptings, after the PluriHarms paper's LLM baselines:
+Three promptings, after the PluriHarms paper's LLM baselines, and one personalized model:
   - `llm_zero_shot`: the prompt alone; the same answer for everyone (one request per prompt).
   - `llm_value_profile`: the annotator described from their traits (demographics, and the three
     factor scores put into words) — needs no ratings, so it also serves new annotators.
   - `llm_k_shot`: the annotator's own alignment ratings of k prompts as examples (the k most similar
     by MiniLM, or k random ones); for the aggregated row the examples carry the prompts' mean ratings.
+  - `llm_ramp`: the zero-shot rating of each prompt as its population score, passed through each
+    annotator's saturating ramp fitted on their alignment ratings (`common.fit_ramps`, as
+    `ensemble_ramp` does with its feature models); the pooled ramp gives the aggregated value.  The
+    per-annotator part is solved; what this adds is the model's knowledge of content (in simulation, a
+    population score correlated 0.90 with the true prompt mean gives 0.193 individual / 0.243
+    aggregated).  A prompt the model refused gets the median score of the parsed alignment prompts
+    when fitting, and NaN (or, with `fallback="mean"`, that median) when predicted.
+
+Running against a real model: set `LLM_BASE_URL` (e.g. `https://api.openai.com/v1`, or a local
+vLLM/llama.cpp/Ollama server's `/v1`), `LLM_MODEL` and `LLM_API_KEY` in the environment, then
+`manage.py benchmark <study> --predictors llm_ramp --conditions individual,aggregated --json out.json`;
+replies are cached under `var/llm_cache/` (or `PLURIHARMS_LLM_CACHE`), so reruns and the other seeds
+cost no request for prompts already asked.
 
 The reply is asked for as "Rating: <0–100>"; `parse_rating` reads that or, failing it, the last number
 in range once scale phrases ("0 to 100", "out of 100", "/100") are removed.  A reply without a number
@@ -40,7 +53,14 @@ import numpy as np
 import pandas as pd
 
 from benchmark.science.predictors.base import AGGREGATE, CONDITIONS, Predictor, register
-from benchmark.science.predictors.common import DEMOGRAPHICS, embed_texts, score_matrix, stable_seed
+from benchmark.science.predictors.common import (
+    DEMOGRAPHICS,
+    apply_ramp,
+    embed_texts,
+    fit_ramps,
+    score_matrix,
+    stable_seed,
+)
 
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[3] / "var" / "llm_cache"
 
@@ -418,6 +438,61 @@ class LLMZeroShot(LLMPredictor):
             [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION.format(text=text)}]
             for text in test["text"].astype(str)
         ]
+
+
+def _zero_shot_messages(text: str) -> list[dict]:
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION.format(text=text)}]
+
+
+@register
+class LLMRamp(LLMPredictor):
+    name = "llm_ramp"
+    description = (
+        "The chat model's zero-shot rating of each prompt as the population score, then each annotator's "
+        "saturating ramp fitted on their alignment ratings (pooled ramp in aggregated)."
+    )
+    conditions = ("individual", "aggregated", "warm")
+
+    def _scores(self, texts: list[str]) -> tuple[np.ndarray, dict]:
+        """Zero-shot scores (0–1, NaN when refused/unparsable/failed) of distinct texts, and the counts."""
+        replies = self.client_.complete_many([_zero_shot_messages(t) for t in texts])
+        values, counts = np.full(len(texts), np.nan), {"parsed": 0, "refusal": 0, "unparsable": 0, "error": 0}
+        for i, reply in enumerate(replies):
+            rating, status = parse_rating(reply.text) if reply.error is None else (None, "error")
+            counts[status] += 1
+            if rating is not None:
+                values[i] = rating / 100.0
+        return values, counts
+
+    def _fit(self, train: pd.DataFrame) -> None:
+        pivot, Y = score_matrix(train)
+        texts = train.drop_duplicates("prompt").set_index("prompt")["text"].astype(str).reindex(pivot.columns)
+        s, self.fit_counts_ = self._scores(texts.tolist())
+        parsed = s[np.isfinite(s)]
+        self.fill_ = float(np.median(parsed)) if len(parsed) else 0.5
+        self.ramps_ = fit_ramps(np.where(np.isfinite(s), s, self.fill_), Y)
+        self.params_ = pd.DataFrame(self.ramps_["params"], index=pivot.index.astype(str), columns=["v_lo", "v_hi"])
+
+    def predict(self, test: pd.DataFrame) -> pd.Series:
+        table = test.drop_duplicates("prompt").set_index("prompt")["text"].astype(str)
+        s, counts = self._scores(table.tolist())
+        if self.fallback == "mean":
+            s = np.where(np.isfinite(s), s, self.fill_)
+        by_prompt = pd.Series(s, index=table.index)
+        values = test["prompt"].map(by_prompt).to_numpy(dtype=float)
+        params = np.array(self.params_.reindex(test["annotator"].astype(str)).to_numpy(dtype=float))
+        params[np.isnan(params).any(axis=1)] = self.ramps_["centre"]  # AGGREGATE rows, unseen annotators
+        out = np.where(np.isfinite(values), apply_ramp(self.ramps_["anchors"], params, np.nan_to_num(values)), np.nan)
+        total = {k: counts[k] + self.fit_counts_[k] for k in counts}
+        self.stats_ = {
+            "requests": sum(total.values()),
+            "parsed": total["parsed"],
+            "refusals": total["refusal"],
+            "unparsable": total["unparsable"],
+            "errors": total["error"],
+            **{k: v for k, v in self.client_.stats.items() if k != "errors"},
+        }
+        return pd.Series(out, index=test.index)
 
 
 @register

@@ -12,6 +12,11 @@ prompts are out-of-fold, so the ramps are fitted on scores as noisy as those of 
 In the aggregated condition (annotator = AGGREGATE) the pooled ramp — the same objective over every
 annotator's ratings, i.e. an estimate of the per-prompt median — gives the one value per prompt.
 
+Distribution (aggregated condition, `predict_distribution`): a prompt's rating distribution is
+predicted by its analogues: the pooled ratings of the k alignment prompts whose out-of-fold
+population scores are nearest to its own (point masses at 0 and 100 included, as rated).  k ∈ {5, 10,
+20, 40} is chosen by leave-one-prompt-out CRPS over the alignment prompts.
+
 Optional per-annotator content effect (`residual_k`, candidate k values; off by default): the mean of
 the annotator's own residuals on their k most similar alignment prompts (MiniLM cosine), times γ, is
 added to the prediction; k and γ ∈ {0, .25, .5, .75, 1} are chosen by leave-one-prompt-out over the
@@ -31,6 +36,8 @@ from benchmark.science.predictors.common import (
     apply_ramp,
     embed_texts,
     fit_ramps,
+    grid_crps,
+    histogram_on_support,
     is_aggregate,
     prompt_table,
     score_matrix,
@@ -57,7 +64,42 @@ class RampPredictor(Predictor):
         self.ramps_ = fit_ramps(s, Y, seed=self.seed)
         self.params_ = pd.DataFrame(self.ramps_["params"], index=pivot.index.astype(str), columns=["v_lo", "v_hi"])
         self._fit_residuals(s, Y)
+        self._fit_analogues(s, Y)
         return self
+
+    ANALOGUE_K = (5, 10, 20, 40)
+
+    def _fit_analogues(self, s: np.ndarray, Y: np.ndarray) -> None:
+        """Keep the alignment prompts' scores and ratings; choose k by leave-one-prompt-out CRPS."""
+        self.analogue_s_, self.analogue_Y_ = np.asarray(s, dtype=float), Y
+        n = len(self.analogue_s_)
+        if n < 3:
+            self.analogue_k_ = max(1, n)
+            return
+        distance = np.abs(self.analogue_s_[:, None] - self.analogue_s_[None, :])
+        np.fill_diagonal(distance, np.inf)
+        order = np.argsort(distance, axis=1, kind="stable")
+        best = (np.inf, self.ANALOGUE_K[0])
+        for k in self.ANALOGUE_K:
+            k = min(k, n - 1)
+            loss = sum(
+                grid_crps(histogram_on_support(Y[:, order[j, :k]].ravel()), Y[:, j][np.isfinite(Y[:, j])])
+                for j in range(n)
+                if np.isfinite(Y[:, j]).any()
+            )
+            if loss < best[0]:
+                best = (loss, k)
+        self.analogue_k_ = best[1]
+
+    def predict_distribution(self, test: pd.DataFrame) -> np.ndarray:
+        """Per row, probabilities over `common.SUPPORT`: the ratings of the prompt's k analogues."""
+        s = self._population(test).to_numpy()
+        k = min(self.analogue_k_, len(self.analogue_s_))
+        out = []
+        for value in s:
+            nearest = np.argsort(np.abs(self.analogue_s_ - value), kind="stable")[:k]
+            out.append(histogram_on_support(self.analogue_Y_[:, nearest].ravel()))
+        return np.vstack(out) if out else np.zeros((0, len(self.analogue_s_)))
 
     def _population(self, test: pd.DataFrame) -> pd.Series:
         table = prompt_table(test)

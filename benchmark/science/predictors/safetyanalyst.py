@@ -5,10 +5,18 @@ effect-category (7 ``effect_*`` columns) distributions, not with trees, so both 
 :class:`~benchmark.science.harm_benefit.FeatureLevelSafetyAnalyst`:
 ``score = sigmoid(scale * (p . action) * (q . effect) + offset)``.
 
-* ``safetyanalyst_reference`` -- the published weights as they are: ``sigmoid(p . action)`` with the
-  reference action weights, no effect term, nothing fitted on ratings (the "published model as is"
-  analogue). Its scores live in [0.5, 0.73] because the reference weights are in [0, 1] and the
-  reference model has no intercept; what it offers is a ranking.
+What both predictors see: only the 16 released action-category probabilities of each prompt (the
+``action_*`` columns). SafetyAnalyst-8B itself reasons over a harm-benefit tree -- stakeholders,
+harmful and beneficial actions and effects, with extent, likelihood and immediacy -- none of which
+the release carries, so neither predictor is SafetyAnalyst-8B or a stand-in for it (the paper's
+SafetyAnalyst-8B figures, 0.311 / 0.361, are of the full system).
+
+* ``safetyanalyst_reference`` -- the published action weights kept as they are, with an intercept
+  and a scale calibrated on the alignment ratings: ``sigmoid(offset + scale * (p . action))``, the two
+  numbers fitted by least squares over the training ratings (equivalently the prompt means, weighted
+  by their counts). Without them (``calibrate=False``, the weights as published) the scores live in
+  [0.5, 0.73]: the reference weights are in [0, 1] and the reference aggregation has no intercept, so
+  the MAE (0.337) was that of a near-constant.
 * ``safetyanalyst_fit`` -- the same model steered to the training ratings. A population model is
   fitted to the per-prompt mean score (one row per prompt, so the L2 pull toward the reference weights
   is weighed against prompts, not ratings). Then every annotator in the training data gets their own
@@ -37,6 +45,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import optimize, special
 
 from benchmark.science.harm_benefit import (
     ACTION_FEATURE_COLUMNS,
@@ -72,19 +81,37 @@ def _predict(weights: FeatureWeights, rows: pd.DataFrame, use_effects: bool) -> 
     return out
 
 
+SEES = "sees only the 16 released action-category probabilities (no effects, extent, likelihood, immediacy or benefits)"
+
+
 @register
 class SafetyAnalystReference(Predictor):
     name = "safetyanalyst_reference"
     description = (
-        "SafetyAnalyst's published aggregation weights on the prompt's action-category "
-        "distribution: sigmoid(expected action weight); nothing fitted"
+        "SafetyAnalyst's published action weights (kept) with an intercept and scale calibrated on the "
+        f"alignment ratings: sigmoid(a + b · expected action weight); {SEES}"
     )
 
-    def __init__(self):
-        pass
+    def __init__(self, calibrate: bool = True):
+        self.calibrate = calibrate
 
     def fit(self, train: pd.DataFrame) -> SafetyAnalystReference:
-        self.weights_ = FeatureWeights.reference()
+        reference = FeatureWeights.reference()
+        self.weights_ = reference
+        if not self.calibrate:
+            return self
+        train = train[_usable(train, _ACTIONS)]
+        if len(train) == 0 or train["score"].nunique() < 2:
+            return self
+        h = train[_ACTIONS].astype(float).to_numpy() @ reference.action
+        y = train["score"].to_numpy(dtype=float)
+
+        def residuals(params):
+            return special.expit(params[1] + params[0] * h) - y
+
+        fit = optimize.least_squares(residuals, x0=[1.0, 0.0], bounds=([0.0, -50.0], [200.0, 50.0]))
+        scale, offset = (float(v) for v in fit.x)
+        self.weights_ = FeatureWeights(reference.action, reference.effect, scale, offset)
         return self
 
     def predict(self, test: pd.DataFrame) -> pd.Series:
@@ -96,7 +123,7 @@ class SafetyAnalystFit(Predictor):
     name = "safetyanalyst_fit"
     description = (
         "SafetyAnalyst feature-level aggregation fitted to the alignment ratings (population), "
-        "then refitted per annotator and shrunk toward the population"
+        f"then refitted per annotator and shrunk toward the population; {SEES}"
     )
 
     def __init__(
