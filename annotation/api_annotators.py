@@ -38,6 +38,8 @@ class AnnotatorRowSerializer(serializers.Serializer):
     surveys_done = serializers.IntegerField(help_text=_help("surveys_done"))
     surveys_required = serializers.IntegerField(help_text=_help("surveys_required"))
     agreement_r = serializers.FloatField(allow_null=True, help_text=_help("agreement_r"))
+    expected_disengaged = serializers.FloatField(allow_null=True, help_text=_help("expected_disengaged"))
+    latent_flag = serializers.BooleanField(allow_null=True, help_text=_help("latent_flag"))
 
 
 class ReviewRequestSerializer(serializers.Serializer):

@@ -17,6 +17,7 @@ from django.db.models import Count, Q
 
 from config.errors import ApplicationError
 
+from .latent import latent_by_pseudonym, latent_latest
 from .models import Annotator, Assignment, Study, SurveyResponse
 from .selectors import rating_rows
 from .services.recruitment import PLATFORM_ID, recruitment_hash
@@ -41,8 +42,14 @@ PARTICIPANT_COLUMNS = {
     "agreement_r": "Pearson correlation, over the prompts the annotator rated, between their ratings and "
     "the mean of the other non-excluded annotators' ratings of each prompt (leave-one-out consensus); "
     "empty with fewer than 3 such prompts or no variance",
+    "expected_disengaged": "expected number of disengaged trials, Σ p(disengaged) over the annotator's prompt "
+    "ratings, from the study's latest latent-state job (empty before one has run)",
+    "latent_flag": "true when that expected share of disengaged trials reaches the job's threshold: a "
+    "suggestion to review, never an exclusion (empty before a latent-state job has run)",
 }
-NUMERIC_COLUMNS = [c for c in PARTICIPANT_COLUMNS if c not in ("pseudonym", "status", "exclusion_reason")]
+NUMERIC_COLUMNS = [
+    c for c in PARTICIPANT_COLUMNS if c not in ("pseudonym", "status", "exclusion_reason", "latent_flag")
+]
 
 
 def _seconds(start, end) -> float | None:
@@ -137,10 +144,15 @@ def _rating_figures(ratings: pd.DataFrame, excluded_ids: set[int], min_seconds: 
     }
 
 
-def participants_table(*, study: Study, status: str | None = None) -> list[dict]:
+_UNSET = object()
+
+
+def participants_table(*, study: Study, status: str | None = None, latent_job=_UNSET) -> list[dict]:
     """One dict per annotator of the study (in arrival order), with the keys of PARTICIPANT_COLUMNS.
 
-    Four queries, whatever the number of annotators and ratings. `status` keeps one status only.
+    Five queries, whatever the number of annotators and ratings (the fifth reads the latest latent-state
+    job's per-annotator summary; a caller that has that job already passes it as `latent_job`).
+    `status` keeps one status only.
     Figures that cannot be computed (nothing rated, no timings) are None.
     """
     people = list(
@@ -172,6 +184,7 @@ def participants_table(*, study: Study, status: str | None = None) -> list[dict]
         )
     excluded = {pk for pk, _, st, *_ in people if st == Annotator.Status.EXCLUDED}
     figures = _rating_figures(rating_rows(study=study), excluded, study.min_seconds_per_rating)
+    latent = latent_by_pseudonym(latent_latest(study=study) if latent_job is _UNSET else latent_job)
 
     rows = []
     for pk, pseudonym, st, reason, consented_at, completed_at, last_seen_at in people:
@@ -179,6 +192,7 @@ def participants_table(*, study: Study, status: str | None = None) -> list[dict]
             continue
         counts = trials.get(pk, {})
         mine = figures.get(pk, {})
+        states = latent.get(pseudonym, {})
         rows.append(
             {
                 "pseudonym": pseudonym,
@@ -195,6 +209,8 @@ def participants_table(*, study: Study, status: str | None = None) -> list[dict]
                 "surveys_done": surveys_done.get(pk, 0),
                 "surveys_required": len(required),
                 "agreement_r": _none_if_nan(mine.get("agreement_r")),
+                "expected_disengaged": states.get("expected_disengaged"),
+                "latent_flag": states.get("flag_review"),
             }
         )
     return rows

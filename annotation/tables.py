@@ -33,6 +33,7 @@ class ParticipantsTable(tables.Table):
         verbose_name="Surveys", accessor="surveys_done", order_by=("surveys_done",), attrs={"td": {"class": "num"}}
     )
     agreement_r = tables.Column(verbose_name="Agreement (r)", attrs={"td": {"class": "num"}})
+    expected_disengaged = tables.Column(verbose_name="Disengaged (expected trials)", attrs={"td": {"class": "num"}})
 
     class Meta:
         template_name = "annotation/_participants_dt2.html"
@@ -80,3 +81,11 @@ class ParticipantsTable(tables.Table):
 
     def render_agreement_r(self, value):
         return _number(value)
+
+    def render_expected_disengaged(self, value, record):
+        # A flag suggests a look at the annotator's page; it excludes nobody.
+        if record.get("latent_flag"):
+            return format_html(
+                '{} <span class="badge flagged" title="suggested for review">review</span>', f"{value:.1f}"
+            )
+        return f"{value:.1f}"

@@ -17,6 +17,7 @@ BENCHMARKS = {
     "steering": "bench.steering",
     "load": "bench.load",
     "stream": "bench.stream",
+    "latent": "bench.latent",
 }
 
 

@@ -8,7 +8,8 @@ class BenchmarkConfig(AppConfig):
     def ready(self):
         from jobs import registry
 
-        from .jobs import ANALYSIS, BENCHMARK
+        from .jobs import ANALYSIS, BENCHMARK, LATENT
 
         registry.register(ANALYSIS)
         registry.register(BENCHMARK)
+        registry.register(LATENT)

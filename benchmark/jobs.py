@@ -124,3 +124,44 @@ def benchmark_run(job: Job, progress: Progress) -> dict:
 
 ANALYSIS = JobKind(name="analysis", label="Disagreement report", params=AnalysisParams, handler=analysis_run)
 BENCHMARK = JobKind(name="benchmark", label="Model benchmark", params=BenchmarkParams, handler=benchmark_run)
+
+
+class LatentParams(StrictParams):
+    model = serializers.ChoiceField(
+        choices=["engagement", "drift"],
+        default="engagement",
+        error_messages={"invalid_choice": "unknown model {input!r}; choose engagement or drift"},
+    )
+    response_times = serializers.ChoiceField(
+        choices=["auto", "use", "ignore"],
+        default="auto",
+        help_text="auto: use them when at least half the ratings have one; use; ignore (the no-rt network).",
+    )
+    flag_share = serializers.FloatField(
+        min_value=0.01,
+        max_value=1.0,
+        default=0.2,
+        help_text="Flag for review from this expected share of disengaged trials (a flag never excludes).",
+    )
+
+
+def latent_run(job: Job, progress: Progress) -> dict:
+    from .latent import ANNOTATORS_FILE, TRIALS_FILE, study_latent  # noqa: PLC0415  (torch: see the note above)
+
+    out = artifact_dir(job)
+    p = job.params
+    result = study_latent(
+        study=job.study,
+        model=p["model"],
+        response_times=p["response_times"],
+        flag_share=p["flag_share"],
+        out_dir=out,
+        progress=progress,
+    )
+    for name in (TRIALS_FILE, ANNOTATORS_FILE):
+        if (out / name).exists():
+            artifact_save(job=job, path=out / name)
+    return result
+
+
+LATENT = JobKind(name="latent", label="Latent annotator states", params=LatentParams, handler=latent_run)

@@ -117,7 +117,7 @@ def test_study_list_does_not_grow_with_studies(client, researcher, small_study):
 
 def test_participants_page_and_api_do_not_grow_with_annotators(client, researcher, small_study, release_study):
     # 4 annotators × 5 prompts and 100 × 150: the same queries for the page, its CSV and the API list
-    # (annotation.participants.participants_table reads the study in four).
+    # (annotation.participants.participants_table reads the study in five, the last the latent-state summary).
     client.force_login(researcher)
     api = APIClient()
     api.force_authenticate(researcher)
@@ -132,4 +132,4 @@ def test_participants_page_and_api_do_not_grow_with_annotators(client, researche
         counts[study.slug] = (page, download, listed)
     assert counts["small"] == counts["pluriharms"], counts
     page, download, listed = counts["small"]
-    assert page <= 6 and download <= 6 and listed <= 4, counts
+    assert page <= 7 and download <= 7 and listed <= 5, counts

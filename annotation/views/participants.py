@@ -13,6 +13,7 @@ from django_tables2 import RequestConfig
 
 from annotation.access import study_allows, study_view
 from annotation.exports import spreadsheet_csv, spreadsheet_safe
+from annotation.latent import latent_by_pseudonym, latent_figure, latent_state, latent_trials
 from annotation.models import Annotator
 from annotation.participants import (
     VERDICTS,
@@ -60,7 +61,10 @@ def participants(request, study):
         per_page = _per_page(request)
     except ApplicationError as exc:
         return error_response(request, exc.message, status=exc.status_code)
-    table = ParticipantsTable(participants_table(study=study, status=status or None), study=study)
+    latent_job, latent_running = latent_state(study=study)
+    table = ParticipantsTable(
+        participants_table(study=study, status=status or None, latent_job=latent_job), study=study
+    )
     RequestConfig(request, paginate={"per_page": per_page}).configure(table)
     context = {
         "study": study,
@@ -68,6 +72,8 @@ def participants(request, study):
         "statuses": STATUSES,
         "status": status,
         "can_edit": study_allows(request.user, study, "edit"),
+        "latent_job": latent_job,
+        "latent_running": latent_running,
     }
     # The table's own links and filter aim at it (boosted or not); a request for the whole page gets it.
     if request.htmx and (request.htmx.target == "participant-table" or not request.htmx.boosted):
@@ -115,13 +121,24 @@ def participant_detail(request, study, pseudonym: str):
     except ApplicationError as exc:
         return error_response(request, exc.message, status=exc.status_code)
     responses = list(annotator.survey_responses.select_related("instrument").order_by("submitted_at", "id"))
-    row = next((r for r in participants_table(study=study) if r["pseudonym"] == annotator.pseudonym), None)
+    latent_job, _ = latent_state(study=study)
+    row = next(
+        (r for r in participants_table(study=study, latent_job=latent_job) if r["pseudonym"] == annotator.pseudonym),
+        None,
+    )
+    latent = latent_by_pseudonym(latent_job).get(annotator.pseudonym)
+    states = latent_trials(job=latent_job, pseudonym=annotator.pseudonym) if latent else None
     context = {
         **_review_context(request, study, annotator),
         "trials": annotator_trials(annotator=annotator),
         "responses": responses,
         "required": list(study.instruments or []),
         "row": row,
+        "latent_job": latent_job,
+        "latent": latent,
+        "latent_figure": latent_figure(states, pseudonym=annotator.pseudonym)
+        if states is not None and len(states)
+        else None,
     }
     return render(request, "annotation/participant_detail.html", context)
 

@@ -188,7 +188,7 @@ def test_query_count_does_not_grow_with_annotators(study, researcher):
         _trials(_annotator(study, f"P{i:04d}", "completed"), prompts, [i, i + 1, i + 2, i + 3], [3000] * 4)
     with CaptureQueriesContext(connection) as many:
         participants_table(study=study)
-    assert len(few) == len(many) <= 4
+    assert len(few) == len(many) <= 5  # the fifth reads the latest latent-state job
 
 
 # --- the page -------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ the bidirectional GRU, `validation` the held-out report stored in each checkpoin
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from .frames import (
     INPUT_COLUMNS,
     LatentInputError,
     annotator_summary,
+    leave_one_out_consensus,
     per_row,
     sequences_from_frame,
 )
@@ -54,6 +56,7 @@ def checkpoint_train(
     *,
     pool: np.ndarray | None = None,
     report_n: int = 1000,
+    map_steps: int = 300,
     progress=None,
 ) -> dict:
     """Train, score on held-out simulations and write the checkpoint; returns the validation report."""
@@ -66,10 +69,25 @@ def checkpoint_train(
         pool=pool,
         n=report_n,
         seed=cfg.seed,
+        map_steps=map_steps,
     )
     report["training"] = {k: v for k, v in training.items() if k != "history"}
     checkpoint_save(out, net, cfg, training, report)
+    # A readable copy next to the checkpoint, for pages that should not import torch to show it.
+    Path(out).with_suffix(".json").write_text(json.dumps(checkpoint_summary(checkpoint_load(out)), indent=1))
     return report
+
+
+def checkpoint_summary(ckpt: Checkpoint) -> dict:
+    """What a checkpoint says about itself: model, inputs, configuration, training record, validation."""
+    return {
+        "model": ckpt.model,
+        "use_rt": ckpt.use_rt,
+        "config": ckpt.config,
+        "parameters": sum(p.numel() for p in ckpt.net.parameters()),
+        "training": ckpt.training,
+        **{k: v for k, v in ckpt.report.items() if k not in ("model", "use_rt", "training")},
+    }
 
 
 def network_predict(net, seqs: Sequences, use_rt: bool):
@@ -107,11 +125,13 @@ __all__ = [
     "annotator_summary",
     "checkpoint_load",
     "checkpoint_save",
+    "checkpoint_summary",
     "checkpoint_train",
     "default_checkpoint",
     "engagement_posterior",
     "forward_backward",
     "infer_frame",
+    "leave_one_out_consensus",
     "log_emissions",
     "map_fit",
     "params_sample",

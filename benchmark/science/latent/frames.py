@@ -124,3 +124,24 @@ def annotator_summary(
             "flag_review": share >= flag_share,
         }
     )
+
+
+def leave_one_out_consensus(
+    prompt: np.ndarray, rating: np.ndarray, *, counts: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per rating row: the mean rating of the same prompt by the *other* rows (NaN ratings and rows
+    with `counts` False are left out of every mean), and how many others that mean is over.
+
+    A prompt nobody else rated has no consensus (NaN, 0 others).
+    """
+    prompt = np.asarray(prompt)
+    rating = np.asarray(rating, dtype=float)
+    counts = np.ones(len(rating), dtype=bool) if counts is None else np.asarray(counts, dtype=bool)
+    use = counts & ~np.isnan(rating)
+    _, item = np.unique(prompt, return_inverse=True)
+    own = np.where(use, rating, 0.0)
+    total = np.bincount(item, weights=own)[item]
+    others = np.bincount(item, weights=use)[item] - use
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(others > 0, (total - own) / np.maximum(others, 1), np.nan)
+    return mean, others.astype(np.int64)

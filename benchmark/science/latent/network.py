@@ -56,7 +56,7 @@ class TrainConfig:
     time_budget_s: float = 540.0
     theta_weight: float = 1.0
     seed: int = 0
-    threads: int = 2
+    threads: int = 1
     extra: dict = field(default_factory=dict)
 
 
