@@ -55,6 +55,25 @@ def test_analyze_command_refuses_unknown_or_empty_study(tmp_path):
         call_command("analyze", "empty", "--json", str(tmp_path / "x.json"))
 
 
+def test_analyze_command_writes_its_mixed_models_into_the_docs_block(small_study, tmp_path):
+    from benchmark.science.report import DOCS_BEGIN, DOCS_END, mixed_effects_markdown
+
+    docs = tmp_path / "analysis.md"
+    docs.write_text(f"# before\n\n{DOCS_BEGIN}\nold text\n{DOCS_END}\n\nafter\n", encoding="utf-8")
+    out = tmp_path / "report.json"
+    call_command("analyze", "small", "--json", str(out), "--n-boot", "20", "--docs", str(docs))
+    report = json.loads(out.read_text())
+    text = docs.read_text(encoding="utf-8")
+    assert text.startswith("# before") and text.endswith("after\n") and "old text" not in text
+    assert mixed_effects_markdown(report["mixed_effects"]) in text
+    with pytest.raises(CommandError, match="needs the mixed models"):
+        call_command("analyze", "small", "--json", str(out), "--no-mixed-effects", "--docs", str(docs))
+    plain = tmp_path / "plain.md"
+    plain.write_text("no markers\n", encoding="utf-8")
+    with pytest.raises(CommandError, match="no <!-- analyze:mixed_effects -->"):
+        call_command("analyze", "small", "--json", str(out), "--n-boot", "20", "--docs", str(plain))
+
+
 def test_analysis_job_stores_report_and_files(small_study):
     job = job_create(kind="analysis", study=small_study, params={"mixed_effects": False, "n_boot": 50})
     done = job_run(job_id=job.pk)

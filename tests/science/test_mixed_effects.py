@@ -239,7 +239,8 @@ def test_fit_all_on_the_release(release_long):
     started = time.perf_counter()
     result = me.fit_all(release_long, seed=0)
     elapsed = time.perf_counter() - started
-    assert elapsed < 60
+    # a sanity bound, not a target (timings are in docs/analysis.md): stability selection fits 20 × 6 lasso paths
+    assert elapsed < 300
     text = json.dumps(result, allow_nan=False)
     assert {"rq1", "rq2", "rq3", "bic_ladder"} <= set(json.loads(text))
     rq1, rq2, rq3 = result["rq1"], result["rq2"], result["rq3"]
@@ -253,7 +254,8 @@ def test_fit_all_on_the_release(release_long):
     assert [step["model"] for step in result["bic_ladder"]] == ["null", "features", "traits", "interactions"]
     assert result["bic_ladder"][0]["delta_bic"] is None
     assert all(math.isfinite(step["bic"]) for step in result["bic_ladder"])
-    assert rq3["lasso"]["n_candidates"] == 60 * 19
+    # 14 of 19 traits may enter interactions: 5 race indicators have fewer than 10 annotators in a level
+    assert rq3["lasso"]["n_candidates"] == 60 * 14 and len(rq3["lasso"]["traits_left_out"]) == 5
     assert set(rq3["lasso"]["selected"]) <= set(rq3["terms"])
 
 

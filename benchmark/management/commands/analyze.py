@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Study
 from benchmark.analysis import study_report
+from benchmark.science.report import mixed_effects_markdown, replace_docs_block
 
 
 class Command(BaseCommand):
@@ -19,8 +20,14 @@ class Command(BaseCommand):
         )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--n-boot", type=int, default=1000)
+        parser.add_argument(
+            "--docs",
+            default="",
+            help="also write the mixed models (RQ1–RQ3) as Markdown into this file's <!-- analyze:mixed_effects --> "
+            "block (docs/analysis.md), or '-' to print it",
+        )
 
-    def handle(self, *args, slug, out, no_mixed_effects, include_excluded, seed, n_boot, **options):
+    def handle(self, *args, slug, out, no_mixed_effects, include_excluded, seed, n_boot, docs, **options):
         study = Study.objects.filter(slug=slug).first()
         if study is None:
             raise CommandError(f"no study with slug {slug!r}")
@@ -38,6 +45,18 @@ class Command(BaseCommand):
             n_boot=n_boot,
             progress=progress,
         )
+        if docs and not report.get("mixed_effects"):
+            raise CommandError("--docs needs the mixed models (leave out --no-mixed-effects)")
+        if docs:
+            block = mixed_effects_markdown(report["mixed_effects"])
+            if docs == "-":
+                self.stdout.write(block)
+            else:
+                path = Path(docs)
+                try:
+                    path.write_text(replace_docs_block(path.read_text(encoding="utf-8"), block), encoding="utf-8")
+                except (OSError, ValueError) as exc:
+                    raise CommandError(f"cannot write the block into {docs}: {exc}") from exc
         text = json.dumps(report, indent=1, allow_nan=False)
         if out == "-":
             self.stdout.write(text)
