@@ -168,11 +168,16 @@ def assignment_current(*, annotator: Annotator) -> Assignment | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    assignment = instance(Assignment, row[:-1])
+    return assignment_from_row(row[:-1], row[-1], study_id=annotator.study_id)
+
+
+def assignment_from_row(values, prompt_text: str | None, *, study_id: int) -> Assignment:
+    """A trial from the values of `columns_sql(Assignment, …)` and its prompt's text."""
+    assignment = instance(Assignment, values)
     if assignment.prompt_id is not None:
         # Only the text is read here; any other field of the prompt loads on first use (deferred).
         assignment.prompt = Prompt.from_db(
-            connection.alias, ["id", "study_id", "text"], [assignment.prompt_id, annotator.study_id, row[-1]]
+            connection.alias, ["id", "study_id", "text"], [assignment.prompt_id, study_id, prompt_text]
         )
     return assignment
 

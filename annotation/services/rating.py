@@ -16,8 +16,9 @@ from django.utils import timezone
 from config.cache import counter_add
 from config.errors import ApplicationError
 
-from ..models import Annotator, Assignment, Rating, Study
+from ..models import Annotator, Assignment, Prompt, Rating, Study
 from ..rows import columns_sql, convert, instance
+from .assignment import assignment_from_row
 from .recruitment import rate_parse
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,14 @@ DECIMAL = re.compile(r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})
 MAX_ID = 2**63 - 1
 
 
+class _Unknown:
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+UNKNOWN = _Unknown()
+
+
 @dataclass(frozen=True)
 class SubmitOutcome:
     rating: Rating
@@ -37,6 +46,8 @@ class SubmitOutcome:
     completed: bool = False
     excluded: bool = False
     progress: tuple[int, int] | None = None  # (answered, total) after this submission, when known
+    # The annotator's next trial (already marked shown), None when there is none, UNKNOWN when not looked up.
+    next_assignment: object = UNKNOWN
 
 
 def rating_rate_exceeded(*, annotator_id: int) -> int | None:
@@ -188,52 +199,22 @@ def _rating_submit(*, annotator, assignment_id, raw_value, unsure, rt_ms, idempo
         expected = convert(Assignment, "check_spec", check_spec)["expected"]
         check_passed = value is not None and abs(value - expected) <= study.attention_tolerance
 
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {_table(Rating)} (assignment_id, annotator_id, prompt_id, value, unsure, rt_ms, "
-            "server_rt_ms, idempotency_key, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            [assignment_id, annotator.pk, prompt_id, value, value is None, client_rt, server_rt, key, _dt(now)],
+    values = [assignment_id, annotator.pk, prompt_id, value, value is None, client_rt, server_rt, key, _dt(now)]
+    if connection.vendor == "postgresql":
+        rating_id, total, done, failures, upcoming = _write_pg(
+            values, now, check_passed, assignment_id, annotator.pk, annotator.study_id
         )
-        rating_id = cursor.fetchone()[0]
-        cursor.execute(
-            f"UPDATE {_table(Assignment)} SET answered_at = %s, check_passed = %s WHERE id = %s",
-            [_dt(now), check_passed, assignment_id],
-        )
-        # A trial is answered exactly when its rating exists (both are written here, in one transaction),
-        # so the annotator's own trials alone give the progress, without a join.
-        cursor.execute(
-            f"SELECT COUNT(*), SUM(CASE WHEN answered_at IS NULL THEN 0 ELSE 1 END), "
-            f"SUM(CASE WHEN check_passed = %s THEN 1 ELSE 0 END) FROM {_table(Assignment)} WHERE annotator_id = %s",
-            [False, annotator.pk],
-        )
-        total, done, failures = cursor.fetchone()
-        failures = int(failures or 0)
-        excluded = (
-            kind == Assignment.Kind.ATTENTION
-            and bool(study.attention_max_failures)
-            and failures >= study.attention_max_failures
-        )
-        completed = not excluded and done >= total
-        if excluded:
-            reason = f"failed {failures} attention check{'s' if failures != 1 else ''}"
-            cursor.execute(
-                f"UPDATE {_table(Annotator)} SET status = %s, exclusion = %s, exclusion_reason = %s, "
-                "last_seen_at = %s WHERE id = %s",
-                [Annotator.Status.EXCLUDED, Annotator.Exclusion.ATTENTION, reason, _dt(now), annotator.pk],
-            )
-            # Free the slots for others.
-            cursor.execute(
-                f"DELETE FROM {_table(Assignment)} WHERE annotator_id = %s AND NOT EXISTS "
-                f"(SELECT 1 FROM {_table(Rating)} r WHERE r.assignment_id = {_table(Assignment)}.id)",
-                [annotator.pk],
-            )
-        elif completed:
-            cursor.execute(
-                f"UPDATE {_table(Annotator)} SET status = %s, completed_at = %s, last_seen_at = %s WHERE id = %s",
-                [Annotator.Status.COMPLETED, _dt(now), _dt(now), annotator.pk],
-            )
-        else:
-            cursor.execute(f"UPDATE {_table(Annotator)} SET last_seen_at = %s WHERE id = %s", [_dt(now), annotator.pk])
+    else:
+        rating_id, total, done, failures = _write(values, now, check_passed, assignment_id, annotator.pk)
+        upcoming = UNKNOWN
+    excluded = (
+        kind == Assignment.Kind.ATTENTION
+        and bool(study.attention_max_failures)
+        and failures >= study.attention_max_failures
+    )
+    completed = not excluded and done >= total
+    if excluded or completed:
+        _annotator_finish(annotator.pk, now, excluded=excluded, failures=failures)
 
     rating = Rating(
         id=rating_id,
@@ -257,4 +238,88 @@ def _rating_submit(*, annotator, assignment_id, raw_value, unsure, rt_ms, idempo
         completed=completed,
         excluded=excluded,
         progress=(int(done), int(total)),
+        next_assignment=upcoming,
     )
+
+
+INSERT_COLUMNS = (
+    "assignment_id, annotator_id, prompt_id, value, unsure, rt_ms, server_rt_ms, idempotency_key, created_at"
+)
+
+
+def _write(values, now, check_passed, assignment_id, annotator_id) -> tuple[int, int, int, int]:
+    """Insert the rating, mark the trial answered, note the annotator's step; (rating id, trials, answered,
+    failed checks) after it. A statement each (SQLite)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_table(Rating)} ({INSERT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            values,
+        )
+        rating_id = cursor.fetchone()[0]
+        cursor.execute(
+            f"UPDATE {_table(Assignment)} SET answered_at = %s, check_passed = %s WHERE id = %s",
+            [_dt(now), check_passed, assignment_id],
+        )
+        cursor.execute(f"UPDATE {_table(Annotator)} SET last_seen_at = %s WHERE id = %s", [_dt(now), annotator_id])
+        # A trial is answered exactly when its rating exists (both are written here, in one transaction),
+        # so the annotator's own trials alone give the progress, without a join.
+        cursor.execute(
+            f"SELECT COUNT(*), COUNT(answered_at), SUM(CASE WHEN check_passed = %s THEN 1 ELSE 0 END) "
+            f"FROM {_table(Assignment)} WHERE annotator_id = %s",
+            [False, annotator_id],
+        )
+        total, done, failures = cursor.fetchone()
+    return rating_id, int(total), int(done), int(failures or 0)
+
+
+def _write_pg(values, now, check_passed, assignment_id, annotator_id, study_id):
+    """As _write, in one statement (PostgreSQL), which also finds the annotator's next trial and marks it
+    shown, as assignment_current would: (rating id, trials, answered, failed checks, next trial or None).
+
+    The statement's reads see the database as it was when it began, so the counts are those from before
+    this answer (plus one here), and the next trial is the first unrated one other than this."""
+    assignments, ratings, prompts = _table(Assignment), _table(Rating), _table(Prompt)
+    sql = (
+        f"WITH ins AS (INSERT INTO {ratings} ({INSERT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "RETURNING id), "
+        f"answered AS (UPDATE {assignments} SET answered_at = %s, check_passed = %s WHERE id = %s RETURNING id), "
+        f"seen AS (UPDATE {_table(Annotator)} SET last_seen_at = %s WHERE id = %s RETURNING id), "
+        "counts AS (SELECT COUNT(*) AS total, COUNT(answered_at) AS done, "
+        f"COUNT(*) FILTER (WHERE check_passed = false) AS failures FROM {assignments} WHERE annotator_id = %s), "
+        f"upcoming AS (UPDATE {assignments} SET shown_at = COALESCE(shown_at, %s) WHERE id = ("
+        f"SELECT a.id FROM {assignments} a WHERE a.annotator_id = %s AND a.id <> %s AND NOT EXISTS "
+        f"(SELECT 1 FROM {ratings} r WHERE r.assignment_id = a.id) ORDER BY a.position LIMIT 1) RETURNING *) "
+        f"SELECT ins.id, counts.total, counts.done, counts.failures, {columns_sql(Assignment, 'upcoming')}, p.text "
+        "FROM ins CROSS JOIN counts CROSS JOIN answered CROSS JOIN seen LEFT JOIN upcoming ON true "
+        f"LEFT JOIN {prompts} p ON p.id = upcoming.prompt_id"
+    )
+    params = [*values, _dt(now), check_passed, assignment_id, _dt(now), annotator_id, annotator_id]
+    params += [_dt(now), annotator_id, assignment_id]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rating_id, total, done, failures, *rest = cursor.fetchone()
+    upcoming = None if rest[0] is None else assignment_from_row(rest[:-1], rest[-1], study_id=study_id)
+    return rating_id, int(total), int(done) + 1, int(failures) + (check_passed is False), upcoming
+
+
+def _annotator_finish(annotator_id: int, now, *, excluded: bool, failures: int) -> None:
+    """The annotator is done: excluded by the attention-check policy (their unrated slots freed for
+    others), or completed."""
+    with connection.cursor() as cursor:
+        if excluded:
+            reason = f"failed {failures} attention check{'s' if failures != 1 else ''}"
+            cursor.execute(
+                f"UPDATE {_table(Annotator)} SET status = %s, exclusion = %s, exclusion_reason = %s, "
+                "last_seen_at = %s WHERE id = %s",
+                [Annotator.Status.EXCLUDED, Annotator.Exclusion.ATTENTION, reason, _dt(now), annotator_id],
+            )
+            cursor.execute(
+                f"DELETE FROM {_table(Assignment)} WHERE annotator_id = %s AND NOT EXISTS "
+                f"(SELECT 1 FROM {_table(Rating)} r WHERE r.assignment_id = {_table(Assignment)}.id)",
+                [annotator_id],
+            )
+        else:
+            cursor.execute(
+                f"UPDATE {_table(Annotator)} SET status = %s, completed_at = %s, last_seen_at = %s WHERE id = %s",
+                [Annotator.Status.COMPLETED, _dt(now), _dt(now), annotator_id],
+            )

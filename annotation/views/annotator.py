@@ -19,7 +19,7 @@ from ..models import Annotator, Study
 from ..selectors import annotator_in_study
 from ..services import recruitment
 from ..services.assignment import assignment_current, assignment_progress
-from ..services.rating import rating_rate_exceeded, rating_submit
+from ..services.rating import UNKNOWN, rating_rate_exceeded, rating_submit
 
 STEP_URLS = {
     "consent": "take:consent",
@@ -229,8 +229,9 @@ def instructions(request, study: Study, annotator: Annotator):
     return render(request, "annotation/take/instructions.html", {"study": study})
 
 
-def _card_context(study, annotator, *, error=None, notice=None, warning=None, progress=None):
-    assignment = assignment_current(annotator=annotator)
+def _card_context(study, annotator, *, error=None, notice=None, warning=None, progress=None, upcoming=UNKNOWN):
+    """The rating card's context; `upcoming` is the next trial when the submission already found it."""
+    assignment = assignment_current(annotator=annotator) if upcoming is UNKNOWN else upcoming
     done, total = progress or assignment_progress(annotator=annotator)
     return {
         "study": study,
@@ -290,7 +291,16 @@ def rate_submit(request, study: Study, annotator: Annotator, assignment_id: int)
     if not request.htmx:
         return redirect(reverse("take:rate", args=[study.slug]))
     return render(
-        request, template, _card_context(study, annotator, notice=notice, warning=warning, progress=outcome.progress)
+        request,
+        template,
+        _card_context(
+            study,
+            annotator,
+            notice=notice,
+            warning=warning,
+            progress=outcome.progress,
+            upcoming=outcome.next_assignment,
+        ),
     )
 
 
