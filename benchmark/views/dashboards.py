@@ -142,6 +142,7 @@ def agreement_dashboard(request, study):
         "quadrants": quadrants,
         "figures": _agreement_figures(study, report) if report else {},
         "bic_ladder": (report.get("mixed_effects") or {}).get("bic_ladder") if report else None,
+        "rq3": ((report.get("mixed_effects") or {}).get("rq3") or {}) if report else {},
     }
     template = "benchmark/_agreement_panels.html" if request.htmx else "benchmark/agreement.html"
     return render(request, template, context)

@@ -115,6 +115,9 @@ def test_agreement_dashboard_shows_plane_alpha_forest_and_groups(client, researc
     assert "Trait effects on ratings (RQ2, 95% CI)" in figures
     assert "Agreement within and across demographic groups" in figures
     assert "/research/studies/pluriharms/prompts/__ID__/" in content  # click-through
+    # RQ3 (issue 16): the stably selected interaction and the annotator-level tests beside the ladder
+    assert 'id="rq3-selection"' in content and "<code>Factor_1:action_Sexual_Content</code>" in content
+    assert 'id="rq3-tests"' in content and "data that chose them" in content
     fragment = client.get(reverse("benchmark:agreement", args=["pluriharms"]), HTTP_HX_REQUEST="true")
     assert b"<html" not in fragment.content and b'id="agreement-panels"' in fragment.content
 
