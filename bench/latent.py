@@ -39,11 +39,83 @@ def _retrain(folder: Path) -> dict[str, Path]:
     out = {}
     for name in NAMES:
         model = name.removesuffix("-no-rt")
-        cfg = TrainConfig(model=model, use_rt=not name.endswith("-no-rt"), batch=256)
+        cfg = TrainConfig(model=model, use_rt=not name.endswith("-no-rt"))
         path = folder / f"{name}.pt"
         checkpoint_train(cfg, path)
         out[name] = path
     return out
+
+
+def release_distribution(paths: dict[str, Path]) -> dict:
+    """The public release (no response times) through the no-rt networks and through MAP + FB."""
+    import numpy as np  # noqa: PLC0415
+
+    from benchmark.science.latent import (  # noqa: PLC0415
+        checkpoint_load,
+        engagement_posterior,
+        infer_frame,
+        map_fit,
+        release_frame,
+        sequences_from_frame,
+    )
+
+    frame = release_frame()
+    out = {}
+    for name in ("engagement-no-rt", "drift-no-rt"):
+        _, summary = infer_frame(frame, checkpoint_load(paths[name]))
+        out[name] = summary.set_index("annotator")
+    seqs, layout = sequences_from_frame(frame)
+    fitted = map_fit(seqs, steps=300)
+    p_map, _ = engagement_posterior(seqs, fitted)
+    out["map_fb"] = np.nansum(p_map, axis=1)
+    out["map_params"] = fitted
+    rating = seqs.rating
+    prev = np.full_like(rating, np.nan)
+    prev[:, 1:] = rating[:, :-1]
+    out["repeat_share"] = np.nanmean(np.where(np.isnan(rating) | np.isnan(prev), np.nan, rating == prev), axis=1)
+    out["annotators"] = layout.annotators
+    return out
+
+
+def _release_section(paths: dict[str, Path]) -> list[str]:
+    import numpy as np  # noqa: PLC0415
+
+    r = release_distribution(paths)
+    net = r["engagement-no-rt"].loc[r["annotators"], "expected_disengaged"].to_numpy()
+    drift = r["drift-no-rt"].loc[r["annotators"], "expected_disengaged"].to_numpy()
+    qs = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+    def quant(x):
+        return " / ".join(f"{np.quantile(x, q):.1f}" for q in qs)
+
+    bins = [0, 1, 2, 5, 10, 20, 40, 150]
+    counts = np.histogram(net, bins=bins)[0]
+    lines = [
+        "",
+        "The public release (100 annotators × 150 trials, no response times; leave-one-out consensus), expected",
+        "disengaged trials per annotator (Σ_t p(z_t = 1)), quantiles 10 / 25 / 50 / 75 / 90 %:",
+        "",
+        "| estimate | quantiles | mean | flagged (share ≥ 0.2) |",
+        "|---|---|---:|---:|",
+        f"| network `engagement-no-rt` | {quant(net)} | {net.mean():.1f} | {(net / 150 >= 0.2).sum()} |",
+        f"| network `drift-no-rt` | {quant(drift)} | {drift.mean():.1f} | {(drift / 150 >= 0.2).sum()} |",
+        f"| MAP + forward–backward (model 1) | {quant(r['map_fb'])} | {r['map_fb'].mean():.1f} | "
+        f"{(r['map_fb'] / 150 >= 0.2).sum()} |",
+        "",
+        "Annotators by expected disengaged trials (`engagement-no-rt`): "
+        + ", ".join(f"[{lo}, {hi}): {c}" for lo, hi, c in zip(bins[:-1], bins[1:], counts)),
+        "",
+        f"Spearman ρ between the network's and MAP + FB's counts: "
+        f"{_spearman(net, r['map_fb']):.2f}; between the network's count and the share of ratings that repeat "
+        f"the previous one: {_spearman(net, r['repeat_share']):.2f}.",
+    ]
+    return lines
+
+
+def _spearman(x, y) -> float:
+    from scipy.stats import spearmanr  # noqa: PLC0415
+
+    return float(spearmanr(x, y, nan_policy="omit").statistic)
 
 
 def run(quick: bool = False) -> bool:
@@ -151,6 +223,7 @@ def run(quick: bool = False) -> bool:
                 f"parameters is {100 * ref:+.1f} %; θ R² network {r['theta']['network']['r2']:.3f}, particle smoother "
                 f"{r['theta']['particle_smoother_true']['r2']:.3f}"
             )
+    lines.extend(_release_section(paths))
     lines.append("<!-- /bench:latent -->")
     text = "\n".join(lines)
     print(text)

@@ -85,7 +85,6 @@ class Command(BaseCommand):
             time_budget_s=time_budget,
             seed=seed,
             threads=threads,
-            batch=256,
         )
         if hasattr(os, "nice") and os.getpriority(os.PRIO_PROCESS, 0) < 10:
             os.nice(10 - os.getpriority(os.PRIO_PROCESS, 0))  # a long CPU job yields to the site

@@ -50,6 +50,24 @@ def release_pool() -> np.ndarray:
     return frame.groupby("prompt")["rating"].mean().to_numpy(dtype=float)
 
 
+def release_frame() -> pd.DataFrame:
+    """The vendored release as the latent-state input: each annotator's ratings in display order, no
+    response times, and the leave-one-out consensus (the mean of the other 99 annotators)."""
+    from ..release import RELEASE_DIR, release_read  # noqa: PLC0415
+
+    long = release_read(RELEASE_DIR).long()
+    consensus, _ = leave_one_out_consensus(long["prompt"].to_numpy(), long["rating"].to_numpy(dtype=float))
+    return pd.DataFrame(
+        {
+            "annotator": long["annotator"].to_numpy(dtype=object),
+            "trial": long["trial"].to_numpy(),
+            "rating": long["rating"].to_numpy(dtype=float),
+            "rt_ms": np.nan,
+            "consensus": consensus,
+        }
+    )
+
+
 def checkpoint_train(
     cfg: TrainConfig,
     out: str | Path,
@@ -136,6 +154,7 @@ __all__ = [
     "map_fit",
     "params_sample",
     "particle_smoother",
+    "release_frame",
     "release_pool",
     "sequences_from_frame",
     "simulate",

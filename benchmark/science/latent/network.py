@@ -31,7 +31,7 @@ from torch import nn
 from .models import RT_CENTRE, Sequences, model_check, simulate
 
 FORMAT = "pluriharms-latent/1"
-N_FEATURES = 8
+N_FEATURES = 10
 THETA_SCALE = 10.0  # θ is learned in units of 10 rating points
 
 
@@ -49,8 +49,8 @@ class TrainConfig:
     min_trials: int = 20
     train_per_epoch: int = 8192
     n_val: int = 2048
-    batch: int = 128
-    lr: float = 2e-3
+    batch: int = 64
+    lr: float = 3e-3
     max_epochs: int = 60
     patience: int = 6
     time_budget_s: float = 540.0
@@ -97,6 +97,32 @@ class LatentGRU(nn.Module):
         return self.z_head(h), self.theta_head(h)[..., 0]
 
 
+def _nanmedian(x: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(x, axis=1, keepdims=True)
+
+
+def _rating_residual_z(y: np.ndarray, c: np.ndarray, rated: np.ndarray) -> np.ndarray:
+    """Each rating's residual from the annotator's own line y ≈ α + β c, in robust SDs (0 where unrated).
+
+    A least-squares line, refitted once on the ratings within 2.5 robust SDs of the first (so that
+    disengaged, uniform ratings pull it less); the scale is 1.4826 × the median absolute residual, at
+    least 3 points. This gives the network each annotator's own use of the scale explicitly."""
+    w = rated.astype(float)
+    for _ in range(2):
+        n = np.maximum(w.sum(axis=1, keepdims=True), 1.0)
+        my = (w * y).sum(axis=1, keepdims=True) / n
+        mc = (w * c).sum(axis=1, keepdims=True) / n
+        var = (w * (c - mc) ** 2).sum(axis=1, keepdims=True)
+        slope = np.where(var > 1e-9, (w * (c - mc) * (y - my)).sum(axis=1, keepdims=True) / np.maximum(var, 1e-9), 1.0)
+        resid = y - (my + slope * (c - mc))
+        scale = np.maximum(1.4826 * _nanmedian(np.where(rated, np.abs(resid), np.nan)), 3.0)
+        scale = np.where(np.isfinite(scale), scale, 15.0)
+        w = (rated & (np.abs(resid) <= 2.5 * scale)).astype(float)
+    return np.where(rated, np.clip(resid / scale, -6, 6), 0.0)
+
+
 def features(seqs: Sequences, *, use_rt: bool) -> np.ndarray:
     """(n, T, N_FEATURES) float32 network inputs (zeros on padding)."""
     rating, mask = seqs.rating, seqs.mask
@@ -111,15 +137,18 @@ def features(seqs: Sequences, *, use_rt: bool) -> np.ndarray:
             log_rt = np.log(seqs.rt_ms)
         has_rt = np.isfinite(log_rt) & mask
         log_rt = np.where(has_rt, log_rt, np.nan)
-        with np.errstate(all="ignore"):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                median = np.nanmedian(log_rt, axis=1, keepdims=True)
+        median = _nanmedian(log_rt)
+        median = np.where(np.isfinite(median), median, RT_CENTRE)
+        mad = 1.4826 * _nanmedian(np.abs(log_rt - median))
+        mad = np.where(np.isfinite(mad), np.maximum(mad, 0.1), 0.45)
         rt_abs = np.where(has_rt, log_rt - RT_CENTRE, 0.0)
-        rt_rel = np.where(has_rt, log_rt - np.where(np.isfinite(median), median, RT_CENTRE), 0.0)
+        rt_rel = np.where(has_rt, log_rt - median, 0.0)
+        rt_z = np.where(has_rt, rt_rel / mad, 0.0)
     else:
         has_rt = np.zeros_like(mask)
-        rt_abs = rt_rel = np.zeros(rating.shape)
+        rt_abs = rt_rel = rt_z = np.zeros(rating.shape)
+    rated = ~np.isnan(rating) & mask
+    res_z = _rating_residual_z(np.where(rated, rating, 0.0), np.where(mask, seqs.consensus, 50.0), rated)
     x = np.stack(
         [
             y,
@@ -130,6 +159,8 @@ def features(seqs: Sequences, *, use_rt: bool) -> np.ndarray:
             c,
             np.where(np.isnan(rating), 0.0, y - c),
             repeat,
+            np.clip(rt_z, -6, 6),
+            res_z,
         ],
         axis=-1,
     ).astype(np.float32)
