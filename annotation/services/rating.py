@@ -147,10 +147,23 @@ def rating_submit(
 ) -> SubmitOutcome:
     """Store the rating of one trial exactly once. A repeated submission returns the first rating.
 
-    The trial's row is locked for the transaction, so two submissions of one trial are serialised; the
-    database's unique constraints are the last line (a twin that got there first is returned instead).
-    Written in SQL (annotation/rows.py says why): one locked read, one insert, two updates and a count.
+    On PostgreSQL the usual case (a new answer to one's own current trial) is one statement, which is
+    atomic on its own (_submit_in_one_statement); anything else, and every submission on SQLite, takes
+    the general path: a transaction in which the trial's row is locked, so two submissions of one trial
+    are serialised. The database's unique constraints are the last line (a twin that got there first is
+    returned instead). Written in SQL (annotation/rows.py says why).
     """
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        outcome = _submit_in_one_statement(
+            annotator=annotator,
+            assignment_id=assignment_id,
+            raw_value=raw_value,
+            unsure=unsure,
+            rt_ms=rt_ms,
+            idempotency_key=idempotency_key,
+        )
+        if outcome is not None:
+            return outcome
     try:
         with transaction.atomic():
             return _rating_submit(
@@ -200,13 +213,7 @@ def _rating_submit(*, annotator, assignment_id, raw_value, unsure, rt_ms, idempo
         check_passed = value is not None and abs(value - expected) <= study.attention_tolerance
 
     values = [assignment_id, annotator.pk, prompt_id, value, value is None, client_rt, server_rt, key, _dt(now)]
-    if connection.vendor == "postgresql":
-        rating_id, total, done, failures, upcoming = _write_pg(
-            values, now, check_passed, assignment_id, annotator.pk, annotator.study_id
-        )
-    else:
-        rating_id, total, done, failures = _write(values, now, check_passed, assignment_id, annotator.pk)
-        upcoming = UNKNOWN
+    rating_id, total, done, failures = _write(values, now, check_passed, assignment_id, annotator.pk)
     excluded = (
         kind == Assignment.Kind.ATTENTION
         and bool(study.attention_max_failures)
@@ -238,7 +245,6 @@ def _rating_submit(*, annotator, assignment_id, raw_value, unsure, rt_ms, idempo
         completed=completed,
         excluded=excluded,
         progress=(int(done), int(total)),
-        next_assignment=upcoming,
     )
 
 
@@ -272,34 +278,115 @@ def _write(values, now, check_passed, assignment_id, annotator_id) -> tuple[int,
     return rating_id, int(total), int(done), int(failures or 0)
 
 
-def _write_pg(values, now, check_passed, assignment_id, annotator_id, study_id):
-    """As _write, in one statement (PostgreSQL), which also finds the annotator's next trial and marks it
-    shown, as assignment_current would: (rating id, trials, answered, failed checks, next trial or None).
+def _submit_in_one_statement(*, annotator, assignment_id, raw_value, unsure, rt_ms, idempotency_key):
+    """PostgreSQL, outside any transaction: store a new answer to the annotator's own trial in one statement,
+    or return None for the general path to decide (and explain) everything else: a repeat, someone else's
+    trial, an annotator no longer rating, an invalid value or key.
 
-    The statement's reads see the database as it was when it began, so the counts are those from before
-    this answer (plus one here), and the next trial is the first unrated one other than this."""
-    assignments, ratings, prompts = _table(Assignment), _table(Rating), _table(Prompt)
+    The statement checks the trial and the annotator's status, inserts the rating (ON CONFLICT DO NOTHING:
+    a twin that got there first leaves nothing to do), marks the trial answered, counts the annotator's
+    progress and failed checks, completes or excludes the annotator (freeing their unrated trials), and
+    finds the next trial and marks it shown, as assignment_current does. Its reads see the database as it
+    was when it began, hence the counts plus one here and the next trial being "not this one". Round trips
+    per rating: this one, where the general path needs a locked read, a write, BEGIN and COMMIT.
+    """
+    study = annotator.study
+    try:
+        assignment_id = int(assignment_id)
+        value = rating_value_parse(study=study, raw=raw_value, unsure=unsure)
+    except (TypeError, ValueError, ApplicationError):
+        return None
+    key = (idempotency_key or "").strip()[:64] or None
+    if not 0 < assignment_id <= MAX_ID or (key is not None and "\x00" in key):
+        return None
+    now = timezone.now()
+    assignments, ratings, annotators = _table(Assignment), _table(Rating), _table(Annotator)
+    unrated = f"NOT EXISTS (SELECT 1 FROM {ratings} r WHERE r.assignment_id = a.id)"
     sql = (
-        f"WITH ins AS (INSERT INTO {ratings} ({INSERT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-        "RETURNING id), "
-        f"answered AS (UPDATE {assignments} SET answered_at = %s, check_passed = %s WHERE id = %s RETURNING id), "
-        f"seen AS (UPDATE {_table(Annotator)} SET last_seen_at = %s WHERE id = %s RETURNING id), "
+        "WITH trial AS ("
+        "SELECT a.id, a.kind, a.prompt_id, CASE WHEN a.kind = %(attention)s THEN (%(value)s::float8 IS NOT NULL "
+        "AND abs(%(value)s::float8 - (a.check_spec->>'expected')::float8) <= %(tolerance)s) END AS check_passed, "
+        "floor(extract(epoch FROM (%(now)s::timestamptz - a.shown_at)) * 1000) AS server_rt "
+        f"FROM {assignments} a JOIN {annotators} n ON n.id = a.annotator_id "
+        "WHERE a.id = %(trial)s AND a.annotator_id = %(annotator)s AND n.status = %(rating)s), "
+        f"ins AS (INSERT INTO {ratings} ({INSERT_COLUMNS}) SELECT t.id, %(annotator)s, t.prompt_id, %(value)s, "
+        "%(unsure)s, %(rt)s, CASE WHEN t.server_rt BETWEEN 0 AND %(max_rt)s THEN t.server_rt::integer END, "
+        "%(key)s, %(now)s FROM trial t ON CONFLICT DO NOTHING RETURNING id, server_rt_ms, prompt_id), "
         "counts AS (SELECT COUNT(*) AS total, COUNT(answered_at) AS done, "
-        f"COUNT(*) FILTER (WHERE check_passed = false) AS failures FROM {assignments} WHERE annotator_id = %s), "
-        f"upcoming AS (UPDATE {assignments} SET shown_at = COALESCE(shown_at, %s) WHERE id = ("
-        f"SELECT a.id FROM {assignments} a WHERE a.annotator_id = %s AND a.id <> %s AND NOT EXISTS "
-        f"(SELECT 1 FROM {ratings} r WHERE r.assignment_id = a.id) ORDER BY a.position LIMIT 1) RETURNING *) "
-        f"SELECT ins.id, counts.total, counts.done, counts.failures, {columns_sql(Assignment, 'upcoming')}, p.text "
-        "FROM ins CROSS JOIN counts CROSS JOIN answered CROSS JOIN seen LEFT JOIN upcoming ON true "
-        f"LEFT JOIN {prompts} p ON p.id = upcoming.prompt_id"
+        f"COUNT(*) FILTER (WHERE check_passed = false) AS failures FROM {assignments} "
+        "WHERE annotator_id = %(annotator)s), "
+        "verdict AS (SELECT t.kind, t.check_passed, c.total, c.done + 1 AS done, "
+        "c.failures + (CASE WHEN t.check_passed = false THEN 1 ELSE 0 END) AS failures FROM trial t, counts c "
+        "WHERE EXISTS (SELECT 1 FROM ins)), "
+        "decision AS (SELECT *, (kind = %(attention)s AND %(max_failures)s > 0 AND failures >= %(max_failures)s) "
+        "AS excluded FROM verdict), "
+        f"answered AS (UPDATE {assignments} SET answered_at = %(now)s, check_passed = d.check_passed "
+        f"FROM decision d WHERE {assignments}.id = %(trial)s RETURNING 1), "
+        f"who AS (UPDATE {annotators} SET last_seen_at = %(now)s, "
+        "status = CASE WHEN d.excluded THEN %(excluded)s WHEN d.done >= d.total THEN %(completed)s ELSE status END, "
+        "exclusion = CASE WHEN d.excluded THEN %(why)s ELSE exclusion END, "
+        "exclusion_reason = CASE WHEN d.excluded THEN 'failed ' || d.failures || ' attention check' || "
+        "CASE WHEN d.failures = 1 THEN '' ELSE 's' END ELSE exclusion_reason END, "
+        "completed_at = CASE WHEN NOT d.excluded AND d.done >= d.total THEN %(now)s ELSE completed_at END "
+        f"FROM decision d WHERE {annotators}.id = %(annotator)s RETURNING 1), "
+        f"freed AS (DELETE FROM {assignments} a WHERE a.annotator_id = %(annotator)s AND a.id <> %(trial)s "
+        f"AND {unrated} AND EXISTS (SELECT 1 FROM decision WHERE excluded) RETURNING 1), "
+        f"upcoming AS (UPDATE {assignments} SET shown_at = COALESCE(shown_at, %(now)s) WHERE id = ("
+        f"SELECT a.id FROM {assignments} a WHERE a.annotator_id = %(annotator)s AND a.id <> %(trial)s AND {unrated} "
+        "ORDER BY a.position LIMIT 1) AND EXISTS (SELECT 1 FROM decision WHERE NOT excluded) RETURNING *) "
+        "SELECT ins.id, ins.server_rt_ms, ins.prompt_id, d.kind, d.total, d.done, d.failures, d.excluded, "
+        f"{columns_sql(Assignment, 'upcoming')}, p.text FROM ins CROSS JOIN decision d "
+        f"LEFT JOIN upcoming ON true LEFT JOIN {_table(Prompt)} p ON p.id = upcoming.prompt_id"
     )
-    params = [*values, _dt(now), check_passed, assignment_id, _dt(now), annotator_id, annotator_id]
-    params += [_dt(now), annotator_id, assignment_id]
+    client_rt = _rt(rt_ms)
+    params = {
+        "attention": Assignment.Kind.ATTENTION,
+        "value": value,
+        "unsure": value is None,
+        "tolerance": study.attention_tolerance,
+        "now": now,
+        "trial": assignment_id,
+        "annotator": annotator.pk,
+        "rating": Annotator.Status.RATING,
+        "rt": client_rt,
+        "max_rt": MAX_RT_MS,
+        "key": key,
+        "max_failures": study.attention_max_failures or 0,
+        "excluded": Annotator.Status.EXCLUDED,
+        "completed": Annotator.Status.COMPLETED,
+        "why": Annotator.Exclusion.ATTENTION,
+    }
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        rating_id, total, done, failures, *rest = cursor.fetchone()
-    upcoming = None if rest[0] is None else assignment_from_row(rest[:-1], rest[-1], study_id=study_id)
-    return rating_id, int(total), int(done) + 1, int(failures) + (check_passed is False), upcoming
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    rating_id, server_rt, prompt_id, kind, total, done, failures, excluded, *rest = row
+    completed = not excluded and done >= total
+    upcoming = None if rest[0] is None else assignment_from_row(rest[:-1], rest[-1], study_id=annotator.study_id)
+    rating = Rating(
+        id=rating_id,
+        assignment_id=assignment_id,
+        annotator_id=annotator.pk,
+        prompt_id=prompt_id,
+        value=value,
+        unsure=value is None,
+        rt_ms=client_rt,
+        server_rt_ms=server_rt,
+        idempotency_key=key,
+        created_at=now,
+    )
+    rating._state.adding = False
+    seconds = (client_rt if client_rt is not None else server_rt or 0) / 1000
+    return SubmitOutcome(
+        rating=rating,
+        created=True,
+        too_fast=kind == Assignment.Kind.PROMPT and seconds < study.min_seconds_per_rating,
+        completed=completed,
+        excluded=bool(excluded),
+        progress=(int(done), int(total)),
+        next_assignment=None if excluded or completed else upcoming,
+    )
 
 
 def _annotator_finish(annotator_id: int, now, *, excluded: bool, failures: int) -> None:

@@ -1,0 +1,75 @@
+"""The annotator's rating loop again, outside a test transaction, on PostgreSQL.
+
+There a new answer is stored by one statement (annotation.services.rating._submit_in_one_statement),
+which runs only when no transaction is open; the tests of test_take_flow run inside one, so they exercise
+the general path. Here every one of them runs again with the one-statement path live, and the two paths
+are compared on the same sequence of answers: same ratings, checks, statuses, reasons and next cards.
+"""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from annotation.models import Annotator, Assignment, Rating, Study
+from annotation.services import rating as rating_service
+from tests.annotation.test_take_flow import *  # noqa: F403  (every test and fixture, rerun below)
+from tests.annotation.test_take_flow import current, start_rating, submit
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="the one-statement path is PostgreSQL's"),
+]
+
+
+def _walk(client, study, answers):
+    """Submit `answers` (rating strings, or None for Unsure) in order; what each submission led to."""
+    annotator = start_rating(client, study, pid=f"walk{len(answers):020d}")
+    trail = []
+    for answer in answers:
+        trial = current(annotator)
+        if trial is None:
+            break
+        if trial.kind == Assignment.Kind.ATTENTION:
+            data = {"rating": answer if answer is not None else "0"}
+        else:
+            data = {"unsure": "1"} if answer is None else {"rating": answer}
+        response = submit(client, study, trial, **data)
+        nxt = current(annotator)
+        trail.append((response.status_code, response.get("HX-Redirect"), nxt.position if nxt else None))
+    annotator.refresh_from_db()
+    ratings = list(
+        Rating.objects.filter(annotator=annotator)
+        .order_by("assignment__position")
+        .values_list("assignment__position", "value", "unsure", "rt_ms")
+    )
+    checks = list(
+        annotator.assignments.order_by("position").values_list("position", "kind", "check_passed", "answered_at")
+    )
+    checks = [(p, k, c, a is not None) for p, k, c, a in checks]
+    state = (annotator.status, annotator.exclusion, annotator.exclusion_reason, annotator.completed_at is not None)
+    return trail, ratings, checks, state
+
+
+@pytest.mark.parametrize("answers", [["40", "60", None, "10", "90", "20", "30"], ["0", "0", "0", "0", "0", "0", "0"]])
+def test_both_paths_leave_the_same_trail(client, checked_study, answers, monkeypatch):  # noqa: F405
+    # The same order of trials and checks for both walks (it is drawn from the annotator's seed).
+    monkeypatch.setattr("annotation.services.recruitment.secrets.randbits", lambda bits: 20251129)
+    fast = _walk(client, checked_study, answers)
+    Annotator.objects.filter(study=checked_study).delete()
+    client.cookies.clear()
+    monkeypatch.setattr(rating_service, "_submit_in_one_statement", lambda **kwargs: None)
+    general = _walk(client, checked_study, answers)
+    assert fast == general
+    assert fast[3][0] in (Annotator.Status.COMPLETED, Annotator.Status.EXCLUDED)
+
+
+def test_a_new_answer_is_one_statement(client, study):  # noqa: F405
+    annotator = start_rating(client, study)
+    trial = current(annotator)
+    with CaptureQueriesContext(connection) as queries:
+        response = submit(client, study, trial)
+    assert response.status_code == 200
+    writes = [q["sql"] for q in queries.captured_queries if "INSERT INTO" in q["sql"]]
+    assert len(writes) == 1 and writes[0].startswith("WITH trial AS")
+    assert not any(q["sql"].startswith(("BEGIN", "COMMIT", "SAVEPOINT")) for q in queries.captured_queries)
+    assert Study.objects.get(pk=study.pk).annotators.get().ratings.count() == 1
