@@ -16,7 +16,7 @@ from config.errors import ApplicationError
 from .analysis import study_frame
 from .science.predictors import REGISTRY, builtin_names, get_predictor
 from .science.predictors.uploaded import PredictionsFileError, read_predictions_csv
-from .science.protocol import CONDITIONS, run_benchmark
+from .science.protocol import CONDITIONS, LOCKED_SEEDS, run_seeds
 
 Progress = Callable[[float, str], None]
 
@@ -108,11 +108,16 @@ def study_benchmark(
     predictors: list[str] | None = None,
     n_splits: int = 10,
     seed: int = 0,
+    n_seeds: int = 10,
+    locked: bool = False,
     conditions: list[str] | None = None,
     upload_id: int | None = None,
     progress: Progress | None = None,
 ) -> tuple[dict, object]:
-    """Run the protocol; returns (the JSON result, the full BenchmarkResult with per-split frames)."""
+    """Run the protocol over `n_seeds` seeds (seed, seed + 1, …; `locked`: the locked seeds of
+    `protocol.LOCKED_SEEDS`, the ones for claims); returns (the JSON result: seed-averaged MAE with
+    its SD over seeds and two-way bootstrap CI, paired differences against annotator_mean; the
+    SeedsResult, whose `results` hold each seed's per-split frames)."""
 
     report = progress or (lambda fraction, message: None)
     names = predictors or builtin_predictors()
@@ -124,12 +129,14 @@ def study_benchmark(
     if frame["annotator"].nunique() < 2 or frame["prompt"].nunique() < 3:
         raise ApplicationError("the benchmark needs at least 2 annotators and 3 prompts with ratings")
     instances = [_instantiate(name, study=study, upload_id=upload_id, frame=frame) for name in names]
-    result = run_benchmark(
+    seeds = LOCKED_SEEDS if locked else tuple(range(seed, seed + n_seeds))
+    result = run_seeds(
         frame,
         instances,
+        seeds=seeds,
         conditions=conditions or CONDITIONS,
         n_splits=n_splits,
-        seed=seed,
+        keep_results=True,
         progress=lambda fraction, message: report(0.05 + 0.9 * fraction, message),
     )
     summary = result.summary()
@@ -137,7 +144,9 @@ def study_benchmark(
     return {
         "protocol": "pluriharms",
         "splits": n_splits,
-        "seed": seed,
+        "seed": seeds[0],
+        "seeds": list(seeds),
+        "locked": locked,
         "predictors": names,
         "results": summary,
         "ci": "two-way bootstrap (annotators and test prompts resampled together), 95%",

@@ -35,7 +35,13 @@ class BenchmarkParams(StrictParams):
     predictors = serializers.ListField(child=serializers.CharField(), default=list, max_length=100)
     conditions = serializers.ListField(child=serializers.CharField(), required=False, allow_empty=False, max_length=10)
     splits = serializers.IntegerField(min_value=1, max_value=100, default=10)
-    seed = seed_field()
+    seed = seed_field(help_text="The first seed; the run uses seeds seed, seed + 1, …, seed + seeds − 1.")
+    seeds = serializers.IntegerField(
+        min_value=1, max_value=20, default=10, help_text="How many seeds of the 10-split protocol to average."
+    )
+    locked = StrictBooleanField(
+        default=False, help_text="Use the locked seeds (for claims; see docs/analysis.md) instead of seed…"
+    )
     upload = serializers.IntegerField(
         min_value=1,
         required=False,
@@ -103,6 +109,8 @@ def benchmark_run(job: Job, progress: Progress) -> dict:
         predictors=p["predictors"] or None,
         n_splits=p["splits"],
         seed=p["seed"],
+        n_seeds=p.get("seeds", 1),
+        locked=p.get("locked", False),
         conditions=p["conditions"],
         upload_id=p.get("upload"),
         progress=progress,
@@ -111,13 +119,14 @@ def benchmark_run(job: Job, progress: Progress) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     summary = to_jsonable(summary)  # NaN (e.g. Spearman of constant predictions) becomes null
     (out / "benchmark.json").write_text(json.dumps(summary, indent=1))
-    for name, table in (
-        ("per_split", result.per_split),
-        ("per_annotator", result.per_annotator),
-        ("per_prompt", result.per_prompt),
-    ):
+    tables = {"per_seed": result.per_seed}
+    for name in ("per_split", "per_annotator", "per_prompt"):
+        tables[name] = pd.concat(
+            [getattr(r, name).assign(seed=s) for s, r in zip(result.seeds, result.results)], ignore_index=True
+        )
+    for name, table in tables.items():
         (out / f"{name}.csv").write_text(spreadsheet_csv(table), encoding="utf-8")
-    for name in ("benchmark.json", "per_split.csv", "per_annotator.csv", "per_prompt.csv"):
+    for name in ("benchmark.json", "per_seed.csv", "per_split.csv", "per_annotator.csv", "per_prompt.csv"):
         artifact_save(job=job, path=out / name)
     return summary
 

@@ -100,6 +100,7 @@ def benchmark_start(request, study):
         "predictors": request.POST.getlist("predictors"),
         "splits": request.POST.get("splits", "10"),
         "seed": request.POST.get("seed", "0"),
+        "seeds": request.POST.get("seeds", "10"),
     }
     try:
         job = benchmark_job_start(

@@ -28,6 +28,8 @@ def test_benchmark_command_writes_the_documented_json(release_study, tmp_path):
         "2",
         "--seed",
         "3",
+        "--seeds",
+        "2",
         "--predictors",
         BASELINES,
         "--json",
@@ -43,7 +45,12 @@ def test_benchmark_command_writes_the_documented_json(release_study, tmp_path):
     # Where arithmetic puts the baselines (10-split figures are in BENCHMARKS.md).
     assert rows[("annotator_mean", "individual")]["mae"] == pytest.approx(0.306, abs=0.02)
     assert rows[("uniform_random", "individual")]["mae"] == pytest.approx(0.39, abs=0.02)
-    assert data["splits"] == 2 and data["seed"] == 3
+    assert data["splits"] == 2 and data["seed"] == 3 and data["seeds"] == [3, 4]
+    # seed-averaged (issue 16): the mean over the two seeds, their spread, and paired differences
+    assert all(row["n_seeds"] == 2 and row["sd_seeds"] >= 0 for row in data["results"])
+    paired = {(d["predictor"], d["condition"]) for d in data["paired"]}
+    assert ("uniform_random", "individual") in paired
+    assert all(d["reference"] == "annotator_mean" for d in data["paired"])
 
 
 def test_benchmark_command_refusals(release_study, tmp_path):

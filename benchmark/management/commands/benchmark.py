@@ -16,19 +16,25 @@ class Command(BaseCommand):
         parser.add_argument("slug")
         parser.add_argument("--protocol", default="pluriharms", choices=["pluriharms"])
         parser.add_argument("--splits", type=int, default=10)
-        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--seed", type=int, default=0, help="the first seed")
+        parser.add_argument("--seeds", type=int, default=10, help="how many seeds to average (seed, seed + 1, …)")
+        parser.add_argument(
+            "--locked", action="store_true", help="use the locked seeds (protocol.LOCKED_SEEDS), for claims"
+        )
         parser.add_argument("--predictors", default="", help="comma-separated names (default: every built-in one)")
         parser.add_argument(
             "--conditions", default="", help="comma-separated: individual,aggregated,new_annotator,warm"
         )
         parser.add_argument("--json", dest="out", required=True, help="file to write the results to ('-' for stdout)")
 
-    def handle(self, *args, slug, protocol, splits, seed, predictors, conditions, out, **options):
+    def handle(self, *args, slug, protocol, splits, seed, seeds, locked, predictors, conditions, out, **options):
         study = Study.objects.filter(slug=slug).first()
         if study is None:
             raise CommandError(f"no study with slug {slug!r}")
         if splits < 1:
             raise CommandError("--splits must be at least 1")
+        if seeds < 1:
+            raise CommandError("--seeds must be at least 1")
         names = [p.strip() for p in predictors.split(",") if p.strip()] or None
         unknown = sorted(set(names or []) - set(predictor_names()))
         if unknown:
@@ -43,6 +49,8 @@ class Command(BaseCommand):
                 predictors=names,
                 n_splits=splits,
                 seed=seed,
+                n_seeds=seeds,
+                locked=locked,
                 conditions=[c.strip() for c in conditions.split(",") if c.strip()] or None,
                 progress=progress,
             )
@@ -57,5 +65,5 @@ class Command(BaseCommand):
         for row in summary["results"]:
             self.stderr.write(
                 f"{row['predictor']:>26} {row['condition']:<14} MAE {row['mae']:.3f} "
-                f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+                f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}] over {row['n_seeds']} seeds (SD {row['sd_seeds']:.4f})"
             )
