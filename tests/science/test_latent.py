@@ -301,3 +301,17 @@ def test_bad_tables_name_the_row(frame, message):
     with pytest.raises(LatentInputError) as info:
         sequences_from_frame(frame)
     assert message in str(info.value)
+
+
+def test_length_buckets_cover_every_sequence_once_in_batches_of_similar_length():
+    from benchmark.science.latent.network import _length_buckets
+
+    rng = np.random.default_rng(13)
+    lengths = rng.integers(20, 151, 1000)
+    order = _length_buckets(lengths, 64, rng)
+    assert sorted(order.tolist()) == list(range(1000))
+    spreads = [np.ptp(lengths[order[i : i + 64]]) for i in range(0, 1000, 64)]
+    assert max(spreads) < 20  # a random batch would span ~120 trials
+    seqs = simulate("engagement", 4, pool=POOL, rng=rng, n_trials=50, min_trials=10)
+    short = seqs.subset(np.argsort(seqs.lengths)[:2]).trimmed()
+    assert short.rating.shape[1] == short.lengths.max() < 50 or short.lengths.max() == 50

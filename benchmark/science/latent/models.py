@@ -104,6 +104,19 @@ class Sequences:
             params=self.params,
         )
 
+    def trimmed(self) -> Sequences:
+        """The same sequences without the trailing trials that are padding for every one of them."""
+        keep = int(self.lengths.max()) if self.n else 0
+        return Sequences(
+            rating=self.rating[:, :keep],
+            rt_ms=self.rt_ms[:, :keep],
+            consensus=self.consensus[:, :keep],
+            mask=self.mask[:, :keep],
+            z=None if self.z is None else self.z[:, :keep],
+            theta=None if self.theta is None else self.theta[:, :keep],
+            params=self.params,
+        )
+
     def subset(self, index) -> Sequences:
         return Sequences(
             rating=self.rating[index],

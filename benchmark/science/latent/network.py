@@ -55,6 +55,7 @@ class TrainConfig:
     patience: int = 6
     time_budget_s: float = 540.0
     theta_weight: float = 1.0
+    bucket: bool = True  # batches of similar lengths, cut to their longest (about 1.7x faster)
     seed: int = 0
     threads: int = 1
     extra: dict = field(default_factory=dict)
@@ -188,6 +189,14 @@ def _loss(net, seqs: Sequences, cfg: TrainConfig) -> tuple[torch.Tensor, torch.T
     return ce + cfg.theta_weight * mse, ce, mse
 
 
+def _length_buckets(lengths: np.ndarray, batch: int, rng: np.random.Generator) -> np.ndarray:
+    """An epoch's order in which each batch holds sequences of similar length (so a batch can be cut to
+    its longest and the GRU does not run over padding), batches themselves in random order."""
+    order = np.argsort(lengths + rng.random(len(lengths)), kind="stable")
+    batches = [order[i : i + batch] for i in range(0, len(order), batch)]
+    return np.concatenate([batches[i] for i in rng.permutation(len(batches))])
+
+
 def train(cfg: TrainConfig, *, pool: np.ndarray, progress=None) -> tuple[LatentGRU, dict]:
     """Train a network for cfg.model; returns it (best validation weights) and a training record."""
     model_check(cfg.model)
@@ -207,9 +216,11 @@ def train(cfg: TrainConfig, *, pool: np.ndarray, progress=None) -> tuple[LatentG
         data = simulate(
             cfg.model, cfg.train_per_epoch, pool=pool, rng=rng, n_trials=cfg.n_trials, min_trials=cfg.min_trials
         )
-        order = rng.permutation(data.n)
+        order = _length_buckets(data.lengths, cfg.batch, rng) if cfg.bucket else rng.permutation(data.n)
         for start in range(0, data.n, cfg.batch):
             batch = data.subset(order[start : start + cfg.batch])
+            if cfg.bucket:
+                batch = batch.trimmed()
             opt.zero_grad()
             loss, _, _ = _loss(net, batch, cfg)
             loss.backward()
