@@ -193,8 +193,10 @@ def _length_buckets(lengths: np.ndarray, batch: int, rng: np.random.Generator) -
     """An epoch's order in which each batch holds sequences of similar length (so a batch can be cut to
     its longest and the GRU does not run over padding), batches themselves in random order."""
     order = np.argsort(lengths + rng.random(len(lengths)), kind="stable")
-    batches = [order[i : i + batch] for i in range(0, len(order), batch)]
-    return np.concatenate([batches[i] for i in rng.permutation(len(batches))])
+    full = len(order) // batch * batch
+    # Whole batches shuffled, the short remainder last, so slicing every `batch` stays on batch boundaries.
+    batches = [order[i : i + batch] for i in range(0, full, batch)]
+    return np.concatenate([*(batches[i] for i in rng.permutation(len(batches))), order[full:]])
 
 
 def train(cfg: TrainConfig, *, pool: np.ndarray, progress=None) -> tuple[LatentGRU, dict]:
