@@ -145,6 +145,7 @@ def world(small_study, researcher, outsider, staff, client):
     by_url = {
         "benchmark:overview_csv": {"name": "progress"},
         "benchmark:agreement_csv": {"name": "prompts"},
+        "benchmark:latent_checkpoint": {"name": "engagement"},
     }
     return {"study": study, "clients": clients, "values": values, "by_url": by_url}
 

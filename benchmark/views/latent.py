@@ -90,6 +90,9 @@ def latent_checkpoints(request):
     return render(request, "benchmark/latent_checkpoints.html", {"rows": rows})
 
 
+latent_checkpoints.study_access = None  # no study: any signed-in researcher (the permission matrix reads this)
+
+
 @require_GET
 @login_required
 def latent_checkpoint(request, name: str):
@@ -108,3 +111,6 @@ def latent_checkpoint(request, name: str):
         "json": json.dumps(report.get("config", {}), indent=1),
     }
     return render(request, "benchmark/latent_checkpoint.html", context)
+
+
+latent_checkpoint.study_access = None  # the same for every signed-in researcher
