@@ -28,9 +28,12 @@ SafetyAnalyst-8B figures, 0.311 / 0.361, are of the full system).
 Rows whose prompt lacks the SafetyAnalyst features (a study's own prompts may have none) are predicted
 as NaN, which the protocol leaves out of the scores and reports as lower ``coverage``.
 
-With ``benchmark.science.protocol.run_benchmark`` (3 seeded splits, seed 0): individual MAE 0.259
-(``safetyanalyst_reference`` 0.334, ``annotator_mean`` 0.301), aggregated MAE 0.305 (reference 0.334);
-Spearman of predicted and true test-prompt means 0.54 (reference 0.26).
+With ``benchmark.science.protocol.run_benchmark`` (3 seeded splits, seed 0): ``safetyanalyst_fit``
+individual MAE 0.259 (``annotator_mean`` 0.301), aggregated 0.305; Spearman of predicted and true
+test-prompt means 0.54. ``safetyanalyst_reference`` (calibrated), over the 10 locked seeds of
+BENCHMARKS.md: 0.335 (95% CI 0.320-0.351), 0.029 worse than ``annotator_mean`` individually and 0.007
+better in aggregated; Spearman 0.24. The published weights rank the release's prompts poorly, so the
+calibrated curve stays close to the mean; the intercept removes the offset, not the weak ranking.
 
 Defaults were chosen inside the alignment prompts only (4 seeded 70/30 splits of the 100 alignment
 prompts, MAE per annotator). The penalties are in units of the summed squared error on the 0-1
