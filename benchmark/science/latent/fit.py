@@ -12,6 +12,7 @@ Without response times the rt parameters (m, τ, Δ) have no data and stay at th
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -148,7 +149,8 @@ def _loglik(data: _Data, p: dict[str, torch.Tensor]) -> torch.Tensor:
 def _initial(seqs: Sequences) -> dict[str, np.ndarray]:
     n = seqs.n
     log_rt = np.log(seqs.rt_ms)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an annotator without response times
         m = np.nanmedian(np.where(np.isfinite(log_rt), log_rt, np.nan), axis=1)
     m = np.where(np.isfinite(m), m, RT_CENTRE)
     return {
