@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from annotation.models import Annotator, Study
+from annotation.models import Annotator, Prompt, Study
 from annotation.selectors import rating_rows
 from jobs.registry import Progress
 
@@ -34,10 +34,12 @@ RT_CHOICES = ("auto", "use", "ignore")
 
 
 def latent_input_frame(*, study: Study) -> pd.DataFrame:
-    """One row per prompt rating: pseudonym, trial, prompt id, rating (NaN = Unsure), rt_ms and
-    server_rt_ms exactly as stored, rt (the one the network sees), consensus and its number of raters."""
+    """One row per prompt rating: pseudonym, trial, prompt_id and prompt (its external id), rating (NaN =
+    Unsure), rt_ms and server_rt_ms exactly as stored, rt (the one the network sees), consensus and its
+    number of raters."""
     rows = rating_rows(study=study)
     people = dict(Annotator.objects.filter(study=study).values_list("id", "pseudonym"))
+    prompts = dict(Prompt.objects.filter(study=study).values_list("id", "external_id"))
     excluded = set(Annotator.objects.filter(study=study, status=Annotator.Status.EXCLUDED).values_list("id", flat=True))
     who = rows["annotator_id"].to_numpy(dtype=np.int64)
     rating = rows["rating"].to_numpy(dtype=float)
@@ -54,6 +56,7 @@ def latent_input_frame(*, study: Study) -> pd.DataFrame:
             "annotator": [people[i] for i in who],
             "trial": rows["trial"].to_numpy(dtype=np.int64),
             "prompt_id": rows["prompt_id"].to_numpy(dtype=np.int64),
+            "prompt": [prompts.get(i, "") for i in rows["prompt_id"].to_numpy(dtype=np.int64)],
             "rating": rating,
             "rt_ms": rt_ms,
             "server_rt_ms": server_rt_ms,
@@ -99,7 +102,8 @@ def study_latent(
     )
     progress(0.3, f"inferring {frame['annotator'].nunique()} annotators")
     rows, summary = infer_frame(table, checkpoint, flag_share=flag_share)
-    trials = frame.drop(columns=["rt"]).assign(p_disengaged=rows["p_disengaged"].to_numpy())
+    # The file names prompts by their external id, as exports do (not by database id).
+    trials = frame.drop(columns=["rt", "prompt_id"]).assign(p_disengaged=rows["p_disengaged"].to_numpy())
     if "theta" in rows:
         trials["theta"] = rows["theta"].to_numpy()
     trials = trials.rename(columns={"annotator": "pseudonym"})
