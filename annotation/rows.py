@@ -23,7 +23,12 @@ def _columns(model, vendor: str) -> tuple[list, list[str]]:
 
 def columns_sql(model, alias: str) -> str:
     """`alias.col1, alias.col2, …` for every concrete field of the model, in field order."""
-    _, names = _columns(model, connection.vendor)
+    return _columns_sql(model, alias, connection.vendor)
+
+
+@cache
+def _columns_sql(model, alias: str, vendor: str) -> str:
+    _, names = _columns(model, vendor)
     quote = connection.ops.quote_name
     return ", ".join(f"{alias}.{quote(name)}" for name in names)
 

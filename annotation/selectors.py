@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -26,13 +27,8 @@ def annotator_in_study(*, annotator_id, slug: str) -> Annotator | None:
         annotator_id = int(annotator_id)
     except (TypeError, ValueError):
         return None
-    quote = connection.ops.quote_name
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {columns_sql(Annotator, 'n')}, {columns_sql(Study, 's')} FROM {quote(Annotator._meta.db_table)} n "
-            f"JOIN {quote(Study._meta.db_table)} s ON s.id = n.study_id WHERE n.id = %s AND s.slug = %s",
-            [annotator_id, slug],
-        )
+        cursor.execute(_annotator_in_study_sql(connection.vendor), [annotator_id, slug])
         row = cursor.fetchone()
     if row is None:
         return None
@@ -40,6 +36,15 @@ def annotator_in_study(*, annotator_id, slug: str) -> Annotator | None:
     annotator = instance(Annotator, row[:split])
     annotator.study = instance(Study, row[split:])
     return annotator
+
+
+@cache
+def _annotator_in_study_sql(vendor: str) -> str:
+    quote = connection.ops.quote_name
+    return (
+        f"SELECT {columns_sql(Annotator, 'n')}, {columns_sql(Study, 's')} FROM {quote(Annotator._meta.db_table)} n "
+        f"JOIN {quote(Study._meta.db_table)} s ON s.id = n.study_id WHERE n.id = %s AND s.slug = %s"
+    )
 
 
 def prompts_frame(*, study: Study) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -300,44 +301,7 @@ def _submit_in_one_statement(*, annotator, assignment_id, raw_value, unsure, rt_
     if not 0 < assignment_id <= MAX_ID or (key is not None and "\x00" in key):
         return None
     now = timezone.now()
-    assignments, ratings, annotators = _table(Assignment), _table(Rating), _table(Annotator)
-    unrated = f"NOT EXISTS (SELECT 1 FROM {ratings} r WHERE r.assignment_id = a.id)"
-    sql = (
-        "WITH trial AS ("
-        "SELECT a.id, a.kind, a.prompt_id, CASE WHEN a.kind = %(attention)s THEN (%(value)s::float8 IS NOT NULL "
-        "AND abs(%(value)s::float8 - (a.check_spec->>'expected')::float8) <= %(tolerance)s) END AS check_passed, "
-        "floor(extract(epoch FROM (%(now)s::timestamptz - a.shown_at)) * 1000) AS server_rt "
-        f"FROM {assignments} a JOIN {annotators} n ON n.id = a.annotator_id "
-        "WHERE a.id = %(trial)s AND a.annotator_id = %(annotator)s AND n.status = %(rating)s), "
-        f"ins AS (INSERT INTO {ratings} ({INSERT_COLUMNS}) SELECT t.id, %(annotator)s, t.prompt_id, %(value)s, "
-        "%(unsure)s, %(rt)s, CASE WHEN t.server_rt BETWEEN 0 AND %(max_rt)s THEN t.server_rt::integer END, "
-        "%(key)s, %(now)s FROM trial t ON CONFLICT DO NOTHING RETURNING id, server_rt_ms, prompt_id), "
-        "counts AS (SELECT COUNT(*) AS total, COUNT(answered_at) AS done, "
-        f"COUNT(*) FILTER (WHERE check_passed = false) AS failures FROM {assignments} "
-        "WHERE annotator_id = %(annotator)s), "
-        "verdict AS (SELECT t.kind, t.check_passed, c.total, c.done + 1 AS done, "
-        "c.failures + (CASE WHEN t.check_passed = false THEN 1 ELSE 0 END) AS failures FROM trial t, counts c "
-        "WHERE EXISTS (SELECT 1 FROM ins)), "
-        "decision AS (SELECT *, (kind = %(attention)s AND %(max_failures)s > 0 AND failures >= %(max_failures)s) "
-        "AS excluded FROM verdict), "
-        f"answered AS (UPDATE {assignments} SET answered_at = %(now)s, check_passed = d.check_passed "
-        f"FROM decision d WHERE {assignments}.id = %(trial)s RETURNING 1), "
-        f"who AS (UPDATE {annotators} SET last_seen_at = %(now)s, "
-        "status = CASE WHEN d.excluded THEN %(excluded)s WHEN d.done >= d.total THEN %(completed)s ELSE status END, "
-        "exclusion = CASE WHEN d.excluded THEN %(why)s ELSE exclusion END, "
-        "exclusion_reason = CASE WHEN d.excluded THEN 'failed ' || d.failures || ' attention check' || "
-        "CASE WHEN d.failures = 1 THEN '' ELSE 's' END ELSE exclusion_reason END, "
-        "completed_at = CASE WHEN NOT d.excluded AND d.done >= d.total THEN %(now)s ELSE completed_at END "
-        f"FROM decision d WHERE {annotators}.id = %(annotator)s RETURNING 1), "
-        f"freed AS (DELETE FROM {assignments} a WHERE a.annotator_id = %(annotator)s AND a.id <> %(trial)s "
-        f"AND {unrated} AND EXISTS (SELECT 1 FROM decision WHERE excluded) RETURNING 1), "
-        f"upcoming AS (UPDATE {assignments} SET shown_at = COALESCE(shown_at, %(now)s) WHERE id = ("
-        f"SELECT a.id FROM {assignments} a WHERE a.annotator_id = %(annotator)s AND a.id <> %(trial)s AND {unrated} "
-        "ORDER BY a.position LIMIT 1) AND EXISTS (SELECT 1 FROM decision WHERE NOT excluded) RETURNING *) "
-        "SELECT ins.id, ins.server_rt_ms, ins.prompt_id, d.kind, d.total, d.done, d.failures, d.excluded, "
-        f"{columns_sql(Assignment, 'upcoming')}, p.text FROM ins CROSS JOIN decision d "
-        f"LEFT JOIN upcoming ON true LEFT JOIN {_table(Prompt)} p ON p.id = upcoming.prompt_id"
-    )
+    sql = _one_statement_sql(connection.vendor)
     client_rt = _rt(rt_ms)
     params = {
         "attention": Assignment.Kind.ATTENTION,
@@ -387,6 +351,50 @@ def _submit_in_one_statement(*, annotator, assignment_id, raw_value, unsure, rt_
         progress=(int(done), int(total)),
         next_assignment=None if excluded or completed else upcoming,
     )
+
+
+@functools.cache
+def _one_statement_sql(vendor: str) -> str:
+    """The statement of _submit_in_one_statement (built once: the text is the same for every rating)."""
+    assignments, ratings, annotators = _table(Assignment), _table(Rating), _table(Annotator)
+    unrated = f"NOT EXISTS (SELECT 1 FROM {ratings} r WHERE r.assignment_id = a.id)"
+    sql = (
+        "WITH trial AS ("
+        "SELECT a.id, a.kind, a.prompt_id, CASE WHEN a.kind = %(attention)s THEN (%(value)s::float8 IS NOT NULL "
+        "AND abs(%(value)s::float8 - (a.check_spec->>'expected')::float8) <= %(tolerance)s) END AS check_passed, "
+        "floor(extract(epoch FROM (%(now)s::timestamptz - a.shown_at)) * 1000) AS server_rt "
+        f"FROM {assignments} a JOIN {annotators} n ON n.id = a.annotator_id "
+        "WHERE a.id = %(trial)s AND a.annotator_id = %(annotator)s AND n.status = %(rating)s), "
+        f"ins AS (INSERT INTO {ratings} ({INSERT_COLUMNS}) SELECT t.id, %(annotator)s, t.prompt_id, %(value)s, "
+        "%(unsure)s, %(rt)s, CASE WHEN t.server_rt BETWEEN 0 AND %(max_rt)s THEN t.server_rt::integer END, "
+        "%(key)s, %(now)s FROM trial t ON CONFLICT DO NOTHING RETURNING id, server_rt_ms, prompt_id), "
+        "counts AS (SELECT COUNT(*) AS total, COUNT(answered_at) AS done, "
+        f"COUNT(*) FILTER (WHERE check_passed = false) AS failures FROM {assignments} "
+        "WHERE annotator_id = %(annotator)s), "
+        "verdict AS (SELECT t.kind, t.check_passed, c.total, c.done + 1 AS done, "
+        "c.failures + (CASE WHEN t.check_passed = false THEN 1 ELSE 0 END) AS failures FROM trial t, counts c "
+        "WHERE EXISTS (SELECT 1 FROM ins)), "
+        "decision AS (SELECT *, (kind = %(attention)s AND %(max_failures)s > 0 AND failures >= %(max_failures)s) "
+        "AS excluded FROM verdict), "
+        f"answered AS (UPDATE {assignments} SET answered_at = %(now)s, check_passed = d.check_passed "
+        f"FROM decision d WHERE {assignments}.id = %(trial)s RETURNING 1), "
+        f"who AS (UPDATE {annotators} SET last_seen_at = %(now)s, "
+        "status = CASE WHEN d.excluded THEN %(excluded)s WHEN d.done >= d.total THEN %(completed)s ELSE status END, "
+        "exclusion = CASE WHEN d.excluded THEN %(why)s ELSE exclusion END, "
+        "exclusion_reason = CASE WHEN d.excluded THEN 'failed ' || d.failures || ' attention check' || "
+        "CASE WHEN d.failures = 1 THEN '' ELSE 's' END ELSE exclusion_reason END, "
+        "completed_at = CASE WHEN NOT d.excluded AND d.done >= d.total THEN %(now)s ELSE completed_at END "
+        f"FROM decision d WHERE {annotators}.id = %(annotator)s RETURNING 1), "
+        f"freed AS (DELETE FROM {assignments} a WHERE a.annotator_id = %(annotator)s AND a.id <> %(trial)s "
+        f"AND {unrated} AND EXISTS (SELECT 1 FROM decision WHERE excluded) RETURNING 1), "
+        f"upcoming AS (UPDATE {assignments} SET shown_at = COALESCE(shown_at, %(now)s) WHERE id = ("
+        f"SELECT a.id FROM {assignments} a WHERE a.annotator_id = %(annotator)s AND a.id <> %(trial)s AND {unrated} "
+        "ORDER BY a.position LIMIT 1) AND EXISTS (SELECT 1 FROM decision WHERE NOT excluded) RETURNING *) "
+        "SELECT ins.id, ins.server_rt_ms, ins.prompt_id, d.kind, d.total, d.done, d.failures, d.excluded, "
+        f"{columns_sql(Assignment, 'upcoming')}, p.text FROM ins CROSS JOIN decision d "
+        f"LEFT JOIN upcoming ON true LEFT JOIN {_table(Prompt)} p ON p.id = upcoming.prompt_id"
+    )
+    return sql
 
 
 def _annotator_finish(annotator_id: int, now, *, excluded: bool, failures: int) -> None:
