@@ -14,6 +14,7 @@ from annotation.models import Annotator, Assignment, Rating, Study
 from annotation.services import rating as rating_service
 from tests.annotation.test_take_flow import *  # noqa: F403  (every test and fixture, rerun below)
 from tests.annotation.test_take_flow import current, start_rating, submit
+from tests.test_query_budgets import session_read_queries
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -72,4 +73,6 @@ def test_a_new_answer_is_one_statement(client, study):  # noqa: F405
     writes = [q["sql"] for q in queries.captured_queries if "INSERT INTO" in q["sql"]]
     assert len(writes) == 1 and writes[0].startswith("WITH trial AS")
     assert not any(q["sql"].startswith(("BEGIN", "COMMIT", "SAVEPOINT")) for q in queries.captured_queries)
+    # The annotator's lookup and the statement: the whole answer and the next card in two queries.
+    assert len(queries.captured_queries) == 2 + session_read_queries()
     assert Study.objects.get(pk=study.pk).annotators.get().ratings.count() == 1
