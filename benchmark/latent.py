@@ -87,6 +87,12 @@ def study_latent(
     has_rt = bool(np.isfinite(frame["rt"]).mean() >= 0.5)
     use_rt = {"auto": has_rt, "use": True, "ignore": False}[response_times]
     path = default_checkpoint(model, use_rt=use_rt)
+    if not path.is_file():
+        flag = "" if use_rt else " --no-rt"
+        raise ValueError(
+            f"no shipped {model} network {'with' if use_rt else 'without'} response times ({path.name}); "
+            f"train it with: manage.py latent train --model {model}{flag} --out {path.name}"
+        )
     checkpoint = checkpoint_load(path, model=model)
     # Without consensus (a prompt nobody else rated) the study's mean rating stands in for it.
     no_consensus = int(np.isnan(frame["consensus"]).sum())
