@@ -224,10 +224,24 @@ def _rating_submit(*, annotator, assignment_id, raw_value, unsure, rt_ms, idempo
     if excluded or completed:
         _annotator_finish(annotator.pk, now, excluded=excluded, failures=failures)
 
+    return _stored(
+        study=study,
+        stored=(rating_id, assignment_id, annotator.pk, prompt_id, value, client_rt, server_rt, key, now),
+        kind=kind,
+        completed=completed,
+        excluded=excluded,
+        progress=(int(done), int(total)),
+    )
+
+
+def _stored(*, study, stored, kind, completed, excluded, progress, upcoming=UNKNOWN) -> SubmitOutcome:
+    """The outcome of a new rating, from what was written: (id, trial, annotator, prompt, value, browser's
+    time, server's time, idempotency key, time)."""
+    rating_id, assignment_id, annotator_id, prompt_id, value, client_rt, server_rt, key, now = stored
     rating = Rating(
         id=rating_id,
         assignment_id=assignment_id,
-        annotator_id=annotator.pk,
+        annotator_id=annotator_id,
         prompt_id=prompt_id,
         value=value,
         unsure=value is None,
@@ -238,14 +252,14 @@ def _rating_submit(*, annotator, assignment_id, raw_value, unsure, rt_ms, idempo
     )
     rating._state.adding = False
     seconds = (client_rt if client_rt is not None else server_rt or 0) / 1000
-    too_fast = kind == Assignment.Kind.PROMPT and seconds < study.min_seconds_per_rating
     return SubmitOutcome(
         rating=rating,
         created=True,
-        too_fast=too_fast,
+        too_fast=kind == Assignment.Kind.PROMPT and seconds < study.min_seconds_per_rating,
         completed=completed,
-        excluded=excluded,
-        progress=(int(done), int(total)),
+        excluded=bool(excluded),
+        progress=progress,
+        next_assignment=upcoming,
     )
 
 
@@ -328,28 +342,14 @@ def _submit_in_one_statement(*, annotator, assignment_id, raw_value, unsure, rt_
     rating_id, server_rt, prompt_id, kind, total, done, failures, excluded, *rest = row
     completed = not excluded and done >= total
     upcoming = None if rest[0] is None else assignment_from_row(rest[:-1], rest[-1], study_id=annotator.study_id)
-    rating = Rating(
-        id=rating_id,
-        assignment_id=assignment_id,
-        annotator_id=annotator.pk,
-        prompt_id=prompt_id,
-        value=value,
-        unsure=value is None,
-        rt_ms=client_rt,
-        server_rt_ms=server_rt,
-        idempotency_key=key,
-        created_at=now,
-    )
-    rating._state.adding = False
-    seconds = (client_rt if client_rt is not None else server_rt or 0) / 1000
-    return SubmitOutcome(
-        rating=rating,
-        created=True,
-        too_fast=kind == Assignment.Kind.PROMPT and seconds < study.min_seconds_per_rating,
+    return _stored(
+        study=study,
+        stored=(rating_id, assignment_id, annotator.pk, prompt_id, value, client_rt, server_rt, key, now),
+        kind=kind,
         completed=completed,
-        excluded=bool(excluded),
+        excluded=excluded,
         progress=(int(done), int(total)),
-        next_assignment=None if excluded or completed else upcoming,
+        upcoming=None if excluded or completed else upcoming,
     )
 
 
