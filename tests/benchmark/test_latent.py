@@ -227,7 +227,7 @@ def test_train_writes_a_checkpoint_with_its_report(tmp_path):
         call_command("latent", "train", "--model", "drift", "--out", str(tmp_path / "no" / "x.pt"))
 
 
-@pytest.mark.parametrize("name", ["engagement", "engagement-no-rt", "drift"])
+@pytest.mark.parametrize("name", ["engagement", "engagement-no-rt", "drift", "drift-no-rt"])
 def test_shipped_checkpoints_are_small_and_what_they_say(name):
     model = name.removesuffix("-no-rt")
     path = default_checkpoint(model, use_rt=not name.endswith("-no-rt"))
