@@ -154,27 +154,21 @@ def rating_submit(
     are serialised. The database's unique constraints are the last line (a twin that got there first is
     returned instead). Written in SQL (annotation/rows.py says why).
     """
+    submission = {
+        "annotator": annotator,
+        "assignment_id": assignment_id,
+        "raw_value": raw_value,
+        "unsure": unsure,
+        "rt_ms": rt_ms,
+        "idempotency_key": idempotency_key,
+    }
     if connection.vendor == "postgresql" and not connection.in_atomic_block:
-        outcome = _submit_in_one_statement(
-            annotator=annotator,
-            assignment_id=assignment_id,
-            raw_value=raw_value,
-            unsure=unsure,
-            rt_ms=rt_ms,
-            idempotency_key=idempotency_key,
-        )
+        outcome = _submit_in_one_statement(**submission)
         if outcome is not None:
             return outcome
     try:
         with transaction.atomic():
-            return _rating_submit(
-                annotator=annotator,
-                assignment_id=assignment_id,
-                raw_value=raw_value,
-                unsure=unsure,
-                rt_ms=rt_ms,
-                idempotency_key=idempotency_key,
-            )
+            return _rating_submit(**submission)
     except IntegrityError:  # a concurrent twin got there first, or the key was used for another trial
         twin = _rating_twin(assignment_id)
         if twin is None or twin.annotator_id != annotator.pk:

@@ -11,34 +11,15 @@ import torch
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from annotation.models import Prompt, Rating, Study
+from annotation.models import Rating
 from annotation.participants import participants_table
 from benchmark import latent as latent_service
 from benchmark.science.latent import TrainConfig, checkpoint_load, checkpoint_save, default_checkpoint, train
 from jobs.models import Job
 from jobs.services import job_create, job_run
-from tests.annotation.test_take_flow import current, start_rating, submit
+from tests.annotation.test_take_flow import current, start_rating, study, submit  # noqa: F401
 
 POOL = np.linspace(5, 95, 150)
-
-
-@pytest.fixture
-def study(researcher):
-    study = Study.objects.create(
-        slug="harm",
-        title="Harm study",
-        status=Study.Status.RECRUITING,
-        owner=researcher,
-        completion_code="C0MPLETE",
-        failed_checks_code="FAILCHK",
-        completion_url="https://example.org/done?cc=C0MPLETE",
-        instruments=[],
-        min_seconds_per_rating=2.0,
-    )
-    Prompt.objects.bulk_create(
-        [Prompt(study=study, external_id=str(i), text=f"Prompt number {i}", order=i) for i in range(1, 6)]
-    )
-    return study
 
 
 @pytest.fixture(scope="module")
@@ -237,7 +218,7 @@ def test_shipped_checkpoints_are_small_and_what_they_say(name):
     assert ckpt.report["methods"]["network"]["auroc"] is not None
 
 
-def _rate_session(client, study, ratings):
+def _rate_session(client, study, ratings):  # noqa: F811  (study: the take-flow fixture)
     annotator = start_rating(client, study)
     for value, rt in ratings:
         answer = {"rating": "", "unsure": "1"} if value == "unsure" else {"rating": value}
@@ -246,7 +227,7 @@ def _rate_session(client, study, ratings):
     return annotator
 
 
-def test_response_times_from_the_annotator_page_reach_the_job_unchanged(client, study, researcher, tiny):
+def test_response_times_from_the_annotator_page_reach_the_job_unchanged(client, study, researcher, tiny):  # noqa: F811  (study: the take-flow fixture)
     annotator = _rate_session(
         client, study, [("40", "4321"), ("55", "8000"), ("unsure", "2500"), ("90", ""), ("12", "777")]
     )
@@ -292,7 +273,7 @@ def test_release_job_uses_the_no_rt_network_and_flags_without_excluding(release_
     assert release_study.annotators.filter(status="excluded").count() == 0
 
 
-def test_latent_params_are_checked(study, researcher):
+def test_latent_params_are_checked(study, researcher):  # noqa: F811  (study: the take-flow fixture)
     from config.errors import ApplicationError
 
     with pytest.raises(ApplicationError, match="unknown model 'hmm'"):
@@ -301,7 +282,7 @@ def test_latent_params_are_checked(study, researcher):
         job_create(kind="latent", study=study, params={"flag_share": 2}, user=researcher)
 
 
-def test_pages_show_the_estimate(client, study, researcher, outsider, tiny):
+def test_pages_show_the_estimate(client, study, researcher, outsider, tiny):  # noqa: F811  (study: the take-flow fixture)
     annotator = _rate_session(client, study, [("40", "4321"), ("55", "8000"), ("70", "3000")])
     client.logout()
     client.force_login(researcher)
