@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, timedelta
 from functools import cache
 
 import numpy as np
@@ -12,11 +13,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 from django.db import connection
-from django.db.models import Count, Q
-from django.db.models.functions import TruncHour
+from django.db.models import Count, Max, Min, Q
+from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 
 from . import surveys
-from .models import Annotator, Assignment, Prompt, Rating, Study
+from .models import Annotator, Assignment, Prompt, Rating, RatingRevision, Study
 from .rows import column_count, columns_sql, instance
 
 
@@ -155,15 +156,17 @@ def annotators_frame(*, study: Study, annotator_ids: Sequence[int] | None = None
     return frame
 
 
-RATING_ROW_COLUMNS = ["annotator_id", "prompt_id", "rating", "unsure", "trial", "rt_ms", "server_rt_ms"]
+RATING_ROW_COLUMNS = ["annotator_id", "prompt_id", "rating", "unsure", "trial", "rt_ms", "server_rt_ms", "revised"]
 
 
 def _rating_rows_sql(study: Study, annotator_ids: Sequence[int] | None) -> tuple[str, list]:
     rating = Rating._meta.db_table
     assignment = Assignment._meta.db_table
     annotator = Annotator._meta.db_table
+    revision = RatingRevision._meta.db_table
     sql = (
-        f"SELECT r.annotator_id, r.prompt_id, r.value, r.unsure, a.position, r.rt_ms, r.server_rt_ms "
+        f"SELECT r.annotator_id, r.prompt_id, r.value, r.unsure, a.position, r.rt_ms, r.server_rt_ms, "
+        f"EXISTS (SELECT 1 FROM {revision} v WHERE v.rating_id = r.id) "
         f"FROM {rating} r JOIN {assignment} a ON a.id = r.assignment_id "
         f"JOIN {annotator} n ON n.id = r.annotator_id "
         f"WHERE n.study_id = %s AND r.prompt_id IS NOT NULL"
@@ -197,7 +200,7 @@ def _rating_rows_postgresql(sql: str, params: list) -> pd.DataFrame:
         finally:
             if digits < 1:
                 raw.execute(f"SET extra_float_digits = {int(digits)}")
-    types = [pa.int64(), pa.int64(), pa.float64(), pa.bool_(), pa.int64(), pa.int64(), pa.int64()]
+    types = [pa.int64(), pa.int64(), pa.float64(), pa.bool_(), pa.int64(), pa.int64(), pa.int64(), pa.bool_()]
     if sink.tell() == 0:  # pyarrow refuses an empty file
         table = pa.table({name: pa.array([], type=t) for name, t in zip(RATING_ROW_COLUMNS, types)})
     else:
@@ -231,12 +234,14 @@ def _rating_rows_postgresql(sql: str, params: list) -> pd.DataFrame:
             "trial": column("trial").astype(np.int64, copy=False),
             "rt_ms": nullable_int("rt_ms"),
             "server_rt_ms": nullable_int("server_rt_ms"),
+            "revised": column("revised").astype(bool, copy=False),
         }
     )
 
 
 def rating_rows(*, study: Study, annotator_ids: Sequence[int] | None = None) -> pd.DataFrame:
-    """Raw prompt ratings as ids: annotator_id, prompt_id, rating, unsure, trial, rt_ms, server_rt_ms."""
+    """Raw prompt ratings as ids: annotator_id, prompt_id, rating, unsure, trial, rt_ms, server_rt_ms, revised
+    (the annotator changed this answer once from the next card; `rating` is the final answer)."""
     sql, params = _rating_rows_sql(study, annotator_ids)
     if connection.vendor == "postgresql":
         return _rating_rows_postgresql(sql, params)
@@ -256,6 +261,7 @@ def rating_rows(*, study: Study, annotator_ids: Sequence[int] | None = None) -> 
             "trial": block[:, 4].astype(np.int64),
             "rt_ms": pd.array(block[:, 5], dtype="Int64"),
             "server_rt_ms": pd.array(block[:, 6], dtype="Int64"),
+            "revised": block[:, 7].astype(bool),
         }
     )
 
@@ -264,7 +270,7 @@ def rating_rows(*, study: Study, annotator_ids: Sequence[int] | None = None) -> 
 class RatingsParts:
     """`ratings_frame` before its joins, for writers that render each annotator and prompt once.
 
-    `base` holds the seven per-rating columns; `annotator_rows` and `prompt_rows` give, for each
+    `base` holds the eight per-rating columns; `annotator_rows` and `prompt_rows` give, for each
     rating, its row position in `people` and `items` (-1 if absent).
     """
 
@@ -309,6 +315,7 @@ def ratings_parts(
             "trial": rows["trial"].to_numpy(),
             "rt_ms": rows["rt_ms"].array,
             "server_rt_ms": rows["server_rt_ms"].array,
+            "revised": rows["revised"].to_numpy(),
         }
     )
     return RatingsParts(
@@ -332,7 +339,8 @@ def ratings_frame(
     """The long table: one row per (annotator, prompt) rating.
 
     Columns: `annotator` (pseudonym), `prompt` (external id), `rating` (0–100, NaN when unsure),
-    `unsure`, `trial` (display position), `rt_ms` (browser active time), `server_rt_ms`; then,
+    `unsure`, `trial` (display position), `rt_ms` (browser active time), `server_rt_ms`, `revised` (the
+    annotator changed the answer once, from the next card: `rating` is the final one); then,
     if asked, annotator status, demographics and trait scores, then `harm_level` and prompt features.
     """
     parts = ratings_parts(study=study, annotator_ids=annotator_ids, prompts=prompts)
@@ -357,25 +365,54 @@ def study_counts(*, study: Study) -> dict:
     return {**counts, "by_status": by_status}
 
 
+# The collection timeline's bins: the finest that keeps a long study to a few hundred points.
+TIMELINE_BINS = (
+    (timedelta(hours=6), "minute", TruncMinute),
+    (timedelta(days=14), "hour", TruncHour),
+    (None, "day", TruncDay),
+)
+
+
+def timeline_bin(span: timedelta) -> tuple[str, type]:
+    """The bin (name, truncation) for ratings spread over `span`: minutes up to 6 hours, hours up to
+    two weeks, days beyond (a study rated in six minutes is not one point at the hour's start)."""
+    for limit, name, trunc in TIMELINE_BINS:
+        if limit is None or span <= limit:
+            return name, trunc
+    raise AssertionError("unreachable")
+
+
+def ratings_over_time(*, study: Study) -> dict:
+    """Ratings per time bin and their running total: {"bin": "minute" | "hour" | "day", "rows": [{"start":
+    ISO 8601 UTC of the bin's start, "ratings", "cumulative"}]}, oldest first."""
+    ratings = Rating.objects.filter(annotator__study=study, prompt__isnull=False)
+    bounds = ratings.aggregate(first=Min("created_at"), last=Max("created_at"))
+    if bounds["first"] is None:
+        return {"bin": "minute", "rows": []}
+    name, trunc = timeline_bin(bounds["last"] - bounds["first"])
+    counts = ratings.annotate(start=trunc("created_at")).values("start").annotate(n=Count("id")).order_by("start")
+    rows, total = [], 0
+    for row in counts:
+        total += row["n"]
+        start = row["start"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        rows.append({"start": start, "ratings": row["n"], "cumulative": total})
+    return {"bin": name, "rows": rows}
+
+
 def study_overview(*, study: Study) -> dict:
     """Live collection figures from aggregates only (cheap enough to poll): progress over time,
     ratings per prompt, annotators by status."""
-
-    by_hour = list(
-        Rating.objects.filter(annotator__study=study, prompt__isnull=False)
-        .annotate(hour=TruncHour("created_at"))
-        .values("hour")
-        .annotate(n=Count("id"))
-        .order_by("hour")
-    )
-    cumulative, total = [], 0
-    for row in by_hour:
-        total += row["n"]
-        cumulative.append({"hour": row["hour"].isoformat(), "ratings": row["n"], "cumulative": total})
+    timeline = ratings_over_time(study=study)
     per_prompt = dict(Prompt.objects.filter(study=study).annotate(n=Count("ratings")).values_list("external_id", "n"))
     target = None
     if study.target_ratings_per_prompt:
         target = study.target_ratings_per_prompt * len(per_prompt)
     elif study.max_annotators:
         target = study.max_annotators * len(per_prompt)
-    return {**study_counts(study=study), "target_ratings": target, "over_time": cumulative, "per_prompt": per_prompt}
+    return {
+        **study_counts(study=study),
+        "target_ratings": target,
+        "over_time": timeline["rows"],
+        "time_bin": timeline["bin"],
+        "per_prompt": per_prompt,
+    }

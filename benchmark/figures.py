@@ -6,8 +6,11 @@ poll, and easy to test.
 
 from __future__ import annotations
 
+import html
 import json
 import math
+import textwrap
+from datetime import datetime, timedelta
 
 LAYOUT = {"margin": {"l": 60, "r": 20, "t": 40, "b": 50}, "height": 340, "template": "plotly_white"}
 QUADRANT_COLOURS = {
@@ -32,31 +35,68 @@ def _layout(title: str, **extra) -> dict:
     return {**LAYOUT, "title": {"text": title, "font": {"size": 15}}, **extra}
 
 
-def progress_figure(over_time: list[dict]) -> dict:
+# Tick labels for a date axis at each zoom level: never fractions of a second, the date shown once
+# per tick when the range spans days (Plotly picks the entry whose dtick range holds the tick step).
+DATE_TICKS = [
+    {"dtickrange": [None, 60_000], "value": "%H:%M:%S"},
+    {"dtickrange": [60_000, 86_400_000], "value": "%H:%M<br>%b %-d"},
+    {"dtickrange": [86_400_000, None], "value": "%b %-d<br>%Y"},
+]
+BIN_SECONDS = {"minute": 60, "hour": 3_600, "day": 86_400}
+
+
+def _integer_axis(title: str, largest: int) -> dict:
+    """A count axis: whole-number ticks (Plotly would put 0.5 between 0 and 1 annotators)."""
+    axis = {"title": {"text": title}, "rangemode": "tozero", "tickformat": ",d"}
+    if largest <= 10:
+        axis["dtick"] = 1
+    return axis
+
+
+def _parse_utc(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def progress_figure(over_time: list[dict], time_bin: str = "hour") -> dict:
+    """Cumulative ratings at the start of each time bin (ISO 8601 UTC strings), on a date axis whose range
+    pads the first and last bins, so that a study rated within minutes has a readable axis."""
+    x = [row["start"] for row in over_time]
+    xaxis = {"title": {"text": "time (UTC)"}, "type": "date", "tickformatstops": DATE_TICKS}
+    if x:
+        first, last = _parse_utc(x[0]), _parse_utc(x[-1])
+        pad = max(timedelta(seconds=BIN_SECONDS.get(time_bin, 3_600) * 5), (last - first) * 0.05)
+        xaxis["range"] = [(first - pad).strftime("%Y-%m-%d %H:%M:%S"), (last + pad).strftime("%Y-%m-%d %H:%M:%S")]
+    largest = over_time[-1]["cumulative"] if over_time else 0
     return {
         "data": [
             {
                 "type": "scatter",
                 "mode": "lines+markers",
+                "line": {"shape": "hv"},
                 "name": "ratings",
-                "x": [row["hour"] for row in over_time],
+                "x": x,
                 "y": [row["cumulative"] for row in over_time],
+                "hovertemplate": f"%{{x|%Y-%m-%d %H:%M}} UTC (per {time_bin}): %{{y:,d}} ratings<extra></extra>",
             }
         ],
-        "layout": _layout(
-            "Ratings collected",
-            xaxis={"title": {"text": "time (UTC)"}},
-            yaxis={"title": {"text": "ratings"}, "rangemode": "tozero"},
-        ),
+        "layout": _layout("Ratings collected", xaxis=xaxis, yaxis=_integer_axis("ratings", largest)),
     }
 
 
 def per_prompt_figure(per_prompt: dict[str, int], target: int | None = None) -> dict:
-    ordered = sorted(per_prompt.items(), key=lambda kv: kv[1])
+    """One bar per prompt, fewest ratings first. The axis is categorical: prompt ids such as "17" would
+    otherwise be read as numbers and the bars drawn in id order, not in the sorted order."""
+    ordered = sorted(per_prompt.items(), key=lambda kv: (kv[1], kv[0]))
     layout = _layout(
         "Ratings per prompt",
-        xaxis={"title": {"text": "prompts (sorted)"}, "showticklabels": False},
-        yaxis={"title": {"text": "ratings"}, "rangemode": "tozero"},
+        xaxis={
+            "title": {"text": "prompts (sorted by ratings)"},
+            "type": "category",
+            "categoryorder": "array",
+            "categoryarray": [k for k, _ in ordered],
+            "showticklabels": False,
+        },
+        yaxis=_integer_axis("ratings", max([v for _, v in ordered] + [target or 0])),
     )
     if target:
         layout["shapes"] = [
@@ -87,8 +127,19 @@ def status_figure(by_status: dict[str, int]) -> dict:
     order = ["new", "consented", "surveying", "rating", "completed", "declined", "returned", "excluded"]
     keys = [k for k in order if k in by_status] + [k for k in by_status if k not in order]
     return {
-        "data": [{"type": "bar", "x": keys, "y": [by_status[k] for k in keys]}],
-        "layout": _layout("Annotators by status", yaxis={"title": {"text": "annotators"}, "rangemode": "tozero"}),
+        "data": [
+            {
+                "type": "bar",
+                "x": keys,
+                "y": [by_status[k] for k in keys],
+                "hovertemplate": "%{x}: %{y} annotators<extra></extra>",
+            }
+        ],
+        "layout": _layout(
+            "Annotators by status",
+            xaxis={"type": "category"},
+            yaxis=_integer_axis("annotators", max(by_status.values(), default=0)),
+        ),
     }
 
 
@@ -175,25 +226,68 @@ def forest_figure(coefficients: list[dict], title: str) -> dict:
     }
 
 
+MISSING_GROUP = "—"  # benchmark.views.dashboards: an annotator without a value in the chosen column
+HISTOGRAM_EDGES = list(range(0, 101, 10))
+
+
+def wrap_label(text: str, width: int = 22) -> str:
+    """A label on several lines (Plotly's <br>) of at most `width` characters; the text itself escaped
+    (Plotly reads a little HTML in labels and decodes these entities)."""
+    lines = textwrap.wrap(str(text), width, break_long_words=True) or [""]
+    return "<br>".join(html.escape(line, quote=False) for line in lines)
+
+
+def group_order(groups) -> list[str]:
+    """Groups in a stable order: by name (case-insensitively, then exactly), the missing-value group last."""
+    return sorted(groups, key=lambda g: (g == MISSING_GROUP, str(g).casefold(), str(g)))
+
+
+def histogram_counts(values: list[float]) -> list[int]:
+    """Counts in the bins 0–10, 10–20, …, 90–100 (each bin holds its lower edge; the last also holds 100)."""
+    counts = [0] * (len(HISTOGRAM_EDGES) - 1)
+    for value in values:
+        index = min(max(int(value // 10), 0), len(counts) - 1)
+        counts[index] += 1
+    return counts
+
+
 def histogram_figure(values_by_group: dict[str, list[float]], title: str) -> dict:
-    traces = [
-        {
-            "type": "histogram",
-            "name": group,
-            "x": values,
-            "xbins": {"start": 0, "end": 100.001, "size": 10},
-            "histnorm": "percent" if len(values_by_group) > 1 else "",
-            "opacity": 0.75,
-        }
-        for group, values in values_by_group.items()
-    ]
+    """Ratings in ten bins, one bar trace per group, binned here (Plotly's histogram trace is not in the
+    partial bundle the site serves). With several groups, bars are percentages of their group, and each
+    group is named with its size (n=…) in a stable order."""
+    several = len(values_by_group) > 1
+    names = [f"{low}–{high}" for low, high in zip(HISTOGRAM_EDGES, HISTOGRAM_EDGES[1:], strict=False)]
+    traces = []
+    for group in group_order(values_by_group):
+        values = values_by_group[group]
+        counts = histogram_counts(values)
+        y = [round(100 * c / len(values), 2) if values else 0 for c in counts] if several else counts
+        traces.append(
+            {
+                "type": "bar",
+                "name": wrap_label(f"{group} (n={len(values)})"),
+                "x": [(low + high) / 2 for low, high in zip(HISTOGRAM_EDGES, HISTOGRAM_EDGES[1:], strict=False)],
+                "y": y,
+                "customdata": names,
+                "hovertemplate": "%{customdata}: %{y}"
+                + ("%" if several else " ratings")
+                + "<extra>%{fullData.name}</extra>",
+                "opacity": 0.8 if several else 1,
+            }
+        )
+    largest = max((max(t["y"]) for t in traces if t["y"]), default=0)
     return {
         "data": traces,
         "layout": _layout(
             title,
             barmode="group",
-            xaxis={"title": {"text": "rating"}, "range": [0, 100]},
-            yaxis={"title": {"text": "% of group" if len(traces) > 1 else "ratings"}},
+            bargap=0.08,
+            xaxis={"title": {"text": "rating"}, "range": [0, 100], "tick0": 0, "dtick": 10},
+            yaxis={"title": {"text": "% of group"}, "rangemode": "tozero"}
+            if several
+            else _integer_axis("ratings", largest),
+            legend={"orientation": "h", "y": -0.2},
+            showlegend=several,
         ),
     }
 
@@ -211,7 +305,13 @@ def grouped_bar_figure(labels: list[str], series: dict[str, list[float]], title:
     """Horizontal grouped bars: long group names stay readable."""
     return {
         "data": [
-            {"type": "bar", "orientation": "h", "name": name, "y": labels, "x": [_clean(v) for v in values]}
+            {
+                "type": "bar",
+                "orientation": "h",
+                "name": name,
+                "y": [wrap_label(label, 28) for label in labels],
+                "x": [_clean(v) for v in values],
+            }
             for name, values in series.items()
         ],
         "layout": _layout(

@@ -4,6 +4,7 @@ import csv
 import functools
 import io
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -44,7 +45,7 @@ def study_overview(request, study):
         "study": study,
         "overview": overview,
         "figures": {
-            "progress": figures.to_json(figures.progress_figure(overview["over_time"])),
+            "progress": figures.to_json(figures.progress_figure(overview["over_time"], overview["time_bin"])),
             "per_prompt": figures.to_json(
                 figures.per_prompt_figure(overview["per_prompt"], study.target_ratings_per_prompt)
             ),
@@ -57,8 +58,8 @@ def study_overview(request, study):
 
 OVERVIEW_TABLES = {
     "progress": lambda o: (
-        [("hour", "ratings", "cumulative")],
-        [(r["hour"], r["ratings"], r["cumulative"]) for r in o["over_time"]],
+        [(f"{o['time_bin']}_start_utc", "ratings", "cumulative")],
+        [(r["start"], r["ratings"], r["cumulative"]) for r in o["over_time"]],
     ),
     "per_prompt": lambda o: ([("prompt", "ratings")], list(o["per_prompt"].items())),
     "status": lambda o: ([("status", "annotators")], list(o["by_status"].items())),
@@ -95,13 +96,14 @@ def latest_report(study) -> tuple[Job | None, dict | None]:
 
 def _agreement_figures(study, report: dict) -> dict:
     thresholds = report.get("quadrant_thresholds") or {}
-    out = {
-        "plane": figures.harm_agreement_figure(
-            report["prompts"],
+    out = {}
+    placed = [row for row in report["prompts"] if row.get("quadrant") in figures.QUADRANT_COLOURS]
+    if placed:  # no prompt rated twice: no point to draw, and the page says why instead of an empty plot
+        out["plane"] = figures.harm_agreement_figure(
+            placed,
             harm_threshold=thresholds.get("harm", 50.0),
             agreement_threshold=thresholds.get("agreement_sd") or 0.0,
-        ),
-    }
+        )
     rq2 = (report.get("mixed_effects") or {}).get("rq2")
     if rq2 and rq2.get("coefficients"):
         out["traits"] = figures.forest_figure(rq2["coefficients"], "Trait effects on ratings (RQ2, 95% CI)")
@@ -124,22 +126,108 @@ def _agreement_figures(study, report: dict) -> dict:
     return {name: figures.to_json(fig) for name, fig in out.items()}
 
 
+# What each agreement figure needs, said on its card when a small study's report leaves it undefined
+# (benchmark.science.report writes a reason for each; these are the same conditions in a researcher's words).
+AGREEMENT_NEEDS = {
+    "alpha": "needs at least 2 annotators per prompt",
+    "spearman": "needs at least 3 prompts with a harm level, ratings and some variation",
+    "split_half": "needs at least 2 annotators",
+    "icc": "needs at least 2 prompts rated twice and 2 annotators with 2 ratings each",
+    "pairwise": "needs at least 2 annotators who rated the same prompts",
+    "quadrant": "needs at least 2 ratings of a prompt (an SD)",
+}
+
+
+def _finite(value) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def agreement_cards(report: dict) -> list[dict]:
+    """The report's headline figures as cards: {key, label, value (None when undefined), digits, detail,
+    needs}. An undefined figure's card says what it needs instead of showing an empty number."""
+    alpha_ci = report.get("krippendorff_alpha_ci") or {}
+    cards = [
+        {
+            "key": "alpha",
+            "label": "Krippendorff's α (interval)",
+            "value": report.get("krippendorff_alpha_interval"),
+            "detail": "95% CI {:.3f}–{:.3f}".format(alpha_ci["ci_low"], alpha_ci["ci_high"])
+            if _finite(alpha_ci.get("ci_low")) and _finite(alpha_ci.get("ci_high"))
+            else "",
+        },
+    ]
+    if "spearman_harm_level_vs_mean" in report:
+        cards.append(
+            {
+                "key": "spearman",
+                "label": "Spearman ρ, harm level vs mean",
+                "value": report["spearman_harm_level_vs_mean"],
+            }
+        )
+    cards += [
+        {
+            "key": "ratings",
+            "label": f"ratings ({report.get('n_unsure', 0)} Unsure)",
+            "value": report.get("n_ratings"),
+            "digits": 0,
+        },
+        {
+            "key": "split_half",
+            "label": "split-half reliability of prompt means",
+            "value": (report.get("split_half") or {}).get("mean"),
+        },
+        {"key": "icc", "label": "ICC (single rating)", "value": (report.get("icc") or {}).get("icc_single")},
+        {
+            "key": "pairwise",
+            "label": "mean pairwise annotator r",
+            "value": (report.get("mean_pairwise_correlation") or {}).get("mean"),
+        },
+    ]
+    for card in cards:
+        card.setdefault("digits", 3)
+        card.setdefault("detail", "")
+        if not _finite(card["value"]):
+            card["value"] = None
+        card["needs"] = (
+            AGREEMENT_NEEDS.get(card["key"], "not defined for this study yet") if card["value"] is None else ""
+        )
+    counts: dict[str, int] = {}
+    for row in report.get("prompts") or []:
+        counts[row.get("quadrant") or ""] = counts.get(row.get("quadrant") or "", 0) + 1
+    for quadrant in figures.QUADRANT_COLOURS:
+        if counts.get(quadrant):
+            cards.append(
+                {"key": quadrant, "label": quadrant.replace("-", " / "), "value": counts[quadrant], "digits": 0}
+            )
+    if counts.get(""):
+        cards.append(
+            {
+                "key": "unplaced",
+                "label": "prompts not placed on the plane",
+                "value": counts[""],
+                "digits": 0,
+                "needs": AGREEMENT_NEEDS["quadrant"],
+            }
+        )
+    for card in cards:
+        card.setdefault("detail", "")
+        card.setdefault("needs", "")
+    return cards
+
+
 @require_GET
 @study_view("view")
 def agreement_dashboard(request, study):
     """The harm × agreement plane and reliability, from the latest finished report job."""
     job, report = latest_report(study)
     running = job_in_progress(study=study, kind="analysis")
-    quadrants = {}
-    if report:
-        for row in report["prompts"]:
-            quadrants[row.get("quadrant")] = quadrants.get(row.get("quadrant"), 0) + 1
     context = {
         "study": study,
         "job": job,
         "report": report,
         "running": running,
-        "quadrants": quadrants,
+        "cards": agreement_cards(report) if report else [],
+        "plane_needs": AGREEMENT_NEEDS["quadrant"],
         "figures": _agreement_figures(study, report) if report else {},
         "bic_ladder": (report.get("mixed_effects") or {}).get("bic_ladder") if report else None,
         "rq3": ((report.get("mixed_effects") or {}).get("rq3") or {}) if report else {},
@@ -253,7 +341,7 @@ def prompt_detail(request, study, external_id: str):
     by_group: dict[str, list[float]] = {}
     if group:
         for value, demo in ratings:
-            by_group.setdefault(str((demo or {}).get(group, "—")).strip(), []).append(value)
+            by_group.setdefault(str((demo or {}).get(group, figures.MISSING_GROUP)).strip(), []).append(value)
     else:
         by_group = {"all annotators": [value for value, _ in ratings]}
     features = sorted(

@@ -13,8 +13,12 @@
     svgButton.icon = Plotly.Icons.disk;
     (root.querySelectorAll ? root : document).querySelectorAll(".plot[data-figure]").forEach(function (el) {
       var figure = JSON.parse(el.dataset.figure);
+      // No "Produced with Plotly" logo and no share / "Edit in Chart Studio" button: the figures hold
+      // demographic data, and nothing here may send a plot to another site (plotly.js 4 shows the
+      // share button by default; an empty server URL disables it even if re-enabled).
       var config = {
-        responsive: true, displaylogo: false,
+        responsive: true, displaylogo: false, showSendToCloud: false, showEditInChartStudio: false,
+        plotlyServerURL: "",
         toImageButtonOptions: { format: "png", filename: el.dataset.name || "plot", scale: 2 },
         modeBarButtonsToAdd: [svgButton]
       };

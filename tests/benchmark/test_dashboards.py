@@ -27,7 +27,7 @@ def test_overview_full_page_with_three_plots(as_researcher, small_study):
     response = as_researcher.get(reverse("benchmark:overview", args=["small"]))
     assert response.status_code == 200
     content = response.content.decode()
-    assert "<html" in content and "vendor/plotly.min.js" in content and 'hx-trigger="every 10s"' in content
+    assert "<html" in content and "vendor/plotly-basic.min.js" in content and 'hx-trigger="every 10s"' in content
     figures = _figures(content)
     assert len(figures) == 3
     per_prompt = next(f for f in figures if f["layout"]["title"]["text"] == "Ratings per prompt")

@@ -300,7 +300,7 @@ def test_pages_show_the_estimate(client, study, researcher, outsider, tiny):  # 
     detail = client.get(
         reverse("annotation:participant_detail", args=[study.slug, annotator.pseudonym])
     ).content.decode()
-    assert 'class="plot"' in detail and "p(disengaged)" in detail and "vendor/plotly.min.js" in detail
+    assert 'class="plot"' in detail and "p(disengaged)" in detail and "vendor/plotly-basic.min.js" in detail
     client.logout()
     client.force_login(outsider)
     assert client.post(start, {"model": "engagement"}).status_code in (403, 404)
