@@ -11,6 +11,7 @@ variants of one seed prompt, optionally leaning toward predicted disagreement.  
 from .objective import DIMENSION_NAMES, HARM_LEVELS, PAPER_HARM_TARGET, Dimension, Problem, js_distance
 from .optimize import OPTIMIZERS, InfeasibleSelection, Selection, feasible_size, select
 from .pool import Pool, PoolFormatError, pool_read
+from .run import curate
 from .targets import TARGET_PRESETS, TargetsError, targets_resolve
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "Problem",
     "Selection",
     "TargetsError",
+    "curate",
     "feasible_size",
     "js_distance",
     "pool_read",

@@ -1,0 +1,103 @@
+"""`manage.py curate select` (issue 12): outputs, the release's prompts.csv as a pool, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from django.core.management import CommandError, call_command
+from scipy.spatial.distance import jensenshannon
+
+from benchmark.science.curation import PAPER_HARM_TARGET, pool_read
+from benchmark.science.curation.synthetic import pool_generate
+from benchmark.science.release import RELEASE_DIR
+
+RELEASE_PROMPTS = RELEASE_DIR / "prompts.csv"
+
+
+@pytest.fixture
+def generated_pool(tmp_path):
+    path = tmp_path / "pool.csv"
+    pool_generate(30, seed=1).frame.to_csv(path, index=False)  # 330 candidates, 30 seed groups
+    return path
+
+
+def _run(tmp_path, pool, *extra):
+    out, report = tmp_path / "selected.csv", tmp_path / "report.json"
+    call_command("curate", "select", str(pool), *extra, "--out", str(out), "--json", str(report))
+    return pd.read_csv(out, dtype={"external_id": str, "group": str}), json.loads(report.read_text())
+
+
+def test_release_prompts_as_a_pool(tmp_path):
+    selected, report = _run(tmp_path, RELEASE_PROMPTS, "--k", "50", "--optimizer", "ga", "--seed", "3")
+    release = pd.read_csv(RELEASE_PROMPTS, dtype={"Question_Index": str})
+    assert len(selected) == 50 and selected["external_id"].is_unique
+    assert set(selected["external_id"]) <= set(release["Question_Index"])
+    assert report["optimizer"] == "ga" and report["k"] == 50 and report["pool_size"] == 150
+    assert set(report["js_distance"]) == {"harm_level", "actions", "effects", "values"}
+    assert report["seconds"] > 0
+    history = report["objective_per_iteration"]
+    assert len(history) == 301 and history[-1] == pytest.approx(report["objective"])
+    # the reported harm distance is the one of the written file against the paper's target
+    counts = np.bincount(np.rint(selected["harm_level"] * 10).astype(int), minlength=11)
+    expected = jensenshannon(counts / 50, PAPER_HARM_TARGET, base=2)
+    assert report["js_distance"]["harm_level"] == pytest.approx(expected)
+    assert report["distributions"]["harm_level"]["target"] == pytest.approx(PAPER_HARM_TARGET)
+    # the selection is a pool again
+    again = pool_read((tmp_path / "selected.csv").read_bytes())
+    assert len(again) == 50
+
+
+def test_group_limit_and_determinism(tmp_path, generated_pool):
+    first, report = _run(tmp_path, generated_pool, "--k", "40", "--seed", "5")
+    assert first["group"].value_counts().max() <= 2 and report["largest_group_count"] <= 2
+    again, report_again = _run(tmp_path, generated_pool, "--k", "40", "--seed", "5")
+    assert first.equals(again)
+    assert report["objective_per_iteration"] == report_again["objective_per_iteration"]
+    looser, _ = _run(tmp_path, generated_pool, "--k", "40", "--seed", "5", "--max-per-group", "0")
+    assert len(looser) == 40
+
+
+def test_targets_file(tmp_path, generated_pool):
+    path = tmp_path / "targets.json"
+    path.write_text(json.dumps({"harm_level": {"0.2": 1, "0.8": 1}, "weights": {"values": 0}}))
+    selected, report = _run(tmp_path, generated_pool, "--k", "20", "--targets", str(path), "--max-per-group", "1")
+    assert sorted(selected["harm_level"].unique()) == [0.2, 0.8]
+    assert report["targets"] == "targets.json" and "values" not in report["js_distance"]
+    _, uniform = _run(tmp_path, generated_pool, "--k", "22", "--targets", "uniform")
+    assert uniform["distributions"]["harm_level"]["target"] == pytest.approx([1 / 11] * 11)
+
+
+@pytest.mark.parametrize(
+    "setup, args, message",
+    [
+        ("missing-columns", ["--k", "2"], "missing column(s): harm_level"),
+        ("pool", ["--k", "61"], "K = 61 is larger than what the group limit allows: at most 60 candidates"),
+        ("pool", ["--k", "400", "--max-per-group", "0"], "larger than the pool (330 candidates)"),
+        ("pool", ["--k", "0"], "K must be at least 1"),
+        ("pool", ["--k", "5", "--max-per-group", "-1"], "--max-per-group must be 0"),
+        ("bad-json", ["--k", "5"], "is not valid JSON"),
+        ("bad-targets", ["--k", "5"], "bad targets: harm_level: 2 numbers given, the pool has 11"),
+        ("pool", ["--k", "5", "--targets", "median"], "must be one of paper, uniform or a JSON file"),
+        ("pool", ["--k", "5", "--targets", "absent.json"], "cannot read the targets file absent.json"),
+        ("no-file", ["--k", "5"], "cannot read the pool"),
+    ],
+)
+def test_clear_errors(tmp_path, generated_pool, monkeypatch, setup, args, message):
+    monkeypatch.chdir(tmp_path)
+    pool = generated_pool
+    if setup == "missing-columns":
+        pool = tmp_path / "bad.csv"
+        pool.write_text("external_id,text\n1,x\n2,y\n")
+    elif setup == "no-file":
+        pool = tmp_path / "nothing.csv"
+    elif setup in ("bad-json", "bad-targets"):
+        targets = tmp_path / "t.json"
+        targets.write_text("{nope" if setup == "bad-json" else json.dumps({"harm_level": [1, 1]}))
+        args = [*args, "--targets", str(targets)]
+    with pytest.raises(CommandError) as caught:
+        _run(tmp_path, pool, *args)
+    assert message in str(caught.value)
+    assert not (tmp_path / "selected.csv").exists()  # nothing half-written
