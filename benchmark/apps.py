@@ -8,8 +8,9 @@ class BenchmarkConfig(AppConfig):
     def ready(self):
         from jobs import registry
 
-        from .jobs import ANALYSIS, BENCHMARK, LATENT
+        from .jobs import ANALYSIS, BENCHMARK, JURY, LATENT
 
         registry.register(ANALYSIS)
         registry.register(BENCHMARK)
         registry.register(LATENT)
+        registry.register(JURY)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pandas as pd
 from django.conf import settings
+from scipy import stats
 
 from annotation.models import Study, Upload
 from annotation.selectors import prompts_frame
@@ -102,6 +103,66 @@ def _instantiate(name: str, *, study: Study, upload_id: int | None, frame: pd.Da
     return get_predictor(name)
 
 
+GROUP_PERMUTATIONS = 999
+GROUPS_METHOD = (
+    "Per predictor × condition and trait column: each annotator's MAE (averaged over the splits and seeds "
+    "where they were scored), its mean per level with the 95% t-interval over annotators (numeric traits "
+    "in tertiles), the gap between the worst- and best-served level among levels of at least 5 "
+    f"annotators, and a permutation test of that gap ({GROUP_PERMUTATIONS} shuffles of the level labels), "
+    "with Benjamini–Hochberg q-values over every gap of the run."
+)
+
+
+def benchmark_groups(frame: pd.DataFrame, result, *, n_perm: int = GROUP_PERMUTATIONS, seed: int = 0) -> list[dict]:
+    """Error by group (`science.jury.groups`) for every predictor × condition of a SeedsResult kept
+    with its per-seed results: one dict per predictor × condition × trait column."""
+    from .science.jury import error_by_group, people_table  # noqa: PLC0415  (only a run needs it)
+
+    people = people_table(frame)
+    frames = [r.per_annotator for r in result.results if not r.per_annotator.empty]
+    if people.empty or people.shape[1] == 0 or not frames:
+        return []
+    per_annotator = pd.concat(frames, ignore_index=True)
+    out = []
+    for (name, condition), group in per_annotator.groupby(["predictor", "condition"], sort=False):
+        for entry in error_by_group(group, people, n_perm=n_perm, seed=seed):
+            out.append({"predictor": name, "condition": condition, **entry})
+    # Hundreds of gaps are tested at once: each also gets its Benjamini–Hochberg q-value over the block.
+    tested = [g for g in out if g["p_value"] is not None]
+    if tested:
+        q = stats.false_discovery_control([g["p_value"] for g in tested], method="bh")
+        for g, value in zip(tested, q):
+            g["q_value"] = float(value)
+    for g in out:
+        g.setdefault("q_value", None)
+    return out
+
+
+def groups_table(groups: list[dict]) -> pd.DataFrame:
+    """The `groups` block as one row per predictor × condition × column × level (the CSV download)."""
+    rows = [
+        {
+            "predictor": g["predictor"],
+            "condition": g["condition"],
+            "column": g["column"],
+            "level": level["level"],
+            "n": level["n"],
+            "mae": level["mae"],
+            "ci_low": level["ci_low"],
+            "ci_high": level["ci_high"],
+            "best": g["best"],
+            "worst": g["worst"],
+            "gap": g["gap"],
+            "p_value": g["p_value"],
+            "q_value": g.get("q_value"),
+        }
+        for g in groups
+        for level in g["levels"]
+    ]
+    columns = ["predictor", "condition", "column", "level", "n", "mae", "ci_low", "ci_high", "best", "worst"]
+    return pd.DataFrame(rows, columns=[*columns, "gap", "p_value", "q_value"])
+
+
 def study_benchmark(
     *,
     study: Study,
@@ -139,6 +200,8 @@ def study_benchmark(
         keep_results=True,
         progress=lambda fraction, message: report(0.05 + 0.9 * fraction, message),
     )
+    report(0.96, "error by group")
+    groups = benchmark_groups(frame, result)
     summary = result.summary()
     reference = "annotator_mean"
     return {
@@ -152,4 +215,6 @@ def study_benchmark(
         "ci": "two-way bootstrap (annotators and test prompts resampled together), 95%",
         "paired": result.paired(reference) if reference in names else [],
         "published": published_for(study=study),
+        "groups": groups,
+        "groups_method": GROUPS_METHOD,
     }, result

@@ -1,4 +1,4 @@
-"""The job kinds this app owns: the disagreement report and the model benchmark.
+"""The job kinds this app owns: the disagreement report, the model benchmark, latent states, the jury.
 
 Registered with the jobs app in BenchmarkConfig.ready(). Each kind is a parameter schema (unknown keys
 refused; a client names an upload by id, never a file) and a handler that calls one service and writes
@@ -100,7 +100,7 @@ def analysis_run(job: Job, progress: Progress) -> dict:
 
 
 def benchmark_run(job: Job, progress: Progress) -> dict:
-    from .evaluation import study_benchmark  # noqa: PLC0415  (see the note at the imports)
+    from .evaluation import groups_table, study_benchmark  # noqa: PLC0415  (see the note at the imports)
     from .science.report import to_jsonable  # noqa: PLC0415
 
     p = job.params
@@ -124,9 +124,11 @@ def benchmark_run(job: Job, progress: Progress) -> dict:
         tables[name] = pd.concat(
             [getattr(r, name).assign(seed=s) for s, r in zip(result.seeds, result.results)], ignore_index=True
         )
+    tables["groups"] = groups_table(summary.get("groups", []))
     for name, table in tables.items():
         (out / f"{name}.csv").write_text(spreadsheet_csv(table), encoding="utf-8")
-    for name in ("benchmark.json", "per_seed.csv", "per_split.csv", "per_annotator.csv", "per_prompt.csv"):
+    files = ("benchmark.json", "per_seed.csv", "per_split.csv", "per_annotator.csv", "per_prompt.csv", "groups.csv")
+    for name in files:
         artifact_save(job=job, path=out / name)
     return summary
 
@@ -174,3 +176,88 @@ def latent_run(job: Job, progress: Progress) -> dict:
 
 
 LATENT = JobKind(name="latent", label="Latent annotator states", params=LatentParams, handler=latent_run)
+
+
+class JuryParams(StrictParams):
+    mode = serializers.ChoiceField(
+        choices=["collected", "census", "custom"],
+        default="collected",
+        help_text="The population: as collected, as a named census (census), or custom marginals (mix).",
+    )
+    census = serializers.CharField(required=False, allow_blank=True, default="")
+    mix = serializers.DictField(
+        child=serializers.DictField(child=serializers.FloatField(min_value=0.0, max_value=1.0)),
+        required=False,
+        default=dict,
+        help_text='{"<demographic column>": {"<level>": share, ...}, ...}, shares summing to 1 per column.',
+    )
+    size = serializers.IntegerField(min_value=1, max_value=100_000, default=1000, help_text="Members per jury (N).")
+    juries = serializers.IntegerField(min_value=2, max_value=2000, default=200, help_text="Bootstrap juries.")
+    threshold = serializers.FloatField(min_value=0.0, max_value=100.0, default=50.0, help_text="Harm threshold.")
+    predictor = serializers.CharField(required=False, allow_blank=True, default="")
+    fits = serializers.IntegerField(min_value=1, max_value=20, default=5, help_text="Bootstrap fits of the predictor.")
+    seed = seed_field()
+    validation = StrictBooleanField(default=True, help_text="Also run the held-out validation (30 annotators).")
+
+    def validate_predictor(self, value):
+        from .science.jury import jury_predictors  # noqa: PLC0415  (see the note at the imports)
+
+        if value and value not in jury_predictors():
+            raise serializers.ValidationError(
+                f"the jury needs a predictor of new annotators; {value!r} is not one "
+                f"(choose from {', '.join(jury_predictors())})"
+            )
+        return value
+
+    def validate(self, attrs):
+        from .science.jury import census_names  # noqa: PLC0415  (see the note at the imports)
+
+        if attrs["mode"] == "census" and attrs.get("census") not in census_names():
+            raise serializers.ValidationError({"census": f"choose a census from {', '.join(census_names())}"})
+        if attrs["mode"] == "custom" and not attrs.get("mix"):
+            raise serializers.ValidationError({"mix": "a custom mix needs at least one column's shares"})
+        for column, levels in (attrs.get("mix") or {}).items():
+            if not levels:
+                raise serializers.ValidationError({"mix": f"{column}: give at least one level's share"})
+            total = sum(levels.values())
+            if abs(total - 1.0) > 0.005:
+                raise serializers.ValidationError({"mix": f"{column}: the shares sum to {total:.4f}, not 1"})
+        return attrs
+
+
+JURY_FILE = "jury.json"
+JURY_CSV = "jury_prompts.csv"
+
+
+def jury_run(job: Job, progress: Progress) -> dict:
+    from .jury import study_jury  # noqa: PLC0415  (see the note at the imports)
+    from .science.report import to_jsonable  # noqa: PLC0415
+
+    p = job.params
+    result = to_jsonable(
+        study_jury(
+            study=job.study,
+            mode=p["mode"],
+            mix=p.get("mix") or None,
+            census=p.get("census") or None,
+            size=p["size"],
+            n_juries=p["juries"],
+            threshold=p["threshold"],
+            predictor=p.get("predictor") or None,
+            n_fits=p["fits"],
+            seed=p["seed"],
+            validate=p["validation"],
+            progress=progress,
+        )
+    )
+    out = artifact_dir(job)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / JURY_FILE).write_text(json.dumps(result, indent=1))
+    table = pd.DataFrame([{k: v for k, v in row.items() if k != "distribution"} for row in result["prompts"]])
+    (out / JURY_CSV).write_text(spreadsheet_csv(table), encoding="utf-8")
+    for name in (JURY_FILE, JURY_CSV):
+        artifact_save(job=job, path=out / name)
+    return result
+
+
+JURY = JobKind(name="jury", label="Jury view", params=JuryParams, handler=jury_run)

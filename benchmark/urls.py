@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import dashboards, latent, modelbench
+from .views import dashboards, jury, latent, modelbench
 
 app_name = "benchmark"
 urlpatterns = [
@@ -15,6 +15,8 @@ urlpatterns = [
     path("studies/<slug:slug>/steering/", modelbench.steering, name="steering"),
     path("studies/<slug:slug>/steering/score/", modelbench.steering_score, name="steering_score"),
     path("studies/<slug:slug>/steering/fit/", modelbench.steering_fit, name="steering_fit"),
+    path("studies/<slug:slug>/jury/", jury.jury, name="jury"),
+    path("studies/<slug:slug>/jury/start/", jury.jury_start, name="jury_start"),
     path("studies/<slug:slug>/latent/start/", latent.latent_start, name="latent_start"),
     path("latent/checkpoints/", latent.latent_checkpoints, name="latent_checkpoints"),
     path("latent/checkpoints/<str:name>/", latent.latent_checkpoint, name="latent_checkpoint"),

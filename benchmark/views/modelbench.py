@@ -64,6 +64,103 @@ def _leaderboard_figure(results: list[dict], published: list[dict]) -> dict:
     }
 
 
+CONDITION_COLOURS = {"individual": "#1f77b4", "aggregated": "#ff7f0e", "new_annotator": "#2ca02c", "warm": "#9467bd"}
+
+
+def _groups_figure(predictor: str, groups: list[dict]) -> dict:
+    """Small multiples for one predictor: a panel per trait column, its levels sorted by MAE (mean over
+    the conditions shown), a point with its t-interval per condition; the panel title gives the gap."""
+    columns = list(dict.fromkeys(g["column"] for g in groups))
+    conditions = list(dict.fromkeys(g["condition"] for g in groups))
+    n_cols = 2
+    n_rows = (len(columns) + n_cols - 1) // n_cols
+    traces, annotations, layout = [], [], {}
+    for i, column in enumerate(columns):
+        axis = "" if i == 0 else str(i + 1)
+        entries = [g for g in groups if g["column"] == column]
+        maes: dict[str, list[float]] = {}
+        for g in entries:
+            for level in g["levels"]:
+                maes.setdefault(level["level"], []).append(level["mae"])
+        order = sorted(maes, key=lambda level: sum(maes[level]) / len(maes[level]))
+        for condition in conditions:
+            entry = next((g for g in entries if g["condition"] == condition), None)
+            if entry is None:
+                continue
+            by_level = {level["level"]: level for level in entry["levels"]}
+            shown = [level for level in order if level in by_level]
+            rows = [by_level[level] for level in shown]
+            traces.append(
+                {
+                    "type": "scatter",
+                    "mode": "markers",
+                    "name": condition,
+                    "legendgroup": condition,
+                    "showlegend": i == 0,
+                    "marker": {"color": CONDITION_COLOURS.get(condition, "#555"), "size": 7},
+                    "x": [r["mae"] for r in rows],
+                    "y": [
+                        f"{level} (n={by_level[level]['n']})" if len(level) < 40 else level[:38] + "…"
+                        for level in shown
+                    ],
+                    "error_x": {
+                        "type": "data",
+                        "symmetric": False,
+                        "array": [(r["ci_high"] - r["mae"]) if r["ci_high"] is not None else 0 for r in rows],
+                        "arrayminus": [(r["mae"] - r["ci_low"]) if r["ci_low"] is not None else 0 for r in rows],
+                    },
+                    "xaxis": f"x{axis}",
+                    "yaxis": f"y{axis}",
+                }
+            )
+        gaps = [f"{g['condition']}: gap {g['gap']:.3f}, p {g['p_value']:.3f}" for g in entries if g["gap"] is not None]
+        annotations.append(
+            {
+                "text": f"<b>{column}</b>"
+                + (f"<br><span style='font-size:10px'>{'; '.join(gaps)}</span>" if gaps else ""),
+                "xref": f"x{axis} domain",
+                "yref": f"y{axis} domain",
+                "x": 0,
+                "y": 1.0,
+                "yanchor": "bottom",
+                "xanchor": "left",
+                "showarrow": False,
+                "align": "left",
+            }
+        )
+        layout[f"xaxis{axis}"] = {"title": {"text": "MAE"}, "rangemode": "tozero"}
+        layout[f"yaxis{axis}"] = {"automargin": True, "type": "category", "tickfont": {"size": 10}}
+    return {
+        "data": traces,
+        "layout": {
+            **figures.LAYOUT,
+            **layout,
+            "title": {"text": f"{predictor}: MAE by group (95% t-interval over annotators)"},
+            "grid": {"rows": n_rows, "columns": n_cols, "pattern": "independent", "ygap": 0.45, "xgap": 0.45},
+            "annotations": annotations,
+            "height": max(360, 210 * n_rows + 80),
+            "margin": {"l": 200, "r": 20, "t": 70, "b": 40},
+        },
+    }
+
+
+def _groups_context(result: dict) -> dict:
+    groups = result.get("groups") or []
+    figures_by_predictor = []
+    for predictor in dict.fromkeys(g["predictor"] for g in groups):
+        mine = [g for g in groups if g["predictor"] == predictor]
+        figures_by_predictor.append(
+            {"predictor": predictor, "figure": figures.to_json(_groups_figure(predictor, mine))}
+        )
+    tested = sorted((g for g in groups if g["gap"] is not None), key=lambda g: -g["gap"])
+    return {
+        "group_figures": figures_by_predictor,
+        "group_gaps": tested[:25],
+        "group_tests": len(tested),
+        "groups_method": result.get("groups_method", ""),
+    }
+
+
 def latest_benchmark(study) -> Job | None:
     return job_latest_succeeded(study=study, kind="benchmark")
 
@@ -86,6 +183,7 @@ def leaderboard(request, study):
         "builtin": builtin_predictors(),
         "all_predictors": predictor_names(),
         "figure": figures.to_json(_leaderboard_figure(results, published)),
+        **_groups_context((job.result or {}) if job else {}),
     }
     template = "benchmark/_leaderboard_panels.html" if request.htmx else "benchmark/leaderboard.html"
     return render(request, template, context)

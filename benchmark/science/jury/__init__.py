@@ -13,7 +13,7 @@ chosen population say?
 
 from .census import census_names, census_read
 from .groups import error_by_group, group_labels
-from .panel import DEFAULT_PREDICTOR, JuryFit, jury_draw, jury_fit, jury_predictors, people_table
+from .panel import DEFAULT_PREDICTOR, JuryFit, jury_draw, jury_fit, jury_predictors, people_table, person_columns
 from .raking import MixError, RakeResult, marginals, mix_check, rake
 from .validation import VALIDATION_COLUMNS, jury_validate
 
@@ -34,5 +34,6 @@ __all__ = [
     "marginals",
     "mix_check",
     "people_table",
+    "person_columns",
     "rake",
 ]

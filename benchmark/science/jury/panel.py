@@ -44,6 +44,7 @@ __all__ = [
     "jury_fit",
     "jury_predictors",
     "people_table",
+    "person_columns",
 ]
 
 DEFAULT_PREDICTOR = "traits_ramp"
@@ -63,11 +64,21 @@ def jury_predictors() -> list[str]:
     )
 
 
+# Columns of a study's frame (annotation.selectors.ratings_frame) that are not traits of the annotator:
+# per-rating times and flags, and the annotator's status in the study.
+NOT_TRAITS = ("rt_ms", "server_rt_ms", "revised", "annotator_status")
+
+
+def person_columns(frame: pd.DataFrame) -> list[str]:
+    """The annotator trait columns of a long frame: demographics and trait scores."""
+    return [c for c in trait_columns(frame) if c not in NOT_TRAITS]
+
+
 def people_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per annotator (index: annotator id as str) with their trait columns."""
     people = frame.drop_duplicates("annotator").copy()
     people["annotator"] = people["annotator"].astype(str)
-    return people.set_index("annotator")[trait_columns(frame)]
+    return people.set_index("annotator")[person_columns(frame)]
 
 
 @dataclass
@@ -147,6 +158,7 @@ def jury_fit(
             f"the jury needs a predictor of new annotators; {predictor!r} is not one "
             f"(choose from {', '.join(jury_predictors())})"
         )
+    frame = frame.drop(columns=[c for c in NOT_TRAITS if c in frame.columns])
     data = frame[frame["rating"].notna()].copy()
     data["annotator"] = data["annotator"].astype(str)
     data["prompt"] = data["prompt"].astype(str)
