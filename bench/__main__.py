@@ -18,6 +18,7 @@ BENCHMARKS = {
     "load": "bench.load",
     "stream": "bench.stream",
     "latent": "bench.latent",
+    "jury": "bench.jury",
 }
 
 
