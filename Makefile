@@ -35,8 +35,8 @@ demo: install
 	$(PY) manage.py seed_demo --slug harm-demo --owner $(DEMO_USER) --prompts-per-annotator 20 \
 	  --target-ratings 10 --attention-checks 2 --base-url http://$(HOST):$(PORT) | tee var/annotator-link.txt
 	@echo "Starting the job worker with its periodic tasks (embedded broker: no Redis needed) and the site…"
-	$(PY) -m celery -A config worker --beat --schedule var/celerybeat-schedule --loglevel=INFO --concurrency=1 \
-	  --pool=solo > var/worker.log 2>&1 & \
+	$(PY) -m celery -A config worker -Q short,long --beat --schedule var/celerybeat-schedule --loglevel=INFO \
+	  --concurrency=1 --pool=solo > var/worker.log 2>&1 & \
 	  echo $$! > var/worker.pid; \
 	  trap 'kill $$(cat var/worker.pid) 2>/dev/null' EXIT INT TERM; \
 	  echo ""; echo "  Site:   http://$(HOST):$(PORT)/   (log in as $(DEMO_USER) / $(DEMO_PASSWORD))"; \

@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from jobs.models import Job
 from jobs.params import StrictParams
-from jobs.registry import JobKind, Progress
+from jobs.registry import SHORT_QUEUE, JobKind, Progress
 from jobs.services import artifact_dir, artifact_save
 
 from .export_formats import LICENSES
@@ -41,4 +41,7 @@ def export_run(job: Job, progress: Progress) -> dict:
 
 
 # A viewer may export: downloading the data is part of "view" (annotation/access.py).
-EXPORT = JobKind(name="export", label="Dataset export", params=ExportParams, handler=export_run, need="view")
+# Exports take seconds: the short queue, so that they never wait behind a benchmark.
+EXPORT = JobKind(
+    name="export", label="Dataset export", params=ExportParams, handler=export_run, need="view", queue=SHORT_QUEUE
+)

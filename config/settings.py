@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -287,6 +288,15 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Two queues (jobs/registry.py): "short" for jobs of seconds (exports) and the periodic tasks, "long" for
+# benchmarks, analyses and latent estimation; each job's message goes to its kind's queue (jobs/routing.py).
+# A worker started without -Q consumes both; with two workers (`-Q short` and `-Q long`, as in
+# docker-compose.yml) an export never waits behind a benchmark.
+CELERY_TASK_DEFAULT_QUEUE = "short"
+# Each queue its own exchange and routing key: without them Celery gives every queue the default queue's
+# (a message routed to "long" would land in "short").
+CELERY_TASK_QUEUES = tuple(Queue(name, Exchange(name), routing_key=name) for name in ("short", "long"))
+CELERY_TASK_ROUTES = ("jobs.routing.route_task",)
 # A job over the soft limit ends `failed` ("stopped after its time limit"); one that ignores it is killed at
 # the hard limit and the reaper fails it. The soft limit leaves the job up to 60 s to stop (a tenth of the
 # limit when that is shorter). Time limits need the default prefork pool (not --pool=solo or threads).

@@ -72,7 +72,7 @@ class JobAdmin(admin.ModelAdmin):
     list_select_related = ["study"]
     readonly_fields = [
         "status",
-        "progress",
+        "percent",
         "message",
         "result",
         "error",
@@ -84,6 +84,7 @@ class JobAdmin(admin.ModelAdmin):
     ]
     inlines = [JobArtifactInline]
     form = JobAdminForm
+    actions = ["cancel"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("artifacts")
@@ -91,6 +92,17 @@ class JobAdmin(admin.ModelAdmin):
     @admin.display(description="progress", ordering="progress")
     def percent(self, job):
         return f"{job.progress:.0%}"
+
+    @admin.action(description="Cancel the selected queued or running jobs")
+    def cancel(self, request, queryset):
+        cancelled = 0
+        for job in queryset.filter(status__in=[Job.Status.QUEUED, Job.Status.RUNNING]):
+            try:
+                services.job_cancel(job=job)
+            except ApplicationError:  # it ended meanwhile
+                continue
+            cancelled += 1
+        self.message_user(request, f"{cancelled} job(s) cancelled or asked to stop at their next progress point.")
 
     @admin.display(description="files")
     def files(self, job):

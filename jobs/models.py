@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from .registry import kind_label
 
@@ -12,6 +13,8 @@ class Job(models.Model):
         RUNNING = "running"
         SUCCEEDED = "succeeded"
         FAILED = "failed"
+        # Stopped on a person's request: before it started, or at its next progress point (job_cancel).
+        CANCELLED = "cancelled"
 
     # A registered kind's name (jobs.registry); checked by job_create, not by a fixed choice list, so
     # that an app adds a kind without a migration here.
@@ -34,6 +37,8 @@ class Job(models.Model):
     # When the broker took the job's message; None while it waits for the broker (sent by
     # jobs.services.jobs_dispatch_pending once the broker is back).
     dispatched_at = models.DateTimeField(null=True, blank=True)
+    # Set when someone asks a running job to stop: its next progress call ends it as cancelled.
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -50,13 +55,33 @@ class Job(models.Model):
 
     @property
     def is_done(self) -> bool:
-        return self.status in {self.Status.SUCCEEDED, self.Status.FAILED}
+        return self.status in {self.Status.SUCCEEDED, self.Status.FAILED, self.Status.CANCELLED}
+
+    @property
+    def can_cancel(self) -> bool:
+        """Queued, or running and not yet asked to stop."""
+        return self.status == self.Status.QUEUED or (
+            self.status == self.Status.RUNNING and self.cancel_requested_at is None
+        )
 
     @property
     def seconds(self) -> float | None:
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """Run time so far (running) or in all (ended); None before it starts."""
+        if self.started_at is None:
+            return None
+        end = self.finished_at or (timezone.now() if self.status == self.Status.RUNNING else None)
+        return None if end is None else (end - self.started_at).total_seconds()
+
+    @property
+    def percent(self) -> str:
+        """Progress as a whole percentage ("42%"), for the admin and the jobs pages."""
+        return f"{self.progress:.0%}"
 
     @property
     def kind_label(self) -> str:

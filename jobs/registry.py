@@ -8,6 +8,11 @@ An app registers each of its kinds in `AppConfig.ready()`:
 does the work and returns the JSON result, calling `progress(fraction, message)` as it goes. The app
 that owns studies also says who may see them (`access_set`), so that this app never imports it.
 
+A kind also says which Celery queue runs it (`queue`): SHORT_QUEUE for jobs of seconds (exports), so
+that they never wait behind a benchmark, LONG_QUEUE (the default) for benchmarks, analyses and latent
+estimation. Workers consume both (one worker with `-Q short,long`, or one per queue); `jobs.routing`
+sends each job's message to its kind's queue.
+
 Access levels are the study app's ("view", "edit", "own"): a kind says which one starting it needs
 (`need`, "edit" unless it only reads the study, as an export does, which a viewer may start).
 """
@@ -28,6 +33,12 @@ if TYPE_CHECKING:
 
 Progress = Callable[[float, str], None]
 
+# The Celery queues jobs run on (settings.CELERY_TASK_DEFAULT_QUEUE is SHORT_QUEUE: the periodic tasks are
+# short too). A worker that consumes only SHORT_QUEUE never starts a benchmark.
+SHORT_QUEUE = "short"
+LONG_QUEUE = "long"
+QUEUES = (SHORT_QUEUE, LONG_QUEUE)
+
 
 @dataclass(frozen=True)
 class JobKind:
@@ -38,6 +49,12 @@ class JobKind:
     # The access level on the study that starting a job of this kind needs: "edit" by default; "view"
     # for a kind that only reads the study and writes files (an export).
     need: str = "edit"
+    # The Celery queue its jobs run on: SHORT_QUEUE for jobs of seconds, LONG_QUEUE otherwise.
+    queue: str = LONG_QUEUE
+
+    def __post_init__(self) -> None:
+        if self.queue not in QUEUES:
+            raise ValueError(f"job kind {self.name!r}: unknown queue {self.queue!r}; known: {', '.join(QUEUES)}")
 
 
 _KINDS: dict[str, JobKind] = {}
@@ -62,6 +79,16 @@ def kind_get(name: str) -> JobKind:
 
 def kind_choices() -> list[tuple[str, str]]:
     return [(name, _KINDS[name].label) for name in sorted(_KINDS)]
+
+
+def kind_queue(name: str) -> str:
+    """The queue a kind's jobs run on (LONG_QUEUE for a kind this process does not know)."""
+    kind = _KINDS.get(name)
+    return kind.queue if kind else LONG_QUEUE
+
+
+def kinds_on_queue(queue: str) -> list[str]:
+    return sorted(name for name, kind in _KINDS.items() if kind.queue == queue)
 
 
 def kind_label(name: str) -> str:

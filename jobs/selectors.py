@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 from django.http import Http404
 
 from .models import Job
-from .registry import studies_for_user
+from .registry import kind_queue, studies_for_user
 
 
 def jobs_for_user(user) -> QuerySet[Job]:
@@ -23,3 +23,31 @@ def get_job_for_user(user, job_id: int) -> Job:
     if job is None:
         raise Http404("No such job")
     return job
+
+
+def queue_positions(jobs) -> dict[int, tuple[str, int]]:
+    """For each queued job among `jobs`: (its queue, its place in that queue), 1 = the next to start.
+
+    The place counts every queued job of the same queue created before it, whoever's it is (the workers
+    take messages in order): one query over the queued jobs, however many are asked about."""
+    wanted = {job.pk for job in jobs if job.status == Job.Status.QUEUED}
+    if not wanted:
+        return {}
+    places: dict[int, tuple[str, int]] = {}
+    counts: dict[str, int] = {}
+    queued = Job.objects.filter(status=Job.Status.QUEUED).order_by("created_at", "pk").values_list("pk", "kind")
+    for pk, kind in queued.iterator():
+        queue = kind_queue(kind)
+        counts[queue] = counts.get(queue, 0) + 1
+        if pk in wanted:
+            places[pk] = (queue, counts[queue])
+    return places
+
+
+def running_counts() -> dict[str, int]:
+    """How many jobs each queue is running now."""
+    counts: dict[str, int] = {}
+    for kind in Job.objects.filter(status=Job.Status.RUNNING).values_list("kind", flat=True):
+        queue = kind_queue(kind)
+        counts[queue] = counts.get(queue, 0) + 1
+    return counts

@@ -7,6 +7,11 @@ run that was given up for dead and taken over can no longer change the job. A jo
 beat task `jobs.reap_stale`, whichever comes first (both claim with a conditional UPDATE on the heartbeat
 they read), up to JOB_MAX_ATTEMPTS runs; a job the broker could not take stays queued and is sent by
 `jobs.dispatch_pending`.
+
+Cancelling (job_cancel): a queued job ends `cancelled` at once (its message, when a worker takes it,
+finds nothing to claim); a running one is marked, and its next progress call raises JobCancelled, which
+job_run records as `cancelled` (never `failed`). A marked run whose worker died is cancelled by the reaper,
+not run again.
 """
 
 from __future__ import annotations
@@ -112,6 +117,37 @@ def job_send(*, job_id: int) -> bool:
     return True
 
 
+class JobCancelled(Exception):  # noqa: N818  (a request, not an error)
+    """Raised by a progress call of a run someone asked to stop; job_run records the job as cancelled."""
+
+
+CANCELLED_BEFORE_START = "cancelled before it started"
+CANCELLING = "stopping at its next progress point (cancel requested)"
+CANCELLED_RUNNING = "cancelled while running"
+
+
+def job_cancel(*, job: Job) -> Job:
+    """Stop a job: a queued one ends cancelled now; a running one at its next progress call.
+
+    Each change is a conditional UPDATE on the status read, so a job that starts or ends meanwhile is
+    not written over. ApplicationError (409) for a job that has ended or is already stopping."""
+    now = timezone.now()
+    queued = Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
+        status=Job.Status.CANCELLED, cancel_requested_at=now, finished_at=now, message=CANCELLED_BEFORE_START
+    )
+    if not queued:
+        marked = Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, cancel_requested_at__isnull=True).update(
+            cancel_requested_at=now, message=CANCELLING
+        )
+        if not marked:
+            job.refresh_from_db()
+            why = "is already stopping" if job.status == Job.Status.RUNNING else f"has ended ({job.status})"
+            raise ApplicationError(f"job #{job.pk} {why}; nothing to cancel", status_code=409)
+    job.refresh_from_db()
+    logger.info("job %s: cancel requested (%s)", job.pk, job.status)
+    return job
+
+
 def _this_run(job: Job):
     """The job's row while `job`'s run still owns it (running, and not claimed again since)."""
     return Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, attempts=job.attempts)
@@ -120,7 +156,13 @@ def _this_run(job: Job):
 def job_progress(*, job: Job, fraction: float, message: str = "") -> None:
     """Record progress from inside a running job (its own small write, visible to pollers at once)."""
     fraction = min(1.0, max(0.0, float(fraction)))
-    _this_run(job).update(progress=fraction, message=message[:300], heartbeat_at=timezone.now())
+    updated = (
+        _this_run(job)
+        .filter(cancel_requested_at__isnull=True)
+        .update(progress=fraction, message=message[:300], heartbeat_at=timezone.now())
+    )
+    if not updated and _this_run(job).filter(cancel_requested_at__isnull=False).exists():
+        raise JobCancelled(f"job {job.pk}: cancel requested")
 
 
 def job_heartbeat(*, job: Job) -> bool:
@@ -206,17 +248,19 @@ def job_claim(*, job_id: int) -> Job | None:
 
 
 # What to do with a running job (job_stale_outcome): None while its heartbeat is fresh.
-RERUN, TIME_LIMIT, GIVE_UP = "rerun", "time-limit", "give-up"
+RERUN, TIME_LIMIT, GIVE_UP, CANCEL = "rerun", "time-limit", "give-up", "cancel"
 
 
 def job_stale_outcome(*, job: Job, now=None) -> str | None:
-    """For a running job: None if its run is alive; otherwise RERUN while it has runs left, TIME_LIMIT if
-    its last sign of life came at its time limit (the hard limit killed it: running it again would end the
-    same way), GIVE_UP after JOB_MAX_ATTEMPTS runs."""
+    """For a running job: None if its run is alive; otherwise CANCEL if someone asked it to stop, RERUN
+    while it has runs left, TIME_LIMIT if its last sign of life came at its time limit (the hard limit
+    killed it: running it again would end the same way), GIVE_UP after JOB_MAX_ATTEMPTS runs."""
     now = now or timezone.now()
     last = job.heartbeat_at or job.started_at or job.created_at
     if job.status != Job.Status.RUNNING or now - last < timedelta(seconds=settings.JOB_STALE_SECONDS):
         return None
+    if job.cancel_requested_at is not None:
+        return CANCEL
     # A live run beats every JOB_HEARTBEAT_SECONDS, so one killed at the hard limit beat last after this.
     near_limit = settings.CELERY_TASK_SOFT_TIME_LIMIT - settings.JOB_HEARTBEAT_SECONDS
     if job.started_at is not None and (last - job.started_at).total_seconds() >= near_limit:
@@ -255,6 +299,11 @@ def job_reap(*, job: Job, now=None) -> str | None:
         logger.warning("job %s: its worker stopped during run %s; queued again", job.pk, job.attempts)
         job_send(job_id=job.pk)
         return RERUN
+    if outcome == CANCEL:
+        if not _same_heartbeat(job).update(status=Job.Status.CANCELLED, message=CANCELLED_RUNNING, finished_at=now):
+            return None
+        logger.warning("job %s: its worker stopped after a cancel request; cancelled", job.pk)
+        return CANCEL
     if outcome == TIME_LIMIT:
         error = TIME_LIMIT_ERROR.format(seconds=settings.CELERY_TASK_TIME_LIMIT)
     else:
@@ -271,7 +320,7 @@ def jobs_reap_stale(*, now=None) -> dict[str, int]:
     now = now or timezone.now()
     before = now - timedelta(seconds=settings.JOB_STALE_SECONDS)
     silent = Q(heartbeat_at__lt=before) | Q(heartbeat_at__isnull=True, started_at__lt=before)
-    counts = {RERUN: 0, TIME_LIMIT: 0, GIVE_UP: 0}
+    counts = {RERUN: 0, TIME_LIMIT: 0, GIVE_UP: 0, CANCEL: 0}
     for job in Job.objects.filter(silent, status=Job.Status.RUNNING).defer("result", "params").order_by("pk"):
         outcome = job_reap(job=job, now=now)
         if outcome is not None:
@@ -318,6 +367,12 @@ def job_run(*, job_id: int) -> Job | None:
         try:
             _artifacts_clear(job)
             result = kind_get(job.kind).handler(job, progress)
+        except JobCancelled:
+            logger.info("job %s: cancelled at a progress point", job_id)
+            _artifacts_clear(job)  # a run stopped half-way leaves no half-written files
+            ended = _this_run(job).update(
+                status=Job.Status.CANCELLED, finished_at=timezone.now(), message=CANCELLED_RUNNING
+            )
         except SoftTimeLimitExceeded:
             logger.warning("job %s reached its soft time limit", job_id)
             ended = _this_run(job).update(

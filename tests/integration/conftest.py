@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -53,17 +54,17 @@ def _database_url() -> str:
     return f"postgres://{user}{password}@{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
 
 
-@pytest.fixture
-def celery_worker_process(services, settings, tmp_path):
-    """A real `celery worker` on the test database and Redis, stopped after the test."""
+@contextmanager
+def worker_process(settings, tmp_path, *, queues: str = "short,long", name: str = "worker"):
+    """A real `celery worker` on the test database and Redis consuming `queues`, stopped at the end."""
     env = {
         **os.environ,
         "DATABASE_URL": _database_url(),
         "REDIS_URL": settings.CELERY_BROKER_URL,
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "PLURIHARMS_VAR_DIR": str(tmp_path / "worker-var"),
+        "PLURIHARMS_VAR_DIR": str(tmp_path / f"{name}-var"),
     }
-    log = open(tmp_path / "worker.log", "w")
+    log = open(tmp_path / f"{name}.log", "w")
     process = subprocess.Popen(
         [
             sys.executable,
@@ -72,13 +73,15 @@ def celery_worker_process(services, settings, tmp_path):
             "-A",
             "config",
             "worker",
+            "-Q",
+            queues,
             "--pool=solo",
             "--concurrency=1",
             "--loglevel=INFO",
             "--without-gossip",
             "--without-mingle",
             "-n",
-            f"test-{os.getpid()}@%h",
+            f"test-{name}-{os.getpid()}@%h",
         ],
         cwd=ROOT,
         env=env,
@@ -94,7 +97,14 @@ def celery_worker_process(services, settings, tmp_path):
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
-        print((tmp_path / "worker.log").read_text()[-3000:])
+        print((tmp_path / f"{name}.log").read_text()[-3000:])
+
+
+@pytest.fixture
+def celery_worker_process(services, settings, tmp_path):
+    """A real `celery worker` consuming both queues (short and long), as `make demo`'s does."""
+    with worker_process(settings, tmp_path) as process:
+        yield process
 
 
 def wait_for(predicate, timeout: float = 90.0, interval: float = 0.25):

@@ -158,7 +158,12 @@ def test_stale_outcome_of_jobs_that_are_not_running(job):
 
 def test_reaper_queues_a_dead_run_again_and_sends_it(job, sent):
     running(job, silent_for=300, attempts=1)
-    assert services.jobs_reap_stale() == {services.RERUN: 1, services.TIME_LIMIT: 0, services.GIVE_UP: 0}
+    assert services.jobs_reap_stale() == {
+        services.RERUN: 1,
+        services.TIME_LIMIT: 0,
+        services.GIVE_UP: 0,
+        services.CANCEL: 0,
+    }
     row = Job.objects.get(pk=job.pk)
     assert row.status == Job.Status.QUEUED and row.attempts == 1 and row.progress == 0
     assert "worker stopped during run 1" in row.message
