@@ -19,6 +19,7 @@ BENCHMARKS = {
     "stream": "bench.stream",
     "latent": "bench.latent",
     "jury": "bench.jury",
+    "curation": "bench.curation",
 }
 
 
