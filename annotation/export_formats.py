@@ -48,7 +48,7 @@ LEWIDI_ITEMS = "lewidi.json"
 LEWIDI_ANNOTATORS = "lewidi_annotators_meta.json"
 LEWIDI_METADATA = "lewidi_metadata.json"
 HUB_ZIP = "dataset-hub.zip"
-RATINGS_COLUMNS = ["annotator", "prompt", "rating", "unsure", "trial", "rt_ms", "server_rt_ms"]
+RATINGS_COLUMNS = ["annotator", "prompt", "rating", "unsure", "trial", "rt_ms", "server_rt_ms", "revised"]
 
 
 def _number(value: float) -> str:
@@ -282,6 +282,7 @@ def _ratings_parquet(study: Study, path: Path, progress: Progress) -> tuple[pa.S
                 "trial": pd.Series([], dtype="int64"),
                 "rt_ms": pd.Series([], dtype="Int64"),
                 "server_rt_ms": pd.Series([], dtype="Int64"),
+                "revised": pd.Series([], dtype=bool),
                 "annotator_status": pd.Series([], dtype=object),
             }
         )
@@ -331,6 +332,7 @@ RATING_NOTES = {
     "trial": "position in the annotator's sequence (attention checks take positions too)",
     "rt_ms": "active time measured in the browser, ms",
     "server_rt_ms": "time from shown to saved on the server, ms",
+    "revised": "the annotator changed this answer once, from the next card; `rating` is the final answer",
     "annotator_status": "the annotator's status; `excluded` ones are kept (filter them in analyses)",
 }
 ANNOTATOR_NOTES = {

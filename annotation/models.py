@@ -54,6 +54,16 @@ class Study(models.Model):
     min_seconds_per_rating = models.FloatField(default=2.0)
 
     consent_text = models.TextField(blank=True)
+    # Shown on the consent page beside the estimated duration (annotation/consent.py estimates it).
+    payment_text = models.CharField(
+        max_length=300, blank=True, help_text="What participants are paid and how, e.g. “£2.50 through Prolific”."
+    )
+    contact_text = models.CharField(
+        max_length=300, blank=True, help_text="Who answers questions about the study (name and email)."
+    )
+    withdrawal_text = models.TextField(
+        blank=True, help_text="How to withdraw. Empty: participants may stop at any time by closing the page."
+    )
     instructions_text = models.TextField(blank=True)
     instruments = models.JSONField(default=list, blank=True, help_text="Ordered survey instrument keys.")
 
@@ -370,3 +380,33 @@ class AnnotatorStatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.annotator}: {self.from_status} -> {self.to_status}"
+
+
+class RatingRevision(models.Model):
+    """The one change an annotator may make to their previous answer, from the next card (undo). The
+    rating then holds the final answer; this row keeps the original beside it, so both are kept and
+    exports can say which ratings were revised (annotation/services/revision.py)."""
+
+    rating = models.OneToOneField(Rating, on_delete=models.CASCADE, related_name="revision")
+    original_value = models.FloatField(null=True, blank=True)
+    original_unsure = models.BooleanField(default=False)
+    original_rt_ms = models.PositiveIntegerField(null=True, blank=True)
+    value = models.FloatField(null=True, blank=True)
+    unsure = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(original_unsure=True) & Q(original_value__isnull=True))
+                | (Q(original_unsure=False) & Q(original_value__isnull=False)),
+                name="revision_original_value_or_unsure",
+            ),
+            models.CheckConstraint(
+                condition=(Q(unsure=True) & Q(value__isnull=True)) | (Q(unsure=False) & Q(value__isnull=False)),
+                name="revision_value_or_unsure",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"rating {self.rating_id}: {self.original_value} -> {self.value}"

@@ -10,6 +10,7 @@ urlpatterns = [
     path("<slug:slug>/instructions/", annotator.instructions, name="instructions"),
     path("<slug:slug>/rate/", annotator.rate, name="rate"),
     path("<slug:slug>/rate/<int:assignment_id>/", annotator.rate_submit, name="rate_submit"),
+    path("<slug:slug>/rate/<int:assignment_id>/revise/", annotator.rate_revise, name="revise"),
     path("<slug:slug>/done/", annotator.done, name="done"),
     path("<slug:slug>/stopped/", annotator.stopped, name="stopped"),
 ]

@@ -12,6 +12,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.core.cache import cache
@@ -44,6 +45,10 @@ ADMITTED_STATUSES = (
 )
 FULL_OF_PEOPLE = "This study has all the participants it needs. Thank you for your interest."
 FULL_OF_RATINGS = "This study has all the ratings it needs. Thank you for your interest."
+NOTHING_TO_RATE = "This study has nothing to rate at the moment. Thank you for your interest."
+# The query parameter that carries the completion code in a recruitment platform's return URL (Prolific's
+# https://app.prolific.com/submissions/complete?cc=CODE).
+CODE_PARAM = "cc"
 
 
 class EntryRefused(ApplicationError):
@@ -108,9 +113,26 @@ def _platform_study_check(study: Study, params: RecruitmentParams) -> None:
         )
 
 
+def platform_return_url(*, study: Study, code: str = "") -> str:
+    """The study's redirect URL back to the recruitment platform, carrying `code` instead of the completion
+    code (e.g. the failed-checks code), or no code at all (a full study: the participant returns the
+    submission there). "" when the study has none."""
+    url = study.completion_url.strip()
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if not any(name == CODE_PARAM for name, _ in query):
+        return url
+    query = [(name, value) for name, value in query if name != CODE_PARAM] + ([(CODE_PARAM, code)] if code else [])
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 def _admission_check(study: Study) -> None:
     """Refuse when the study has no place left. Read-only; call with the study row locked."""
 
+    if not study.prompts.exists():  # recruiting with no prompts: never let anyone consent to nothing
+        raise EntryRefused("empty", NOTHING_TO_RATE, 403)
     if study.max_annotators is not None and admitted_count(study=study) >= study.max_annotators:
         raise EntryRefused("full", FULL_OF_PEOPLE, 403)
     if not study_has_capacity(study=study):
@@ -232,6 +254,13 @@ def annotator_enter(*, study: Study, params: RecruitmentParams, client: str | No
     digest = recruitment_hash(params.participant)
     existing = Annotator.objects.filter(study=study, recruitment_hash=digest).first()
     if existing is not None:  # resuming (an excluded annotator is shown why, by the flow)
+        if existing.status == Annotator.Status.NEW:
+            # Not yet consented: a study that closed or filled up since says so here, before the consent form.
+            with transaction.atomic():
+                locked = Study.objects.select_for_update().get(pk=study.pk)
+                _study_open_check(locked)
+                _places_release(locked)
+                _admission_check(locked)
         return annotator_resume(annotator=existing, params=params), False
     _study_open_check(study)
     if client is not None and (retry_after := entry_rate_exceeded(client=client)) is not None:

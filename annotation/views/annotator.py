@@ -19,7 +19,8 @@ from ..models import Annotator, Study
 from ..selectors import annotator_in_study
 from ..services import recruitment
 from ..services.assignment import assignment_current, assignment_progress
-from ..services.rating import UNKNOWN, rating_rate_exceeded, rating_submit
+from ..services.rating import UNKNOWN, rating_rate_exceeded, rating_submit, rating_value_parse
+from ..services.revision import rating_revise
 
 STEP_URLS = {
     "consent": "take:consent",
@@ -37,10 +38,14 @@ def _session_key(slug: str) -> str:
     return f"annotator:{slug}"
 
 
+# Refusals after which the participant can only go back to the platform (and return the submission there).
+RETURN_REASONS = ("full", "empty", "paused", "closed", "draft")
+
+
 def _refused(request, study, message: str, reason: str, status: int):
-    return render(
-        request, "annotation/take/refused.html", {"study": study, "message": message, "reason": reason}, status=status
-    )
+    return_url = recruitment.platform_return_url(study=study) if reason in RETURN_REASONS else ""
+    context = {"study": study, "message": message, "reason": reason, "return_url": return_url}
+    return render(request, "annotation/take/refused.html", context, status=status)
 
 
 def _refusal_page(request, study, refusal: recruitment.EntryRefused):
@@ -226,11 +231,35 @@ def instructions(request, study: Study, annotator: Annotator):
         except recruitment.EntryRefused as refusal:
             return _refusal_page(request, study, refusal)
         return redirect(_step_url(study, annotator))
-    return render(request, "annotation/take/instructions.html", {"study": study})
+    return render(request, "annotation/take/instructions.html", {"study": study, **_practice(study, request.GET)})
 
 
-def _card_context(study, annotator, *, error=None, notice=None, warning=None, progress=None, upcoming=UNKNOWN):
-    """The rating card's context; `upcoming` is the next trial when the submission already found it."""
+def _practice(study, query) -> dict:
+    """What a practice answer would have been stored as (the practice form is a GET that stores nothing;
+    take.js shows the same without reloading)."""
+    if "practice" not in query and "practice_unsure" not in query:
+        return {}
+    try:
+        value = rating_value_parse(study=study, raw=query.get("practice"), unsure=bool(query.get("practice_unsure")))
+    except ApplicationError as exc:
+        return {"practice_error": exc.message}
+    return {"practice_stored": "Unsure" if value is None else f"{value:g}"}
+
+
+def _card_context(
+    study,
+    annotator,
+    *,
+    error=None,
+    notice=None,
+    warning=None,
+    check_warning=None,
+    progress=None,
+    upcoming=UNKNOWN,
+    previous=None,
+):
+    """The rating card's context; `upcoming` is the next trial when the submission already found it, and
+    `previous` the rating it just stored (the card offers to change it once: no query needed to know it)."""
     assignment = assignment_current(annotator=annotator) if upcoming is UNKNOWN else upcoming
     done, total = progress or assignment_progress(annotator=annotator)
     return {
@@ -242,6 +271,8 @@ def _card_context(study, annotator, *, error=None, notice=None, warning=None, pr
         "error": error,
         "notice": notice,
         "warning": warning,
+        "check_warning": check_warning,
+        "previous": previous if previous is not None and previous.prompt_id is not None else None,
         "idempotency_key": uuid.uuid4().hex,
     }
 
@@ -284,7 +315,8 @@ def rate_submit(request, study: Study, annotator: Annotator, assignment_id: int)
         return _redirect(request, _step_url(study, annotator))
     notice = None if outcome.created else "That trial was already rated; your first answer was kept."
     warning = (
-        f"That was very quick. Please take at least {study.min_seconds_per_rating:g} seconds to read each prompt."
+        f"Your answer was saved, but it came very quickly. Please take at least "
+        f"{study.min_seconds_per_rating:g} seconds to read each prompt."
         if outcome.too_fast
         else None
     )
@@ -298,9 +330,57 @@ def rate_submit(request, study: Study, annotator: Annotator, assignment_id: int)
             annotator,
             notice=notice,
             warning=warning,
+            check_warning=_failed_check_warning(study, annotator, outcome),
             progress=outcome.progress,
             upcoming=outcome.next_assignment,
+            previous=outcome.rating if outcome.created else None,
         ),
+    )
+
+
+@require_POST
+@annotator_page()
+def rate_revise(request, study: Study, annotator: Annotator, assignment_id: int):
+    """Change the previous answer once, from the next card (annotation/services/revision.py)."""
+    try:
+        outcome = rating_revise(
+            annotator=annotator,
+            assignment_id=assignment_id,
+            raw_value=request.POST.get("rating"),
+            unsure=bool(request.POST.get("unsure")),
+        )
+    except ApplicationError as exc:
+        if exc.status_code == 404:
+            raise Http404(exc.message) from exc
+        if not request.htmx:
+            return _redirect(request, _step_url(study, annotator))
+        context = {"study": study, "previous_id": assignment_id, "revise_error": exc.message}
+        return render(request, "annotation/take/_previous_answer.html", context, status=exc.status_code)
+    if not request.htmx:
+        return redirect(_step_url(study, annotator))
+    context = {"study": study, "previous": outcome.rating, "revised": outcome.revision}
+    return render(request, "annotation/take/_previous_answer.html", context)
+
+
+def _failed_check_warning(study, annotator, outcome) -> str | None:
+    """A warning for the card after a failed attention check (which item it was is not said). Looked up only
+    after an attention check (a rating without a prompt), so a prompt's submission costs no query here."""
+    if not outcome.created or outcome.rating.prompt_id is not None:
+        return None
+    failed = list(annotator.assignments.filter(check_passed=False).values_list("pk", flat=True))
+    if outcome.rating.assignment_id not in failed:
+        return None
+    left = (study.attention_max_failures or 0) - len(failed)
+    ending = (
+        " One more will end the study for you."
+        if left == 1
+        else f" {left} more will end the study for you."
+        if left > 1
+        else ""
+    )
+    return (
+        "One of the attention checks so far was not answered as its text asked. "
+        "Please read every item carefully." + ending
     )
 
 
@@ -320,4 +400,7 @@ def stopped(request, study: Study, annotator: Annotator):
         return redirect(_step_url(study, annotator))
     failed_checks = step == "excluded" and annotator.exclusion == Annotator.Exclusion.ATTENTION
     code = study.failed_checks_code if failed_checks else ""
-    return render(request, "annotation/take/stopped.html", {"study": study, "step": step, "code": code})
+    return_url = recruitment.platform_return_url(study=study, code=code)
+    return render(
+        request, "annotation/take/stopped.html", {"study": study, "step": step, "code": code, "return_url": return_url}
+    )

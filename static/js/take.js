@@ -22,22 +22,38 @@
     return Math.max(min, Math.min(max, value));
   }
 
+  // The slider shows a value only when the number box holds one it can show: until then (and while the box
+  // is empty or off the scale) its thumb is hidden (site.css), so nobody is anchored at the middle.
+  function agree(slider, number) {
+    var value = number.value === "" ? NaN : Number(number.value);
+    var min = Number(slider.min), max = Number(slider.max), step = Number(slider.step) || 1;
+    if (!isNaN(value) && value >= min && value <= max && (value - min) % step === 0) {
+      slider.value = value;
+      slider.dataset.untouched = "";
+    } else {
+      slider.dataset.untouched = "1";
+    }
+  }
+
+  function changed(widget) { widget.dispatchEvent(new Event("rating:changed", { bubbles: true })); }
+
   function wire(root) {
     root.querySelectorAll(".rating-widget").forEach(function (widget) {
       if (widget.dataset.wired) return;
       widget.dataset.wired = "1";
       var slider = widget.querySelector(".rating-slider");
       var number = widget.querySelector(".rating-number");
+      agree(slider, number);
       slider.addEventListener("input", function () {
         number.value = slider.value;
         slider.dataset.untouched = "";
+        changed(widget);
       });
-      number.addEventListener("input", function () {
-        if (number.value !== "" && !isNaN(Number(number.value))) {
-          slider.value = clamp(Number(number.value), slider);
-          slider.dataset.untouched = "";
-        }
+      // A click on the hidden thumb's own spot moves nothing (no input event): it still chooses that value.
+      slider.addEventListener("pointerup", function () {
+        if (slider.dataset.untouched) { number.value = slider.value; slider.dataset.untouched = ""; changed(widget); }
       });
+      number.addEventListener("input", function () { agree(slider, number); changed(widget); });
       number.addEventListener("keydown", function (event) {
         var step = event.shiftKey ? 10 : 1;
         var delta = { ArrowRight: step, ArrowLeft: -step, PageUp: 10, PageDown: -10 }[event.key];
@@ -51,13 +67,56 @@
     if (root.querySelector && root.querySelector("#rating-form")) {
       resetTimer();
       var armed = root.querySelectorAll("#rating-form button[data-arm]");
-      setTimeout(function () { armed.forEach(function (b) { b.disabled = false; }); }, ARM_DELAY_MS);
+      setTimeout(function () {
+        armed.forEach(function (b) { b.disabled = false; b.removeAttribute("data-arm"); });
+      }, ARM_DELAY_MS);
     }
   }
+
+  // The practice item: what its answer would have been stored as, the server's rules (rating_value_parse);
+  // Enter or "Try it" shows it here and stores nothing. Starting the rating is a separate button.
+  function practiceText(result, raw, unsure) {
+    var min = Number(result.dataset.scaleMin), max = Number(result.dataset.scaleMax);
+    var step = Number(result.dataset.scaleStep) || 1;
+    if (unsure) return { stored: "Unsure" };
+    var text = (raw || "").trim();
+    if (text === "") return { error: "Choose a rating from " + min + " to " + max + ", or mark Unsure." };
+    var value = Number(text);
+    if (isNaN(value)) return { error: "The rating must be a number from " + min + " to " + max + "." };
+    if (value < min || value > max) return { error: "The rating must be between " + min + " and " + max + "." };
+    if (value !== Math.floor(value) || (value - min) % step) {
+      return { error: step === 1 ? "The rating must be a whole number." : "The rating must be " + min + " to " + max + " in steps of " + step + "." };
+    }
+    return { stored: String(value) };
+  }
+
+  function showPractice(form, unsure) {
+    var result = document.getElementById("practice-result");
+    if (!result) return;
+    var answer = practiceText(result, form.querySelector(".rating-number").value, unsure);
+    result.textContent = "";
+    if (answer.error) { result.textContent = answer.error; return; }
+    result.append("Your practice answer would have been stored as ");
+    var strong = document.createElement("strong");
+    strong.textContent = answer.stored;
+    result.append(strong, ". It is not saved.");
+  }
+
+  document.addEventListener("submit", function (event) {
+    if (event.target.id !== "practice-form") return;
+    event.preventDefault();
+    showPractice(event.target, event.submitter && event.submitter.id === "practice-unsure");
+  });
+  document.addEventListener("rating:changed", function (event) {
+    var form = event.target.closest && event.target.closest("#practice-form");
+    if (form && form.querySelector(".rating-number").value !== "") showPractice(form, false);
+  });
 
   document.addEventListener("keydown", function (event) {
     var form = document.getElementById("rating-form");
     if (!form || event.ctrlKey || event.metaKey || event.altKey) return;
+    // Typing in the change-previous-answer form belongs to that form.
+    if (event.target.closest && event.target.closest("#previous-answer")) return;
     var number = form.querySelector(".rating-number");
     if ((event.key === "u" || event.key === "U") && !event.repeat) {
       var unsure = document.getElementById("unsure");

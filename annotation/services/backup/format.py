@@ -29,6 +29,7 @@ PARTS: tuple[tuple[str, str], ...] = (
     ("annotation.surveyresponse", "annotator__study"),
     ("annotation.assignment", "annotator__study"),
     ("annotation.rating", "annotator__study"),
+    ("annotation.ratingrevision", "rating__annotator__study"),
     ("annotation.annotatorstatuschange", "annotator__study"),
     ("annotation.upload", "study"),
     ("jobs.job", "study"),
