@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 
 import pandas as pd
@@ -63,6 +64,101 @@ def benchmark_frame(*, study: Study) -> pd.DataFrame:
     prompts = prompts_frame(study=study)
     frame["text"] = frame["prompt"].map(dict(zip(prompts["external_id"], prompts["text"]))).fillna("")
     return frame
+
+
+# The benchmark form groups the built-in predictors by family (the module that defines them), with one
+# line on what the family does.
+FAMILIES = {
+    "baselines": (
+        "Baselines",
+        "Chance, constants and per-annotator or per-prompt averages: the floor every model must beat.",
+    ),
+    "features": (
+        "Prompt features",
+        "A prompt's mean or median rating from its 62 annotated features and harm level; the same for everyone.",
+    ),
+    "embeddings": ("Text embeddings", "Models on MiniLM embeddings of the prompt text (computed offline, no network)."),
+    "personalized": ("Personalized ramps", "A population score passed through each annotator's own saturating ramp."),
+    "traits_model": ("Annotator traits", "New annotators: the ramp predicted from demographics and survey traits."),
+    "collaborative": (
+        "Collaborative (warm only)",
+        "Other annotators' ratings of the same prompt; scored in the warm condition only.",
+    ),
+    "safetyanalyst": (
+        "SafetyAnalyst aggregation",
+        "SafetyAnalyst's aggregation of the 16 released action-category probabilities.",
+    ),
+}
+OTHER_FAMILY = ("Other", "Predictors registered outside the families above.")
+
+# Seconds of fit + predict per split and seed, all of the predictor's conditions together, on the
+# PluriHarms release (100 annotators x 150 prompts): the "Seconds" column of BENCHMARKS.md's Prediction
+# table (10 splits x 10 seeds, run 2026-11-29 on 2 shared CPUs) summed over conditions and divided by 100.
+# tests/benchmark/test_benchmark_form.py checks them against that table. None: not measured.
+SECONDS_PER_SPLIT_SEED = {
+    "uniform_random": 0.09,
+    "global_mean": 0.07,
+    "global_median": 0.11,
+    "annotator_mean": 0.13,
+    "annotator_median": 0.14,
+    "prompt_mean": 0.09,
+    "prompt_median": 0.10,
+    "observed_ramp": 2.53,
+    "soft_impute": 2.70,
+    "feature_ridge": 0.62,
+    "feature_ridge_median": 0.63,
+    "feature_boosting": 3.61,
+    "embedding_ridge": 0.75,
+    "embedding_knn": 2.20,
+    "feature_ramp": 0.99,
+    "embedding_ramp": 0.88,
+    "ensemble_ramp": 5.31,
+    "traits_ramp": 0.28,
+    "pooled_ramp": 0.24,
+    "safetyanalyst_reference": 0.47,
+}
+# The form preselects the predictors measured at most this many seconds per split and seed: a default
+# run of the fast ones (15 of the 21 at the figures above), not all of them.
+DEFAULT_MAX_SECONDS = 1.0
+
+
+def _one_line(description: str, limit: int = 150) -> str:
+    """A predictor's description cut to its first clause (to the first ". ", ": " or "; "), at most `limit`."""
+    line = re.split(r"\. |: |; ", description, maxsplit=1)[0].rstrip(".")
+    return line if len(line) <= limit else line[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+def predictor_families() -> list[dict]:
+    """The built-in predictors for the benchmark form, by family: name, one line on what it does, the
+    time estimate per split and seed (None if not measured) and whether it is preselected."""
+    families: dict[str, dict] = {}
+    for name in builtin_names():
+        cls = REGISTRY[name]
+        module = cls.__module__.rsplit(".", 1)[-1]
+        label, blurb = FAMILIES.get(module, OTHER_FAMILY)
+        family = families.setdefault(module, {"key": module, "label": label, "blurb": blurb, "predictors": []})
+        seconds = SECONDS_PER_SPLIT_SEED.get(name)
+        family["predictors"].append(
+            {
+                "name": name,
+                "description": _one_line(cls.description or ""),
+                "seconds": seconds,
+                "default": seconds is not None and seconds <= DEFAULT_MAX_SECONDS,
+            }
+        )
+    order = list(FAMILIES)
+    return sorted(families.values(), key=lambda f: order.index(f["key"]) if f["key"] in order else len(order))
+
+
+def run_estimate_text(seconds: float, *, unmeasured: int = 0) -> str:
+    """'about 9 min' for the form (static/js/site.js writes the same text as boxes are ticked)."""
+    text = f"about {round(seconds)} s" if seconds < 90 else f"about {round(seconds / 60)} min"
+    return text + (f", plus {unmeasured} predictor(s) not measured" if unmeasured else "")
+
+
+def default_run_estimate(families: list[dict], *, splits: int = 10, seeds: int = 10) -> str:
+    chosen = [p["seconds"] for f in families for p in f["predictors"] if p["default"]]
+    return run_estimate_text(sum(chosen) * splits * seeds)
 
 
 def predictor_names() -> list[str]:

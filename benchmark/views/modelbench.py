@@ -2,6 +2,7 @@
 
 from urllib.parse import quote
 
+from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -11,11 +12,17 @@ from config.errors import ApplicationError, error_response
 from jobs.models import Job
 
 from .. import figures
-from ..evaluation import builtin_predictors, predictor_names, published_for
+from ..evaluation import (
+    DEFAULT_MAX_SECONDS,
+    default_run_estimate,
+    predictor_families,
+    predictor_names,
+    published_for,
+)
 from ..science.harm_benefit import ACTION_CATEGORIES
 from ..selectors import job_in_progress, job_latest_succeeded
 from ..steering import group_fit, score_table, steering_model, steering_model_at, weights_from_form
-from ..uploads import benchmark_job_start
+from ..uploads import SCALE_NOTES, benchmark_job_start
 
 
 def _leaderboard_figure(results: list[dict], published: list[dict]) -> dict:
@@ -173,6 +180,7 @@ def leaderboard(request, study):
     results = (job.result or {}).get("results", []) if job else []
     running = job_in_progress(study=study, kind="benchmark")
     published = published_for(study=study)
+    families = predictor_families()
     context = {
         "study": study,
         "job": job,
@@ -180,7 +188,9 @@ def leaderboard(request, study):
         "published": published,
         "paired": (job.result or {}).get("paired", []) if job else [],
         "running": running,
-        "builtin": builtin_predictors(),
+        "families": families,
+        "default_max_seconds": DEFAULT_MAX_SECONDS,
+        "default_estimate": default_run_estimate(families),
         "all_predictors": predictor_names(),
         "figure": figures.to_json(_leaderboard_figure(results, published)),
         **_groups_context((job.result or {}) if job else {}),
@@ -206,8 +216,11 @@ def benchmark_start(request, study):
         )
     except ApplicationError as exc:
         return error_response(request, exc.message, status=exc.status_code)
+    scale_note = SCALE_NOTES.get(getattr(job, "predictions_scale", None) or "")
     if request.htmx:
-        return render(request, "jobs/_job_card.html", {"job": job})
+        return render(request, "benchmark/_benchmark_started.html", {"job": job, "scale_note": scale_note})
+    if scale_note:
+        messages.info(request, scale_note)
     return redirect("benchmark:leaderboard", slug=study.slug)
 
 

@@ -216,7 +216,8 @@ def test_the_policy_stops_the_payload_even_if_it_were_echoed(browser_session, re
 
 
 def test_an_htmx_error_is_shown_to_the_user_as_text(browser_session, researcher, small_study):
-    """A 4xx answer to an htmx request lands in the page's error region (htmx alone would drop it)."""
+    """A 4xx answer to an htmx request is shown next to the form that sent it (htmx alone would drop it):
+    the form names no error box, so site.js makes one right after it."""
     page = logged_in_page(browser_session, researcher)
     watch = Watch(page)
     page.goto(f"/research/studies/{small_study.slug}/steering/")
@@ -228,13 +229,14 @@ def test_an_htmx_error_is_shown_to_the_user_as_text(browser_session, researcher,
     with page.expect_response(re.compile(r"/steering/fit/$")) as answer:
         page.locator("#fit-group").click()
     assert answer.value.status == 400
-    error = page.locator("#htmx-error")
+    error = page.locator("form:has(#fit-group) + [data-auto-error]")
     expect(error).to_be_visible()
+    expect(page.locator("#htmx-error")).to_be_hidden()
     expect(error).to_contain_text("no annotators with Gender")
     expect(error).to_contain_text(PAYLOAD)
     assert error.locator("img, script").count() == 0
     expect(page.locator("#steering-panel")).to_be_visible()  # the panel the form aimed at is untouched
-    page.locator("#htmx-error [data-dismiss-error]").click()
+    error.locator("[data-dismiss-error]").click()
     expect(error).to_be_hidden()
     assert page.evaluate("window.__xss") is None and watch.dialogs == []
     watch.assert_clean(allow_console=("status of 400",))
