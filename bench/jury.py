@@ -8,7 +8,8 @@
 2. Raking on the release's 100 annotators: the largest difference between requested and achieved
    marginals for feasible mixes (the issue's "older and religious" example, the shipped census),
    target ≤ 1 percentage point; and an infeasible mix, with what the raking says.
-3. Validation (`benchmark.science.jury.validation`): 10 draws of 30 held-out annotators; their own
+3. Validation (`benchmark.science.jury.validation`), from traits and again with the members' own
+   ratings: 10 draws of 30 held-out annotators; their own
    marginals over Age, Gender, Political_Affiliation, Religion_Importance and Education are the mix; the
    jury is fitted and raked on the other 70; its per-prompt share of ratings ≥ 50 is compared with the
    held-out annotators' observed share, against the naive answer (the 70's own share) and the 70's
@@ -29,6 +30,7 @@ from bench.common import REPO, machine_info, write_section
 TARGET_SECONDS = 10.0
 REPEATS = 3
 SIZE, JURIES, FITS = 1000, 200, 5
+RATINGS_FITS = 2  # observed_ramp with prompt folds: 15 fits per refit, ~0.5 s each
 OLDER_AND_RELIGIOUS = {
     "Age": {
         "18-24 years old": 0.05,
@@ -81,11 +83,23 @@ def run(quick: bool = False) -> bool:
     start = time.perf_counter()
     validation = jury_validate(frame, repeats=2 if quick else 10, n_fits=FITS, size=SIZE, n_juries=JURIES, seed=0)
     validation_s = time.perf_counter() - start
+    start = time.perf_counter()
+    with_ratings = jury_validate(
+        frame,
+        repeats=2 if quick else 10,
+        n_fits=RATINGS_FITS,
+        size=SIZE,
+        n_juries=JURIES,
+        seed=0,
+        ratings=True,
+        predictor="observed_ramp",
+    )
+    with_ratings_s = time.perf_counter() - start
     load_after = os.getloadavg()
     passed = timing["whole"] <= TARGET_SECONDS
     feasible_ok = all(r.max_error <= 0.01 for name, r in raking.items() if not name.startswith("infeasible"))
 
-    v = validation
+    v, w = validation, with_ratings
     runs = ", ".join(f"{s:.2f}" for s in timing["runs"])
     print(f"jury: whole {timing['whole']:.2f} s (runs {runs}), draw {timing['draw']:.2f} s")
     for name, r in raking.items():
@@ -93,6 +107,7 @@ def run(quick: bool = False) -> bool:
         for problem in r.problems:
             print(f"   {problem}")
     print(v["verdict"])
+    print("with the members' own ratings (observed_ramp):", with_ratings["verdict"])
     print(
         f"share MAE jury {v['mae_jury']:.4f} naive {v['mae_naive']:.4f} raked observed {v['mae_raked_observed']:.4f}; "
         f"calibration observed = {v['calibration_intercept']:.3f} + {v['calibration_slope']:.3f} x jury"
@@ -153,7 +168,14 @@ jury (naive: slope {v["naive_calibration_slope"]:.3f}).  Validation wall time {v
 |---:|---:|---:|---:|---:|---:|---:|---:|
 {rows}
 
-Calibration of the jury's share (all draws × prompts, 10 bins of the predicted share):
+**With the members' own ratings** (`--ratings`: `observed_ramp` in the warm condition, each member predicted
+from their ratings of the other prompts; {RATINGS_FITS} refits × 5 annotator folds × 3 prompt folds; same draws):
+share MAE jury **{w["mae_jury"]:.4f}** against naive **{w["mae_naive"]:.4f}**, difference {w["difference"]:+.4f}
+(95% CI {w["difference_ci_low"]:+.4f} to {w["difference_ci_high"]:+.4f}; better in {w["jury_wins"]} of
+{w["repeats"]} draws); calibration observed = {w["calibration_intercept"]:.3f} + {w["calibration_slope"]:.3f} × jury.
+Wall time {with_ratings_s:.0f} s.  **{w["verdict"]}**
+
+Calibration of the jury's share (traits, all draws × prompts, 10 bins of the predicted share):
 
 | Predicted share | n | Mean predicted | Mean observed |
 |---|---:|---:|---:|

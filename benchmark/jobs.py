@@ -195,22 +195,29 @@ class JuryParams(StrictParams):
     juries = serializers.IntegerField(min_value=2, max_value=2000, default=200, help_text="Bootstrap juries.")
     threshold = serializers.FloatField(min_value=0.0, max_value=100.0, default=50.0, help_text="Harm threshold.")
     predictor = serializers.CharField(required=False, allow_blank=True, default="")
+    ratings = StrictBooleanField(
+        default=False, help_text="Use the members' own ratings of other prompts too (a warm-condition predictor)."
+    )
     fits = serializers.IntegerField(min_value=1, max_value=20, default=5, help_text="Bootstrap fits of the predictor.")
     seed = seed_field()
     validation = StrictBooleanField(default=True, help_text="Also run the held-out validation (30 annotators).")
 
-    def validate_predictor(self, value):
-        from .science.jury import jury_predictors  # noqa: PLC0415  (see the note at the imports)
-
-        if value and value not in jury_predictors():
-            raise serializers.ValidationError(
-                f"the jury needs a predictor of new annotators; {value!r} is not one "
-                f"(choose from {', '.join(jury_predictors())})"
-            )
-        return value
-
     def validate(self, attrs):
-        from .science.jury import census_names  # noqa: PLC0415  (see the note at the imports)
+        from .science.jury import census_names, jury_predictors  # noqa: PLC0415  (see the note at the imports)
+
+        usable = jury_predictors(ratings=attrs["ratings"])
+        if attrs.get("predictor") and attrs["predictor"] not in usable:
+            kind = (
+                "a predictor that learns from an annotator's own ratings"
+                if attrs["ratings"]
+                else "a predictor of new annotators"
+            )
+            raise serializers.ValidationError(
+                {
+                    "predictor": f"the jury needs {kind}; {attrs['predictor']!r} is not one "
+                    f"(choose from {', '.join(usable)})"
+                }
+            )
 
         if attrs["mode"] == "census" and attrs.get("census") not in census_names():
             raise serializers.ValidationError({"census": f"choose a census from {', '.join(census_names())}"})
@@ -246,6 +253,7 @@ def jury_run(job: Job, progress: Progress) -> dict:
             predictor=p.get("predictor") or None,
             n_fits=p["fits"],
             seed=p["seed"],
+            ratings=p.get("ratings", False),
             validate=p["validation"],
             progress=progress,
         )

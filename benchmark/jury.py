@@ -49,24 +49,38 @@ def jury_columns(*, study: Study) -> list[dict]:
     return out
 
 
-def jury_default_predictor(*, study: Study) -> tuple[str, str]:
-    """(predictor, why): the best new-annotator predictor of the study's latest benchmark run; among
-    those whose MAE is inside the best one's interval, one that uses traits.  Without a run,
-    `traits_ramp` (tied best in new_annotator on the release, BENCHMARKS.md)."""
-    from .science.jury import DEFAULT_PREDICTOR, jury_predictors  # noqa: PLC0415  (heavy: at run time)
+def jury_default_predictor(*, study: Study, ratings: bool = False) -> tuple[str, str]:
+    """(predictor, why): the best new-annotator predictor (with `ratings`: the best warm-condition
+    predictor) of the study's latest benchmark run; among new-annotator predictors whose MAE is inside
+    the best one's interval, one that uses traits.  Without a run, `traits_ramp` (tied best in
+    new_annotator on the release) or `observed_ramp` (best in warm), BENCHMARKS.md."""
+    from .science.jury import (  # noqa: PLC0415  (heavy: at run time)
+        DEFAULT_PREDICTOR,
+        DEFAULT_RATINGS_PREDICTOR,
+        jury_predictors,
+    )
 
+    condition = "warm" if ratings else "new_annotator"
     job = job_latest_succeeded(study=study, kind="benchmark")
-    usable = set(jury_predictors())
+    usable = set(jury_predictors(ratings=ratings))
     rows = [
         r
         for r in ((job.result or {}).get("results", []) if job else [])
-        if r.get("condition") == "new_annotator" and r.get("predictor") in usable and r.get("mae") is not None
+        if r.get("condition") == condition and r.get("predictor") in usable and r.get("mae") is not None
     ]
     if not rows:
-        return DEFAULT_PREDICTOR, (
-            f"{DEFAULT_PREDICTOR}: no benchmark run of this study has new-annotator results; it is the "
-            "release's tied-best new-annotator predictor that uses traits"
+        default = DEFAULT_RATINGS_PREDICTOR if ratings else DEFAULT_PREDICTOR
+        return default, (
+            f"{default}: no benchmark run of this study has {condition} results; on the release it is the "
+            + (
+                "best predictor from an annotator's own ratings"
+                if ratings
+                else "tied-best new-annotator predictor that uses traits"
+            )
         )
+    if ratings:
+        best = min(rows, key=lambda r: r["mae"])
+        return best["predictor"], f"{best['predictor']}: best warm MAE ({best['mae']:.3f}) in benchmark job #{job.pk}"
     best = min(rows, key=lambda r: r["mae"])
     high = best.get("ci_high") if best.get("ci_high") is not None else best["mae"]
     tied = [r for r in rows if r["predictor"] in TRAIT_PREDICTORS and r["mae"] <= high]
@@ -116,6 +130,7 @@ def study_jury(
     predictor: str | None = None,
     n_fits: int = 5,
     seed: int = 0,
+    ratings: bool = False,
     validate: bool = True,
     validation_repeats: int = 5,
     progress: Progress | None = None,
@@ -136,14 +151,15 @@ def study_jury(
 
     report = progress or (lambda fraction, message: None)
     requested, about = _mix_for(mode=mode, mix=mix, census=census)
-    if predictor and predictor not in jury_predictors():
+    if predictor and predictor not in jury_predictors(ratings=ratings):
+        kind = "a predictor that learns from an annotator's own ratings" if ratings else "a predictor of new annotators"
         raise ApplicationError(
-            f"the jury needs a predictor of new annotators; {predictor!r} is not one "
-            f"(choose from {', '.join(jury_predictors())})"
+            f"the jury needs {kind}; {predictor!r} is not one "
+            f"(choose from {', '.join(jury_predictors(ratings=ratings))})"
         )
     why = "chosen by the researcher"
     if not predictor:
-        predictor, why = jury_default_predictor(study=study)
+        predictor, why = jury_default_predictor(study=study, ratings=ratings)
     report(0.02, "reading ratings")
     frame = benchmark_frame(study=study)
     if frame["annotator"].nunique() < 5 or frame["prompt"].nunique() < 1:
@@ -169,6 +185,7 @@ def study_jury(
             predictor=predictor,
             n_fits=n_fits,
             seed=seed,
+            ratings=ratings,
             progress=lambda f, m: report(0.05 + (cut - 0.1) * f, f"jury fit: {m}"),
         )
         result = jury_draw(fit, weights, size=size, n_juries=n_juries, threshold=threshold, seed=seed, columns=columns)
@@ -185,7 +202,8 @@ def study_jury(
             "raking": raking,
             "predictor": predictor,
             "predictor_why": why,
-            "predictor_uses_traits": bool(spread > 1e-9),
+            "predictions_differ": bool(spread > 1e-9),
+            "ratings": ratings,
             "n_annotators": len(fit.annotators),
             "seed": seed,
         }
@@ -203,6 +221,7 @@ def study_jury(
                 predictor=predictor,
                 n_fits=n_fits,
                 repeats=validation_repeats,
+                ratings=ratings,
                 columns=[c for c in VALIDATION_COLUMNS if c in people.columns] or demographic,
                 seed=seed,
                 progress=lambda f, m: report(cut + (0.98 - cut) * f, f"validation: {m}"),

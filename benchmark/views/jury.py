@@ -104,7 +104,12 @@ def jury(request, study):
     context = _context(study)
     if request.htmx:
         return render(request, "benchmark/_jury_panels.html", context)
-    context.update(columns=jury_columns(study=study), censuses=census_names(), predictors=jury_predictors())
+    context.update(
+        columns=jury_columns(study=study),
+        censuses=census_names(),
+        predictors=jury_predictors(),
+        ratings_predictors=jury_predictors(ratings=True),
+    )
     return render(request, "benchmark/jury.html", context)
 
 
@@ -159,6 +164,7 @@ def jury_start(request, study):
             "fits": _number(request, "fits", "5", int),
             "seed": _number(request, "seed", "0", int),
             "predictor": request.POST.get("predictor", ""),
+            "ratings": request.POST.get("ratings") == "on",
             "validation": request.POST.get("validation") == "on",
         }
         if mode == "census":

@@ -139,6 +139,16 @@ def test_jury_command_census_and_what_cannot_be_met(release_study, tmp_path, cap
     assert "cannot be met: Age = Under 18" in capsys.readouterr().err
 
 
+def test_jury_command_with_the_members_own_ratings(release_study, tmp_path):
+    out = tmp_path / "ratings.json"
+    call_command("jury", "pluriharms", "--ratings", "--juries", "20", "--fits", "1", "--json", str(out))
+    data = json.loads(out.read_text())
+    assert data["ratings"] is True and data["predictor"] == "observed_ramp"
+    assert data["predictions_differ"]  # members get their own predictions
+    with pytest.raises(CommandError, match="own ratings"):
+        call_command("jury", "pluriharms", "--ratings", "--predictor", "traits_ramp", "--json", str(out))
+
+
 @pytest.mark.parametrize(
     "content, message",
     [
@@ -243,7 +253,7 @@ def test_the_page_says_whether_the_jury_beats_the_naive_answer(client, researche
             "mix": {"label": "as collected"},
             "raking": {"requested": None},
             "validation": validation,
-            "predictor_uses_traits": True,
+            "predictions_differ": True,
         },
     )
     client.force_login(researcher)

@@ -245,3 +245,24 @@ def test_validation_compares_the_jury_with_the_naive_answer():
         assert np.isfinite(out[key])
     assert out["verdict"].startswith("The jury")
     assert out["beats_naive"] == (out["difference_ci_high"] < 0)
+
+
+def test_with_their_own_ratings_a_members_rating_of_a_prompt_is_never_seen_when_it_is_predicted():
+    frame = _polarised_frame(n=20, n_prompts=9, seed=8)
+    fit = jury_fit(frame, predictor="observed_ramp", ratings=True, n_fits=2, folds=4, prompt_folds=3)
+    changed = frame.copy()
+    target = (changed["annotator"] == "A0") & (changed["prompt"] == "q0")
+    changed.loc[target, "rating"] = 100.0 - changed.loc[target, "rating"]
+    refit = jury_fit(changed, predictor="observed_ramp", ratings=True, n_fits=2, folds=4, prompt_folds=3)
+    a, p = fit.annotators.index("A0"), fit.prompts.index("q0")
+    np.testing.assert_allclose(refit.predictions[:, a, p], fit.predictions[:, a, p])
+    assert not np.allclose(refit.predictions, fit.predictions)  # the rating is used for everything else
+    # the members' own ratings separate the two halves without any trait
+    religious = [fit.annotators.index(a) for a in fit.annotators if int(a[1:]) % 2 == 0]
+    others = [i for i in range(len(fit.annotators)) if i not in religious]
+    assert fit.predictions[:, religious].mean() > 0.7 > 0.3 > fit.predictions[:, others].mean()
+
+
+def test_ratings_mode_needs_a_warm_predictor():
+    with pytest.raises(ValueError, match="own ratings"):
+        jury_fit(_polarised_frame(), predictor="traits_ramp", ratings=True)

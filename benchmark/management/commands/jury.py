@@ -26,13 +26,32 @@ class Command(BaseCommand):
         parser.add_argument("--juries", type=int, default=200, help="bootstrap juries")
         parser.add_argument("--threshold", type=float, default=50.0, help="harm threshold: rating ≥ this (0–100)")
         parser.add_argument("--predictor", default="", help="a new-annotator predictor (default: the best one)")
+        parser.add_argument(
+            "--ratings",
+            action="store_true",
+            help="also use the members' own ratings of other prompts (a warm predictor; default observed_ramp)",
+        )
         parser.add_argument("--fits", type=int, default=5, help="refits of the predictor (its uncertainty)")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--validate", action="store_true", help="also hold out 30 annotators and validate")
         parser.add_argument("--json", dest="out", required=True, help="file to write the result to ('-' for stdout)")
 
     def handle(
-        self, *args, slug, mix, census, size, juries, threshold, predictor, fits, seed, validate, out, **options
+        self,
+        *args,
+        slug,
+        mix,
+        census,
+        size,
+        juries,
+        threshold,
+        predictor,
+        ratings,
+        fits,
+        seed,
+        validate,
+        out,
+        **options,
     ):
         study = Study.objects.filter(slug=slug).first()
         if study is None:
@@ -68,6 +87,7 @@ class Command(BaseCommand):
                 predictor=predictor or None,
                 n_fits=fits,
                 seed=seed,
+                ratings=ratings,
                 validate=validate,
                 progress=progress,
             )

@@ -13,12 +13,22 @@ chosen population say?
 
 from .census import census_names, census_read
 from .groups import error_by_group, group_labels
-from .panel import DEFAULT_PREDICTOR, JuryFit, jury_draw, jury_fit, jury_predictors, people_table, person_columns
+from .panel import (
+    DEFAULT_PREDICTOR,
+    DEFAULT_RATINGS_PREDICTOR,
+    JuryFit,
+    jury_draw,
+    jury_fit,
+    jury_predictors,
+    people_table,
+    person_columns,
+)
 from .raking import MixError, RakeResult, marginals, mix_check, rake
 from .validation import VALIDATION_COLUMNS, jury_validate
 
 __all__ = [
     "DEFAULT_PREDICTOR",
+    "DEFAULT_RATINGS_PREDICTOR",
     "VALIDATION_COLUMNS",
     "census_names",
     "census_read",

@@ -5,7 +5,9 @@
    `folds` folds and each fold is predicted by a predictor fitted on the other folds, so no member's
    prediction has seen their own ratings.  This is repeated `n_fits` times with other folds and a
    bootstrap resample of the training annotators each time: the spread over these fits is the
-   uncertainty of the predictor's fit.
+   uncertainty of the predictor's fit.  With `ratings=True` the members' own ratings of the *other*
+   prompts are used too (a warm-condition predictor, default `observed_ramp`): prompts are dealt into
+   folds as well, so a member's rating of a prompt is still never seen when it is predicted.
 2. A member's rating is their prediction plus a residual of that prompt: the residuals (rating −
    out-of-fold prediction) of the annotators who rated the prompt, in the same fit.  So the member's
    predicted rating distribution on prompt p is ŷ(member, p) + {residuals of p}, and the chance that
@@ -38,6 +40,7 @@ from .raking import marginals
 
 __all__ = [
     "DEFAULT_PREDICTOR",
+    "DEFAULT_RATINGS_PREDICTOR",
     "DISTRIBUTION_EDGES",
     "JuryFit",
     "jury_draw",
@@ -48,19 +51,23 @@ __all__ = [
 ]
 
 DEFAULT_PREDICTOR = "traits_ramp"
+# With the members' own ratings: the best warm-condition predictor on the release (BENCHMARKS.md).
+DEFAULT_RATINGS_PREDICTOR = "observed_ramp"
 # Bins of the predicted rating distribution shown per prompt: [0, 10), [10, 20), …, [90, 100].
 DISTRIBUTION_EDGES = np.linspace(0.0, 1.0, 11)
 
 Progress = Callable[[float, str], None]
 
 
-def jury_predictors() -> list[str]:
-    """Registered predictors that can predict an annotator from traits alone (the new_annotator
-    condition) and need no configuration."""
+def jury_predictors(*, ratings: bool = False) -> list[str]:
+    """Registered predictors that need no configuration and can predict an annotator from traits alone
+    (the new_annotator condition) or, with `ratings`, also from their own ratings of other prompts (the
+    warm condition)."""
+    condition = "warm" if ratings else "new_annotator"
     return sorted(
         name
         for name, cls in REGISTRY.items()
-        if "new_annotator" in cls.conditions and not getattr(cls, "needs_config", False)
+        if condition in cls.conditions and not getattr(cls, "needs_config", False)
     )
 
 
@@ -126,9 +133,8 @@ class JuryFit:
                     continue
                 need = thresholds[None, :] - self.predictions[r, :, p, None]  # (A, T): residual needed
                 # a rating above 1 is a 1: ≥ t is reached when ŷ + e ≥ t, t ≤ 1 (tiny tolerance for t = edges)
-                out[r, :, p, :] = 1.0 - np.searchsorted(e, need.ravel() - 1e-12, side="left").reshape(need.shape) / len(
-                    e
-                )
+                below = np.searchsorted(e, need.ravel() - 1e-12, side="left").reshape(need.shape)
+                out[r, :, p, :] = 1.0 - below / len(e)
         return out
 
 
@@ -148,21 +154,36 @@ def jury_fit(
     n_fits: int = 5,
     folds: int = 5,
     seed: int = 0,
+    ratings: bool = False,
+    prompt_folds: int = 3,
     progress: Progress | None = None,
 ) -> JuryFit:
     """Cross-fitted predictions of every annotator × prompt, `n_fits` times (see the module docstring).
 
-    `frame` is the long frame (`annotator`, `prompt`, `rating`, traits, prompt features)."""
-    if predictor not in jury_predictors():
+    `frame` is the long frame (`annotator`, `prompt`, `rating`, traits, prompt features).
+
+    `ratings=True` (the members' own ratings: a predictor of the warm condition, e.g. `observed_ramp`):
+    prompts are also dealt into `prompt_folds` folds, and the members of an annotator fold are predicted
+    on a prompt fold by a predictor that saw their ratings of the *other* prompts and every other
+    annotator's ratings (bootstrap-resampled), never their rating of the prompt predicted."""
+    if predictor not in jury_predictors(ratings=ratings):
+        kind = "a predictor that learns from an annotator's own ratings" if ratings else "a predictor of new annotators"
         raise ValueError(
-            f"the jury needs a predictor of new annotators; {predictor!r} is not one "
-            f"(choose from {', '.join(jury_predictors())})"
+            f"the jury needs {kind}; {predictor!r} is not one "
+            f"(choose from {', '.join(jury_predictors(ratings=ratings))})"
         )
     frame = frame.drop(columns=[c for c in NOT_TRAITS if c in frame.columns])
     data = frame[frame["rating"].notna()].copy()
     data["annotator"] = data["annotator"].astype(str)
     data["prompt"] = data["prompt"].astype(str)
     data["score"] = data["rating"].astype(float) / 100.0
+    # Text columns as categories: the 25+ training frames below are row subsets of this one, and taking
+    # rows of a categorical costs a fraction of taking Arrow strings (the predictors read them as text).
+    for column in data.columns:
+        if column not in ("annotator", "prompt") and (
+            pd.api.types.is_object_dtype(data[column]) or pd.api.types.is_string_dtype(data[column])
+        ):
+            data[column] = data[column].astype("category")
     people = people_table(frame)
     annotators = list(people.index)
     if len(annotators) < max(3, folds):
@@ -173,10 +194,11 @@ def jury_fit(
     p_index = {p: j for j, p in enumerate(prompts)}
     observed = np.full((len(annotators), len(prompts)), np.nan)
     observed[data["annotator"].map(a_index).to_numpy(), data["prompt"].map(p_index).to_numpy()] = data["score"]
-    rows_of = {a: np.flatnonzero(data["annotator"].to_numpy() == a) for a in annotators}
+    rows_of = {str(a): rows for a, rows in data.groupby("annotator", sort=False).indices.items()}
     texts = dict(zip(table.index, table["text"])) if "text" in table.columns else {}
     predictions = np.full((n_fits, len(annotators), len(prompts)), np.nan)
-    total = n_fits * folds
+    blocks = prompt_folds if ratings else 1
+    total = n_fits * folds * blocks
     with threadpool_limits(limits=1, user_api="blas"):  # ~100 × 150 matrices: threads cost more than they save
         for r in range(n_fits):
             rng = np.random.default_rng([seed, r, 7_013])
@@ -186,20 +208,28 @@ def jury_fit(
                 members = [annotators[i] for i in sorted(in_fold)]
                 others = [annotators[i] for i in range(len(annotators)) if i not in in_fold]
                 drawn = rng.choice(len(others), size=len(others), replace=True)
-                parts = [rows_of[others[i]] for i in drawn]
+                parts = [rows_of.get(others[i], np.empty(0, dtype=int)) for i in drawn]
                 train = data.iloc[np.concatenate(parts)].copy()
                 # each draw is its own annotator (a person drawn twice counts twice)
                 train["annotator"] = np.repeat(
                     [f"{others[i]}#{k}" for k, i in enumerate(drawn)], [len(x) for x in parts]
                 )
-                model = get_predictor(predictor).fit(train)
-                test = _test_rows(people.loc[members], table)
-                values = np.clip(np.asarray(model.predict(test), dtype=float), 0.0, 1.0)
-                rows = test["annotator"].map(a_index).to_numpy()
-                cols = test["prompt"].map(p_index).to_numpy()
-                predictions[r, rows, cols] = values
-                if progress is not None:
-                    progress((r * folds + f + 1) / total, f"fit {r + 1}/{n_fits}, fold {f + 1}/{folds}")
+                dealt_prompts = rng.permutation(len(prompts))
+                for b in range(blocks):
+                    block = [prompts[j] for j in sorted(dealt_prompts[b::blocks])] if ratings else prompts
+                    fitted = train
+                    if ratings:  # the members' own ratings of the prompts outside this block
+                        mine = data["annotator"].isin(members).to_numpy() & ~data["prompt"].isin(block).to_numpy()
+                        fitted = pd.concat([train, data[mine]], ignore_index=True)
+                    model = get_predictor(predictor).fit(fitted)
+                    test = _test_rows(people.loc[members], table.loc[block])
+                    values = np.clip(np.asarray(model.predict(test), dtype=float), 0.0, 1.0)
+                    rows = test["annotator"].map(a_index).to_numpy()
+                    cols = test["prompt"].map(p_index).to_numpy()
+                    predictions[r, rows, cols] = values
+                    if progress is not None:
+                        done = (r * folds + f) * blocks + b + 1
+                        progress(done / total, f"fit {r + 1}/{n_fits}, fold {f + 1}/{folds}")
     return JuryFit(predictor, annotators, prompts, people, observed, predictions, texts)
 
 

@@ -64,6 +64,7 @@ def jury_validate(
     n_fits: int = 5,
     min_ratings: int = 10,
     seed: int = 0,
+    ratings: bool = False,
     progress: Progress | None = None,
 ) -> dict:
     people = people_table(frame)
@@ -84,7 +85,7 @@ def jury_validate(
             if progress is not None:
                 progress((k + 0.9 * fraction) / repeats, f"repeat {k + 1}/{repeats}: {message}")
 
-        fit = jury_fit(train, predictor=predictor, n_fits=n_fits, seed=seed + k, progress=step)
+        fit = jury_fit(train, predictor=predictor, n_fits=n_fits, seed=seed + k, ratings=ratings, progress=step)
         held_people = people.loc[sorted(held)]
         mix = marginals(held_people, np.ones(len(held_people)), columns)
         raked = rake(fit.people, mix)
@@ -139,6 +140,7 @@ def jury_validate(
     beats = bool(high < 0)
     return {
         "predictor": predictor,
+        "ratings": ratings,
         "n_held": n_held,
         "repeats": repeats,
         "columns": list(columns),
