@@ -101,3 +101,53 @@ def test_clear_errors(tmp_path, generated_pool, monkeypatch, setup, args, messag
         _run(tmp_path, pool, *args)
     assert message in str(caught.value)
     assert not (tmp_path / "selected.csv").exists()  # nothing half-written
+
+
+def _release_pilot(tmp_path, annotators=10, prompts=100):
+    from benchmark.science.release import release_read
+
+    release = release_read(RELEASE_DIR)
+    ids = release.prompts["external_id"].tolist()
+    rows = [
+        {"external_id": ids[p], "annotator": f"P{a + 1:04d}", "rating": release.ratings[a, p]}
+        for a in range(annotators)
+        for p in range(prompts)
+    ]
+    path = tmp_path / "pilot.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)  # NaN (Unsure) is written as an empty cell
+    return path
+
+
+def test_pilot_leans_toward_predicted_disagreement(tmp_path):
+    pilot = _release_pilot(tmp_path)
+    args = ["--k", "50"]
+    plain_selected, plain = _run(tmp_path, RELEASE_PROMPTS, *args)
+    selected, report = _run(
+        tmp_path, RELEASE_PROMPTS, *args, "--pilot", str(pilot), "--no-embedding", "--disagreement-weight", "0.1"
+    )
+    block = report["disagreement"]
+    assert block["pilot_annotators"] == 10 and block["pilot_prompts"] == 100 and block["weight"] == 0.1
+    assert block["mean_predicted_sd"]["selected"] > block["mean_predicted_sd"]["pool"]
+    assert "predicted_sd" in selected.columns
+    assert set(selected["external_id"]) != set(plain_selected["external_id"])
+    assert report["js_distance"]["harm_level"] < 0.15  # the harm axis is still covered
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("external_id,annotator\n1,a\n", "missing column(s): rating"),
+        ("external_id,annotator,rating\n999,a,10\n", "row 1, column external_id: '999' is not in the pool"),
+        ("external_id,annotator,rating\n1,a,101\n", "row 1, column rating: '101' is not a number in 0–100"),
+        ("external_id,annotator,rating\n1,a,5\n1,a,6\n", "row 2: annotator 'a' rated '1' twice"),
+        ("external_id,annotator,rating\n1,a,5\n1,b,6\n", "only 1 pool prompts have two or more pilot ratings"),
+    ],
+)
+def test_bad_pilot_files(tmp_path, content, message):
+    pilot = tmp_path / "pilot.csv"
+    pilot.write_text(content)
+    with pytest.raises(CommandError) as caught:
+        _run(tmp_path, RELEASE_PROMPTS, "--k", "5", "--pilot", str(pilot), "--no-embedding")
+    assert message in str(caught.value)
+    with pytest.raises(CommandError, match="--disagreement-weight must be a non-negative number"):
+        _run(tmp_path, RELEASE_PROMPTS, "--k", "5", "--pilot", str(pilot), "--disagreement-weight", "-1")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 
 from benchmark.science.curation import (
@@ -16,6 +18,13 @@ from benchmark.science.curation import (
     curate,
     pool_read,
 )
+from benchmark.science.curation.disagreement import (
+    PilotFormatError,
+    disagreement_predict,
+    pilot_read,
+    standardized,
+)
+from benchmark.science.predictors.common import embed_texts
 
 
 class Command(BaseCommand):
@@ -42,13 +51,44 @@ class Command(BaseCommand):
         )
         sel.add_argument("--optimizer", choices=OPTIMIZERS, default="best")
         sel.add_argument("--seed", type=int, default=0)
+        sel.add_argument(
+            "--pilot",
+            default="",
+            metavar="PILOT.csv",
+            help="pilot ratings of pool prompts (external_id, annotator, rating; empty = Unsure): lean the "
+            "selection toward the disagreement a model trained on them predicts",
+        )
+        sel.add_argument(
+            "--disagreement-weight",
+            type=float,
+            default=0.05,
+            help="with --pilot: objective units per SD of standardised predicted disagreement (default 0.05)",
+        )
+        sel.add_argument(
+            "--no-embedding", action="store_true", help="with --pilot: features only, no MiniLM (large pools)"
+        )
         sel.add_argument("--out", required=True, metavar="SELECTED.csv")
         sel.add_argument("--json", dest="report", required=True, metavar="REPORT.json")
 
     def handle(self, *args, action, **options):
         self._select(**options)
 
-    def _select(self, *, pool, k, targets, max_per_group, optimizer, seed, out, report, **_):
+    def _select(
+        self,
+        *,
+        pool,
+        k,
+        targets,
+        max_per_group,
+        optimizer,
+        seed,
+        out,
+        report,
+        pilot,
+        disagreement_weight,
+        no_embedding,
+        **_,
+    ):
         path = Path(pool)
         try:
             raw = path.read_bytes()
@@ -61,6 +101,11 @@ class Command(BaseCommand):
         spec = targets if targets in TARGET_PRESETS else _targets_file(targets)
         if max_per_group < 0:
             raise CommandError("--max-per-group must be 0 (no limit) or more")
+        score, disagreement = None, None
+        if pilot:
+            if not math.isfinite(disagreement_weight) or disagreement_weight < 0:
+                raise CommandError("--disagreement-weight must be a non-negative number")
+            score, disagreement = _predicted_disagreement(candidates, pilot, no_embedding)
         try:
             selected, result = curate(
                 candidates,
@@ -70,12 +115,23 @@ class Command(BaseCommand):
                 max_per_group=max_per_group or None,
                 optimizer=optimizer,
                 seed=seed,
+                score=standardized(score) if score is not None else None,
+                score_weight=disagreement_weight if score is not None else 0.0,
             )
         except TargetsError as exc:
             raise CommandError(f"bad targets: {exc}") from exc
         except InfeasibleSelection as exc:
             raise CommandError(str(exc)) from exc
         result["pool"] = path.name
+        if disagreement is not None:
+            chosen = candidates.frame["external_id"].isin(set(selected["external_id"])).to_numpy()
+            disagreement["weight"] = disagreement_weight
+            disagreement["mean_predicted_sd"] = {
+                "selected": float(score[chosen].mean()),
+                "pool": float(score.mean()),
+            }
+            result["disagreement"] = disagreement
+            selected = selected.assign(predicted_sd=score[chosen])
         try:
             selected.to_csv(out, index=False)
             Path(report).write_text(json.dumps(result, indent=1, allow_nan=False) + "\n", encoding="utf-8")
@@ -86,6 +142,27 @@ class Command(BaseCommand):
             f"chose {k} of {len(candidates)} with {optimizer} in {result['seconds']:.2f} s: "
             f"objective {result['objective']:.4f} (JS distance: {distances})"
         )
+
+
+def _predicted_disagreement(candidates, pilot: str, no_embedding: bool):
+    path = Path(pilot)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CommandError(f"cannot read the pilot {pilot}: {exc.strerror or exc}") from exc
+    try:
+        ratings = pilot_read(raw, candidates, name=path.name)
+    except PilotFormatError as exc:
+        raise CommandError(f"the pilot has problems:\n{exc}") from exc
+    embeddings = None if no_embedding else embed_texts(candidates.frame["text"].tolist())
+    predicted = disagreement_predict(candidates, ratings, embeddings=embeddings)
+    info = {
+        "pilot": path.name,
+        "model": "mean route: features" + ("" if no_embedding else " + MiniLM") + ", + harm heuristic",
+        "pilot_annotators": int(ratings.shape[0]),
+        "pilot_prompts": int((np.isfinite(ratings).sum(axis=0) >= 2).sum()),
+    }
+    return predicted, info
 
 
 def _targets_file(name: str):

@@ -16,9 +16,11 @@ prompt, and the predictions are compared (Spearman ρ) with the SD among the ann
 
 from __future__ import annotations
 
+import io
 import warnings
 
 import numpy as np
+import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.linear_model import LinearRegression, RidgeCV
 
@@ -281,3 +283,73 @@ def standardized(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     sd = values.std()
     return (values - values.mean()) / sd if sd > 0 else np.zeros_like(values)
+
+
+# ---------------------------------------------------------------- a pilot file, for the command and the job
+
+PILOT_COLUMNS = ("external_id", "annotator", "rating")
+MIN_PILOT_PROMPTS = 10
+
+
+class PilotFormatError(ValueError):
+    """A pilot file that cannot be used; the message names the rows and columns."""
+
+
+def pilot_read(raw: bytes, pool: Pool, *, name: str = "pilot.csv", scale: tuple[float, float] = (0, 100)):
+    """A pilot's ratings of pool candidates, long CSV (`external_id`, `annotator`, `rating`; an empty
+    rating is Unsure) → annotators × candidates matrix (NaN where not rated or Unsure)."""
+    try:
+        frame = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        raise PilotFormatError(f"{name}: not a UTF-8 CSV file ({exc})") from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [c for c in PILOT_COLUMNS if c not in frame.columns]
+    if missing:
+        raise PilotFormatError(f"{name}: missing column(s): {', '.join(missing)}")
+    positions = {value: i for i, value in enumerate(pool.frame["external_id"])}
+    problems = []
+    ids = frame["external_id"].str.strip()
+    who = frame["annotator"].str.strip()
+    text = frame["rating"].str.strip()
+    rating = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+    for row in range(len(frame)):
+        where = f"{name}, row {row + 1}"
+        if ids.iloc[row] not in positions:
+            problems.append(f"{where}, column external_id: {ids.iloc[row]!r} is not in the pool")
+        if not who.iloc[row]:
+            problems.append(f"{where}, column annotator: empty")
+        if text.iloc[row] and not (np.isfinite(rating[row]) and scale[0] <= rating[row] <= scale[1]):
+            problems.append(f"{where}, column rating: {text.iloc[row]!r} is not a number in {scale[0]:g}–{scale[1]:g}")
+    pairs = pd.Series(list(zip(who, ids, strict=True)))
+    for row in np.flatnonzero(pairs.duplicated().to_numpy()):
+        problems.append(f"{name}, row {row + 1}: annotator {who.iloc[row]!r} rated {ids.iloc[row]!r} twice")
+    if problems:
+        shown = problems[:20] + ([f"… and {len(problems) - 20} more problem(s)"] if len(problems) > 20 else [])
+        raise PilotFormatError("\n".join(shown))
+    annotators = {a: i for i, a in enumerate(dict.fromkeys(who))}
+    matrix = np.full((len(annotators), len(pool)), np.nan)
+    matrix[who.map(annotators).to_numpy(), ids.map(positions).to_numpy()] = rating
+    rated = int((np.isfinite(matrix).sum(axis=0) >= MIN_RATINGS).sum())
+    if rated < MIN_PILOT_PROMPTS:
+        raise PilotFormatError(
+            f"{name}: only {rated} pool prompts have two or more pilot ratings; at least {MIN_PILOT_PROMPTS} are needed"
+        )
+    return matrix
+
+
+def disagreement_predict(
+    pool: Pool, pilot: np.ndarray, *, embeddings: np.ndarray | None = None, midpoint: float = 50.0
+) -> np.ndarray:
+    """Every candidate's predicted SD, from a model trained on the candidates the pilot rated (two or more
+    ratings): the default model, without the embedding when `embeddings` is None."""
+    features = feature_matrix(pool)
+    harm = pool.frame["harm_level"].to_numpy(dtype=np.float64)
+    train = np.isfinite(pilot).sum(axis=0) >= MIN_RATINGS
+    model = DisagreementModel(use_embedding=embeddings is not None, midpoint=midpoint).fit(
+        features[train],
+        prompt_mean(pilot[:, train]),
+        prompt_sd(pilot[:, train]),
+        harm[train],
+        embeddings[train] if embeddings is not None else None,
+    )
+    return model.predict(features, harm, embeddings)
