@@ -198,7 +198,7 @@ def test_every_researcher_page_fits_the_screen_at_375_and_1280(browser_session, 
 MAIN_PAGES = {
     "study list": "annotation:study_list",
     "study detail": "annotation:study_detail",
-    "prompt bank (the study page's prompt table)": "annotation:study_detail",
+    "prompt bank": "annotation:prompt_bank_upload",
     "datasets": "annotation:datasets",
     "participants": "annotation:participants",
     "overview": "benchmark:overview",
@@ -207,6 +207,7 @@ MAIN_PAGES = {
     "prompt detail": "benchmark:prompt_detail",
     "builder": "annotation:study_new",
     "builder (existing study)": "annotation:study_edit",
+    "jobs": "jobs:study_jobs",
 }
 
 
