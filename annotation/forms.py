@@ -12,7 +12,7 @@ from .services.study import PROTECTED_FIELDS, PROTECTED_REASON, RESERVED_SLUGS
 # The edit page's sections, in page order: (key, heading, fields).
 SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("basics", "Title and description", ("title", "description")),
-    ("consent", "Consent", ("consent_text",)),
+    ("consent", "Consent", ("consent_text", "payment_text", "contact_text", "withdrawal_text")),
     ("instructions", "Instructions and anchor examples", ("instructions_text", "anchor_low_text", "anchor_high_text")),
     ("scale", "Scale", ("scale_min", "scale_max", "scale_step", "allow_unsure")),
     ("design", "Design", ("design", "prompts_per_annotator", "target_ratings_per_prompt", "max_annotators")),
@@ -36,6 +36,11 @@ HELP = {
     "min_seconds_per_rating": "Faster answers are flagged (and the annotator is asked to slow down).",
     "completion_code": "Shown when the annotator finishes (Prolific's completion code).",
     "failed_checks_code": "Shown to an annotator excluded by attention checks.",
+    "consent_text": (
+        "The consent page also shows the estimated duration, computed from the questionnaires' items and the "
+        "prompts per annotator (6 s per scale item, 10 s per other item, 15 s per prompt or 3× the minimum "
+        "time per rating, 10 s per attention check, 2 min for consent and instructions)."
+    ),
 }
 
 
@@ -92,7 +97,7 @@ def section_form_class(section: str) -> type[StudySectionForm]:
     base = StudyInstrumentsForm if "instruments" in fields else StudySectionForm
     widgets = {
         name: forms.Textarea(attrs={"rows": 6})
-        for name in ("description", "consent_text", "instructions_text")
+        for name in ("description", "consent_text", "instructions_text", "withdrawal_text")
         if name in fields
     }
     return forms.modelform_factory(Study, form=base, fields=fields, widgets=widgets)

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from config.errors import ApplicationError
 
+from ..consent import duration_minutes
 from ..models import Annotator, Study
 from ..selectors import annotator_in_study
 from ..services import recruitment
@@ -154,21 +155,20 @@ def enter(request, slug: str):
 @require_http_methods(["GET", "POST"])
 @annotator_page("consent")
 def consent(request, study: Study, annotator: Annotator):
+    context = {"study": study, "duration_minutes": duration_minutes(study)}
     if request.method == "POST":
         choice = request.POST.get("consent")
+        if choice == "ask-decline":  # "I do not agree" asks once more before it ends the session
+            return render(request, "annotation/take/consent.html", {**context, "confirm_decline": True})
         if choice not in ("agree", "decline"):
-            return render(
-                request,
-                "annotation/take/consent.html",
-                {"study": study, "error": "Please choose whether you agree to take part."},
-                status=400,
-            )
+            context["error"] = "Please choose whether you agree to take part."
+            return render(request, "annotation/take/consent.html", context, status=400)
         try:
             annotator = recruitment.annotator_consent(annotator=annotator, agree=choice == "agree")
         except recruitment.EntryRefused as refusal:
             return _refusal_page(request, study, refusal)
         return redirect(_step_url(study, annotator))
-    return render(request, "annotation/take/consent.html", {"study": study})
+    return render(request, "annotation/take/consent.html", context)
 
 
 def _survey_context(study, annotator, instrument, values=None, errors=None):
@@ -367,7 +367,7 @@ def _failed_check_warning(study, annotator, outcome) -> str | None:
     after an attention check (a rating without a prompt), so a prompt's submission costs no query here."""
     if not outcome.created or outcome.rating.prompt_id is not None:
         return None
-    failed = list(annotator.assignments.filter(check_passed=False).values_list("pk", flat=True))
+    failed = list(annotator.assignments.filter(check_passed=False).order_by().values_list("pk", flat=True))
     if outcome.rating.assignment_id not in failed:
         return None
     left = (study.attention_max_failures or 0) - len(failed)

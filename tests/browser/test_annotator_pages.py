@@ -93,8 +93,10 @@ def test_every_annotator_page_passes_axe(browser_session, phone):
 
     declined = "axe1111111111111111111" + ("p" if phone else "d")
     page.goto(link(study, declined))
-    page.once("dialog", lambda dialog: dialog.accept())
     page.locator("#consent-decline").click()
+    expect(page.locator("#decline-confirm")).to_be_visible()
+    assert_no_serious_axe_violations(page, context=f"consent, asking once more, {where}")
+    page.locator("#consent-decline-confirm").click()
     expect(page).to_have_url(re.compile(r"/stopped/$"))
     assert_no_serious_axe_violations(page, context=f"stopped (declined), {where}")
 
@@ -397,4 +399,47 @@ def test_previous_answer_can_be_changed_once_from_the_next_card(browser_session,
     frame = ratings_frame(study=study, traits=False, features=False).set_index("trial")
     assert frame.loc[first.position, "rating"] == 65 and bool(frame.loc[first.position, "revised"])
     assert frame["revised"].sum() == 1
+    assert_no_js_errors(browser_session)
+
+
+# --- 2. consent ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("phone", WIDTHS)
+def test_consent_shows_duration_payment_contact_withdrawal_and_asks_before_declining(browser_session, phone):
+    page = browser_session.new_page(phone=phone)
+    study = make_study(
+        "consent",
+        30,
+        instruments=["demographics", "mfq20"],
+        attention_checks=2,
+        payment_text="£2.50, paid through Prolific within a week",
+        contact_text="Dr Ada Example, ada@example.org",
+        withdrawal_text="You may stop at any time; ask us to delete your answers until 1 March.",
+    )
+    suffix = "p" if phone else "d"
+    page.goto(link(study, "consent000000000000000" + suffix))
+    # 10 demographic items x 10 s + 20 MFQ items x 6 s + 30 prompts x 15 s + 2 checks x 10 s + 120 s = 810 s.
+    expect(page.locator("#consent-duration")).to_have_text("About 14 minutes.")
+    expect(page.locator("#consent-payment")).to_have_text("£2.50, paid through Prolific within a week")
+    expect(page.locator("#consent-contact a")).to_have_attribute("href", "mailto:ada@example.org")
+    expect(page.locator("#consent-withdrawal")).to_contain_text("delete your answers until 1 March")
+    assert page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]
+    page.locator("#consent-decline").click()
+    confirm = page.locator("#decline-confirm")
+    expect(confirm).to_be_visible()
+    expect(confirm).to_contain_text("Are you sure")
+    annotator = annotator_for(study, "consent000000000000000" + suffix)
+    assert annotator.status == Annotator.Status.NEW  # asked, not ended
+    assert_no_serious_axe_violations(page, context=f"consent asking once more, {width_name(page)}")
+    page.locator("#consent-agree").click()  # changed their mind
+    expect(page).to_have_url(re.compile(r"/survey/demographics/$"))
+    annotator.refresh_from_db()
+    assert annotator.status == Annotator.Status.CONSENTED
+
+    page.goto(link(study, "decline000000000000000" + suffix))
+    page.locator("#consent-decline").click()
+    page.locator("#consent-decline-confirm").click()
+    expect(page.locator("#stopped")).to_have_attribute("data-step", "declined")
+    assert annotator_for(study, "decline000000000000000" + suffix).status == Annotator.Status.DECLINED
     assert_no_js_errors(browser_session)
