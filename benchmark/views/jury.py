@@ -66,8 +66,14 @@ def _context(study) -> dict:
     result = (job.result or {}) if job else {}
     prompts = result.get("prompts", [])
     rows = sorted(prompts, key=lambda p: -abs(p["shift"]))
+    edges = result.get("distribution_edges") or []
     for row in rows:
         row["bars"] = _bars(row.get("distribution", []))
+        row["bars_text"] = ", ".join(
+            f"{edges[i]:.0f}–{edges[i + 1]:.0f}: {100 * d:.0f}%"
+            for i, d in enumerate(row.get("distribution", []))
+            if i + 1 < len(edges)
+        )
     marginal_rows = []
     for column, levels in (result.get("achieved_marginals") or {}).items():
         requested = (result.get("requested_marginals") or {}).get(column, {})
