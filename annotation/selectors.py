@@ -18,7 +18,7 @@ from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 
 from . import surveys
 from .models import Annotator, Assignment, Prompt, Rating, RatingRevision, Study
-from .rows import column_count, columns_sql, instance
+from .rows import column_count, columns_sql, fetchone, instance
 
 
 def annotator_in_study(*, annotator_id, slug: str) -> Annotator | None:
@@ -28,9 +28,9 @@ def annotator_in_study(*, annotator_id, slug: str) -> Annotator | None:
         annotator_id = int(annotator_id)
     except (TypeError, ValueError):
         return None
-    with connection.cursor() as cursor:
-        cursor.execute(_annotator_in_study_sql(connection.vendor), [annotator_id, slug])
-        row = cursor.fetchone()
+    if not 0 < annotator_id < 2**63:  # a tampered session holds no such id (and no bigint could)
+        return None
+    row = fetchone(_annotator_in_study_sql(connection.vendor), [annotator_id, slug])
     if row is None:
         return None
     split = column_count(Annotator)

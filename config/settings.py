@@ -128,6 +128,12 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"].endswith("postgresql") and env_bool("PG_PREPARED_STATEMENTS", True):
+    # The rating loop's statements are prepared once per connection (annotation/rows.py: fetchone), which
+    # saves PostgreSQL parsing and planning them per rating. Only cursors that bind on the server are
+    # prepared: Django's own bind on the client and never are. Set PG_PREPARED_STATEMENTS=0 behind a pooler
+    # that cannot keep prepared statements (PgBouncer's transaction mode before 1.21).
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Workers and the web process share the file: wait for locks instead of failing at once, and take
     # the write lock when a transaction starts so that check-then-write services stay serialized.

@@ -6,19 +6,17 @@ import functools
 import logging
 import math
 import re
-import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from config.cache import counter_add
 from config.errors import ApplicationError
 
 from ..models import Annotator, Assignment, Prompt, Rating, Study
-from ..rows import columns_sql, convert, instance
+from ..rows import columns_sql, convert, fetchone, instance
 from .assignment import assignment_from_row
 from .recruitment import rate_parse
 
@@ -51,20 +49,42 @@ class SubmitOutcome:
     next_assignment: object = UNKNOWN
 
 
-def rating_rate_exceeded(*, annotator_id: int) -> int | None:
-    """Count one submission against the annotator's window (settings.RATING_RATE_LIMIT); the seconds to
-    wait if over it, else None. One cache round trip; a cache that is down never stops a rating."""
-    limit, period = rate_parse(settings.RATING_RATE_LIMIT, "RATING_RATE_LIMIT")
-    now = time.time()
-    window = int(now // period)
-    retry_after = max(1, math.ceil((window + 1) * period - now))
-    key = f"rating-rate:{annotator_id}:{period}:{window}"
-    try:
-        count = counter_add(cache, key, retry_after + 1)
-    except Exception:  # noqa: BLE001  (the limit protects the site; a lost count must not lose a rating)
-        logger.warning("rating rate limit skipped: cache unavailable")
-        return None
-    return retry_after if count > limit else None
+def rating_rate_limit() -> tuple[int, int]:
+    """settings.RATING_RATE_LIMIT as (answers, seconds)."""
+    return _rate_limit(settings.RATING_RATE_LIMIT)
+
+
+@functools.lru_cache(maxsize=8)
+def _rate_limit(text: str) -> tuple[int, int]:
+    return rate_parse(text, "RATING_RATE_LIMIT")
+
+
+def _rate_refusal(retry_after: float) -> ApplicationError:
+    seconds = max(1, math.ceil(retry_after))
+    error = ApplicationError(
+        f"You are submitting faster than anyone can read. Please wait {seconds} seconds and submit again.",
+        extra={"retry_after": seconds},
+        status_code=429,
+    )
+    return error
+
+
+def _rate_check(annotator_id: int, now) -> None:
+    """Refuse (429) an answer beyond settings.RATING_RATE_LIMIT: at most that many answers stored in the
+    trailing period. Counted from the annotator's own trials (a trial is answered when its rating is
+    stored), so the limit needs no cache and holds across every web process."""
+    limit, period = rating_rate_limit()
+    since = now - timedelta(seconds=period)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT answered_at FROM {_table(Assignment)} WHERE annotator_id = %s AND answered_at > %s "
+            "ORDER BY answered_at DESC LIMIT 1 OFFSET %s",
+            [annotator_id, _dt(since), limit - 1],
+        )
+        row = cursor.fetchone()
+    if row is not None:  # `limit` answers in the period already: wait until the oldest of them leaves it
+        oldest_counted = convert(Assignment, "answered_at", row[0])
+        raise _rate_refusal((oldest_counted - since).total_seconds())
 
 
 def rating_value_parse(*, study: Study, raw: str | None, unsure: bool) -> float | None:
@@ -191,11 +211,12 @@ def _rating_submit(*, annotator, assignment_id, raw_value, unsure, rt_ms, idempo
         return SubmitOutcome(rating=instance(Rating, rating_values), created=False)
     if status != Annotator.Status.RATING:
         raise ApplicationError("Ratings are not being collected from you now.", status_code=409)
+    now = timezone.now()
+    _rate_check(annotator.pk, now)
     study = annotator.study
     value = rating_value_parse(study=study, raw=raw_value, unsure=unsure)
     shown_at = convert(Assignment, "shown_at", shown_at)
 
-    now = timezone.now()
     server_rt = int((now - shown_at).total_seconds() * 1000) if shown_at else None
     server_rt = server_rt if server_rt is not None and 0 <= server_rt <= MAX_RT_MS else None
     client_rt = _rt(rt_ms)
@@ -290,14 +311,16 @@ def _write(values, now, check_passed, assignment_id, annotator_id) -> tuple[int,
 def _submit_in_one_statement(*, annotator, assignment_id, raw_value, unsure, rt_ms, idempotency_key):
     """PostgreSQL, outside any transaction: store a new answer to the annotator's own trial in one statement,
     or return None for the general path to decide (and explain) everything else: a repeat, someone else's
-    trial, an annotator no longer rating, an invalid value or key.
+    trial, an annotator no longer rating or over the rate limit, an invalid value or key.
 
-    The statement checks the trial and the annotator's status, inserts the rating (ON CONFLICT DO NOTHING:
-    a twin that got there first leaves nothing to do), marks the trial answered, counts the annotator's
-    progress and failed checks, completes or excludes the annotator (freeing their unrated trials), and
-    finds the next trial and marks it shown, as assignment_current does. Its reads see the database as it
-    was when it began, hence the counts plus one here and the next trial being "not this one". Round trips
-    per rating: this one, where the general path needs a locked read, a write, BEGIN and COMMIT.
+    The statement checks the trial, the annotator's status and the rate limit (answers stored in the
+    trailing period, counted from the annotator's trials, as _rate_check does), inserts the rating
+    (ON CONFLICT DO NOTHING: a twin that got there first leaves nothing to do), marks the trial answered,
+    counts the annotator's progress and failed checks, completes or excludes the annotator (freeing their
+    unrated trials), and finds the next trial and marks it shown, as assignment_current does. Its reads see
+    the database as it was when it began, hence the counts plus one here and the next trial being "not this
+    one". Round trips per rating: this one, where the general path needs a locked read, a write, BEGIN and
+    COMMIT.
     """
     study = annotator.study
     try:
@@ -311,7 +334,10 @@ def _submit_in_one_statement(*, annotator, assignment_id, raw_value, unsure, rt_
     now = timezone.now()
     sql = _one_statement_sql(connection.vendor)
     client_rt = _rt(rt_ms)
+    limit, period = rating_rate_limit()
     params = {
+        "since": now - timedelta(seconds=period),
+        "limit": limit,
         "attention": Assignment.Kind.ATTENTION,
         "value": value,
         "unsure": value is None,
@@ -328,9 +354,7 @@ def _submit_in_one_statement(*, annotator, assignment_id, raw_value, unsure, rt_
         "completed": Annotator.Status.COMPLETED,
         "why": Annotator.Exclusion.ATTENTION,
     }
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
+    row = fetchone(sql, params)
     if row is None:
         return None
     rating_id, server_rt, prompt_id, kind, total, done, failures, excluded, *rest = row
@@ -353,18 +377,22 @@ def _one_statement_sql(vendor: str) -> str:
     assignments, ratings, annotators = _table(Assignment), _table(Rating), _table(Annotator)
     unrated = f"NOT EXISTS (SELECT 1 FROM {ratings} r WHERE r.assignment_id = a.id)"
     sql = (
-        "WITH trial AS ("
+        "WITH counts AS (SELECT COUNT(*) AS total, COUNT(answered_at) AS done, "
+        "COUNT(*) FILTER (WHERE check_passed = false) AS failures, "
+        f"COUNT(*) FILTER (WHERE answered_at > %(since)s::timestamptz) AS recent FROM {assignments} "
+        "WHERE annotator_id = %(annotator)s::bigint), "
+        "trial AS ("
         "SELECT a.id, a.kind, a.prompt_id, CASE WHEN a.kind = %(attention)s THEN (%(value)s::float8 IS NOT NULL "
         "AND abs(%(value)s::float8 - (a.check_spec->>'expected')::float8) <= %(tolerance)s) END AS check_passed, "
         "floor(extract(epoch FROM (%(now)s::timestamptz - a.shown_at)) * 1000) AS server_rt "
-        f"FROM {assignments} a JOIN {annotators} n ON n.id = a.annotator_id "
-        "WHERE a.id = %(trial)s AND a.annotator_id = %(annotator)s AND n.status = %(rating)s), "
-        f"ins AS (INSERT INTO {ratings} ({INSERT_COLUMNS}) SELECT t.id, %(annotator)s, t.prompt_id, %(value)s, "
-        "%(unsure)s, %(rt)s, CASE WHEN t.server_rt BETWEEN 0 AND %(max_rt)s THEN t.server_rt::integer END, "
-        "%(key)s, %(now)s FROM trial t ON CONFLICT DO NOTHING RETURNING id, server_rt_ms, prompt_id), "
-        "counts AS (SELECT COUNT(*) AS total, COUNT(answered_at) AS done, "
-        f"COUNT(*) FILTER (WHERE check_passed = false) AS failures FROM {assignments} "
-        "WHERE annotator_id = %(annotator)s), "
+        f"FROM {assignments} a JOIN {annotators} n ON n.id = a.annotator_id CROSS JOIN counts c "
+        "WHERE a.id = %(trial)s::bigint AND a.annotator_id = %(annotator)s::bigint AND n.status = %(rating)s::varchar "
+        "AND c.recent < %(limit)s::integer), "
+        f"ins AS (INSERT INTO {ratings} ({INSERT_COLUMNS}) SELECT t.id, %(annotator)s::bigint, t.prompt_id, "
+        "%(value)s::float8, %(unsure)s::boolean, %(rt)s::integer, "
+        "CASE WHEN t.server_rt BETWEEN 0 AND %(max_rt)s::integer THEN t.server_rt::integer END, "
+        "%(key)s::varchar, %(now)s::timestamptz FROM trial t "
+        "ON CONFLICT DO NOTHING RETURNING id, server_rt_ms, prompt_id), "
         "verdict AS (SELECT t.kind, t.check_passed, c.total, c.done + 1 AS done, "
         "c.failures + (CASE WHEN t.check_passed = false THEN 1 ELSE 0 END) AS failures FROM trial t, counts c "
         "WHERE EXISTS (SELECT 1 FROM ins)), "

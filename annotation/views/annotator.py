@@ -20,7 +20,7 @@ from ..models import Annotator, Study
 from ..selectors import annotator_in_study
 from ..services import recruitment
 from ..services.assignment import assignment_current, assignment_progress
-from ..services.rating import UNKNOWN, rating_rate_exceeded, rating_submit, rating_value_parse
+from ..services.rating import UNKNOWN, rating_submit, rating_value_parse
 from ..services.revision import rating_revise
 
 STEP_URLS = {
@@ -288,11 +288,6 @@ def rate(request, study: Study, annotator: Annotator):
 @annotator_page()
 def rate_submit(request, study: Study, annotator: Annotator, assignment_id: int):
     template = "annotation/take/_rating_card.html" if request.htmx else "annotation/take/rate.html"
-    if (retry_after := rating_rate_exceeded(annotator_id=annotator.pk)) is not None:
-        message = f"You are submitting faster than anyone can read. Please wait {retry_after} seconds and submit again."
-        response = render(request, template, _card_context(study, annotator, error=message), status=429)
-        response["Retry-After"] = str(retry_after)
-        return response
     try:
         outcome = rating_submit(
             annotator=annotator,
@@ -309,7 +304,10 @@ def rate_submit(request, study: Study, annotator: Annotator, assignment_id: int)
         if annotator.status != Annotator.Status.RATING:
             return _redirect(request, _step_url(study, annotator))
         context = _card_context(study, annotator, error=exc.message)
-        return render(request, template, context, status=exc.status_code)
+        response = render(request, template, context, status=exc.status_code)
+        if "retry_after" in exc.extra:  # over the rating rate limit
+            response["Retry-After"] = str(exc.extra["retry_after"])
+        return response
     if outcome.completed or outcome.excluded:
         annotator.refresh_from_db()
         return _redirect(request, _step_url(study, annotator))

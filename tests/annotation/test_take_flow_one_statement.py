@@ -6,8 +6,11 @@ the general path. Here every one of them runs again with the one-statement path 
 are compared on the same sequence of answers: same ratings, checks, statuses, reasons and next cards.
 """
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
 from annotation.models import Annotator, Assignment, Rating, Study
@@ -71,8 +74,40 @@ def test_a_new_answer_is_one_statement(client, study):  # noqa: F405
         response = submit(client, study, trial)
     assert response.status_code == 200
     writes = [q["sql"] for q in queries.captured_queries if "INSERT INTO" in q["sql"]]
-    assert len(writes) == 1 and writes[0].startswith("WITH trial AS")
+    assert len(writes) == 1 and writes[0].startswith("WITH counts AS")
     assert not any(q["sql"].startswith(("BEGIN", "COMMIT", "SAVEPOINT")) for q in queries.captured_queries)
     # The annotator's lookup and the statement: the whole answer and the next card in two queries.
     assert len(queries.captured_queries) == 2 + session_read_queries()
     assert Study.objects.get(pk=study.pk).annotators.get().ratings.count() == 1
+
+
+def test_the_statement_is_prepared_on_the_connection(client, study):  # noqa: F405
+    """Parsed and planned once per connection, not once per rating (annotation.rows.fetchone)."""
+    annotator = start_rating(client, study)
+    for _ in range(2):
+        assert submit(client, study, current(annotator)).status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any(text.startswith("WITH counts AS") and "INSERT INTO" in text for text in prepared), prepared
+    assert any("FROM \"annotation_annotator\" n JOIN" in text for text in prepared), prepared
+
+
+@pytest.mark.parametrize("path", ["one statement", "general"])
+def test_the_rate_limit_holds_on_both_paths(client, study, settings, monkeypatch, path):  # noqa: F405
+    """RATING_RATE_LIMIT counts answers stored in the trailing period, from the annotator's trials."""
+    settings.RATING_RATE_LIMIT = "3/1m"
+    if path == "general":
+        monkeypatch.setattr(rating_service, "_submit_in_one_statement", lambda **kwargs: None)
+    annotator = start_rating(client, study)
+    answers = [submit(client, study, current(annotator)) for _ in range(5)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429, 429]
+    assert 1 <= int(answers[3]["Retry-After"]) <= 60
+    assert b"faster than anyone can read" in answers[3].content
+    assert annotator.ratings.count() == 3
+    # Once the oldest counted answer leaves the period, the next is taken again.
+    Assignment.objects.filter(annotator=annotator, answered_at__isnull=False).update(
+        answered_at=F("answered_at") - timedelta(seconds=61)
+    )
+    assert submit(client, study, current(annotator)).status_code == 200
+    assert annotator.ratings.count() == 4
