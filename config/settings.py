@@ -348,10 +348,11 @@ BEHIND_PROXY = env_bool("BEHIND_PROXY", False)
 RECRUITMENT_UNCONSENTED_MINUTES = int(os.environ.get("RECRUITMENT_UNCONSENTED_MINUTES", "15"))
 RECRUITMENT_START_MINUTES = int(os.environ.get("RECRUITMENT_START_MINUTES", "15"))
 RECRUITMENT_RATE_LIMIT = os.environ.get("RECRUITMENT_RATE_LIMIT", "20/10m")
-# Rating submissions per annotator (same format). A person reading each prompt rates a few a minute;
-# the limit stops a script flooding the loop, and is set high by the load benchmark.
+# Rating answers per annotator (same format), counted over the trailing period from the annotator's own
+# answered trials (annotation/services/rating.py), so it needs no cache. A person reading each prompt rates
+# a few a minute; the limit stops a script flooding the loop, and is set high by the load benchmark.
 RATING_RATE_LIMIT = os.environ.get("RATING_RATE_LIMIT", "120/1m")
-# The rate-limit counters need a cache every web process shares: Redis when there is one; otherwise a
+# The recruitment rate-limit counters need a cache every web process shares: Redis when there is one; otherwise a
 # database table (the embedded default runs several processes, so local memory would not do), created
 # by `migrate` (annotation/apps.py runs createcachetable after migrating).
 if REDIS_URL:
