@@ -8,9 +8,10 @@ class BenchmarkConfig(AppConfig):
     def ready(self):
         from jobs import registry
 
-        from .jobs import ANALYSIS, BENCHMARK, JURY, LATENT
+        from .jobs import ANALYSIS, BENCHMARK, JURY, LATENT, SELECTION
 
         registry.register(ANALYSIS)
         registry.register(BENCHMARK)
         registry.register(LATENT)
         registry.register(JURY)
+        registry.register(SELECTION)

@@ -1,4 +1,5 @@
-"""The job kinds this app owns: the disagreement report, the model benchmark, latent states, the jury.
+"""The job kinds this app owns: the disagreement report, the model benchmark, latent states, the jury,
+prompt selection.
 
 Registered with the jobs app in BenchmarkConfig.ready(). Each kind is a parameter schema (unknown keys
 refused; a client names an upload by id, never a file) and a handler that calls one service and writes
@@ -269,3 +270,51 @@ def jury_run(job: Job, progress: Progress) -> dict:
 
 
 JURY = JobKind(name="jury", label="Jury view", params=JuryParams, handler=jury_run)
+
+
+class SelectionParams(StrictParams):
+    k = serializers.IntegerField(min_value=1, max_value=100_000, help_text="How many prompts to choose.")
+    targets = serializers.ChoiceField(
+        choices=["paper", "uniform"],
+        default="paper",
+        help_text="paper: PluriHarms' harm-level target, uniform for the rest; uniform: uniform everywhere.",
+    )
+    max_per_group = serializers.IntegerField(
+        min_value=0, max_value=1000, default=2, help_text="At most this many prompts of one seed group (0: no limit)."
+    )
+    optimizer = serializers.ChoiceField(choices=["best", "ga"], default="best")
+    seed = seed_field()
+
+    def validate(self, attrs):
+        study: Study | None = self.context.get("study")
+        if study is not None:
+            n = study.prompts.count()
+            if attrs["k"] > n:
+                raise serializers.ValidationError({"k": f"K = {attrs['k']} is more than the study's {n} prompts"})
+        return attrs
+
+
+def selection_run(job: Job, progress: Progress) -> dict:
+    from .curation import REPORT_FILE, SELECTED_FILE  # noqa: PLC0415  (see the note at the imports)
+    from .curation import selection_run as run  # noqa: PLC0415
+
+    p = job.params
+    selected, report = run(
+        study=job.study,
+        k=p["k"],
+        targets=p["targets"],
+        max_per_group=p["max_per_group"] or None,
+        optimizer=p["optimizer"],
+        seed=p["seed"],
+        progress=progress,
+    )
+    out = artifact_dir(job)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / REPORT_FILE).write_text(json.dumps(report, indent=1, allow_nan=False))
+    (out / SELECTED_FILE).write_text(spreadsheet_csv(selected), encoding="utf-8")
+    for name in (REPORT_FILE, SELECTED_FILE):
+        artifact_save(job=job, path=out / name)
+    return report
+
+
+SELECTION = JobKind(name="selection", label="Prompt selection", params=SelectionParams, handler=selection_run)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import dashboards, jury, latent, modelbench
+from .views import dashboards, jury, latent, modelbench, selection
 
 app_name = "benchmark"
 urlpatterns = [
@@ -18,6 +18,9 @@ urlpatterns = [
     path("studies/<slug:slug>/jury/", jury.jury, name="jury"),
     path("studies/<slug:slug>/jury/start/", jury.jury_start, name="jury_start"),
     path("studies/<slug:slug>/latent/start/", latent.latent_start, name="latent_start"),
+    path("studies/<slug:slug>/selection/", selection.selection, name="selection"),
+    path("studies/<slug:slug>/selection/start/", selection.selection_start, name="selection_start"),
+    path("studies/<slug:slug>/selection/study/", selection.selection_study, name="selection_study"),
     path("latent/checkpoints/", latent.latent_checkpoints, name="latent_checkpoints"),
     path("latent/checkpoints/<str:name>/", latent.latent_checkpoint, name="latent_checkpoint"),
 ]

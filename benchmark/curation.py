@@ -1,0 +1,109 @@
+"""Prompt selection for a study (issue 12): the study's prompt bank is the pool; the job chooses K prompts
+whose distributions match the targets; a researcher can then create a new draft study from the choice.
+
+A prompt bank has no seed-group column, so each prompt is its own group unless its features carry a
+`group` value (then at most `max_per_group` prompts of one group are chosen).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pandas as pd
+from django.db import transaction
+
+from annotation.models import Prompt, Study
+from annotation.services.study import COPY_FIELDS, PROMPT_COPY_FIELDS, study_slug_new
+from config.errors import ApplicationError
+from jobs.models import Job
+from jobs.registry import Progress
+
+from .science.curation import InfeasibleSelection, Pool, TargetsError, curate
+from .science.curation.pool import FEATURE_DIMENSIONS
+
+SELECTED_FILE = "selected.csv"
+REPORT_FILE = "selection.json"
+
+
+def selection_pool(*, study: Study) -> Pool:
+    """The study's prompts as a pool (prompts without a harm level cannot be placed on the harm axis: 400)."""
+    rows = list(study.prompts.order_by("order", "id").values("external_id", "text", "harm_level", "features"))
+    if not rows:
+        raise ApplicationError("The study has no prompts to choose from; add a prompt bank first.")
+    unplaced = [r["external_id"] for r in rows if r["harm_level"] is None]
+    if unplaced:
+        shown = ", ".join(unplaced[:5]) + (" …" if len(unplaced) > 5 else "")
+        raise ApplicationError(f"{len(unplaced)} prompt(s) have no harm level ({shown}); selection needs one each.")
+    prefixes = tuple(FEATURE_DIMENSIONS.values())
+    columns = sorted({k for r in rows for k in (r["features"] or {}) if k.startswith(prefixes)})
+    frame = pd.DataFrame(
+        {
+            "external_id": [r["external_id"] for r in rows],
+            "text": [r["text"] for r in rows],
+            "harm_level": [float(r["harm_level"]) for r in rows],
+            "group": [str((r["features"] or {}).get("group") or r["external_id"]) for r in rows],
+        }
+    )
+    for column in columns:
+        frame[column] = [float((r["features"] or {}).get(column) or 0.0) for r in rows]
+    # keep the release's column order (actions, effects, values) whatever the JSON key order was
+    ordered = [c for prefix in prefixes for c in columns if c.startswith(prefix)]
+    return Pool(frame[["external_id", "text", "harm_level", "group", *ordered]], ordered)
+
+
+def selection_run(
+    *,
+    study: Study,
+    k: int,
+    targets="paper",
+    max_per_group: int | None = 2,
+    optimizer: str = "best",
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> tuple[pd.DataFrame, dict]:
+    """Choose k of the study's prompts; (the chosen rows, the report as `science.curation.curate`)."""
+    pool = selection_pool(study=study)
+    if progress:
+        progress(0.1, f"choosing {k} of {len(pool)} prompts ({optimizer})")
+    try:
+        selected, report = curate(
+            pool,
+            k,
+            targets=targets,
+            targets_name=targets if isinstance(targets, str) else "custom",
+            max_per_group=max_per_group,
+            optimizer=optimizer,
+            seed=seed,
+        )
+    except (TargetsError, InfeasibleSelection) as exc:
+        raise ApplicationError(str(exc)) from exc
+    report["study"] = study.slug
+    return selected, report
+
+
+@transaction.atomic
+def study_from_selection(*, job: Job, user) -> Study:
+    """A new draft study with the source study's settings and only the prompts the selection chose
+    (in the source's order), owned by `user`; no annotators, ratings or jobs."""
+    if job.kind != "selection" or job.status != Job.Status.SUCCEEDED or not job.result:
+        raise ApplicationError("Only a finished prompt selection can become a study.", status_code=409)
+    source = job.study
+    chosen = list(job.result.get("selected", []))
+    prompts = list(source.prompts.filter(external_id__in=chosen).order_by("order", "id"))
+    if len(prompts) != len(chosen):
+        raise ApplicationError(
+            "Some chosen prompts are no longer in the study; run the selection again.", status_code=409
+        )
+    study = Study(owner=user, status=Study.Status.DRAFT, slug=study_slug_new(base=f"{source.slug}-selection"))
+    for name in COPY_FIELDS:
+        setattr(study, name, copy.deepcopy(getattr(source, name)))
+    study.meta = {**(source.meta or {}), "selected_from": {"study": source.slug, "job": job.pk}}
+    study.title = f"{source.title} (selection of {len(prompts)})"[: Study._meta.get_field("title").max_length]
+    study.save()
+    Prompt.objects.bulk_create(
+        [
+            Prompt(study=study, **{name: getattr(p, name) for name in PROMPT_COPY_FIELDS if name != "order"}, order=i)
+            for i, p in enumerate(prompts)
+        ]
+    )
+    return study
