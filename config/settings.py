@@ -128,7 +128,11 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
-if DATABASES["default"]["ENGINE"].endswith("postgresql") and env_bool("PG_PREPARED_STATEMENTS", True):
+# Health checks (above) only for connections idle longer than this many seconds (config/postgresql/base.py).
+CONN_HEALTH_CHECK_IDLE = float(os.environ.get("CONN_HEALTH_CHECK_IDLE", "1"))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["ENGINE"] = "config.postgresql"
+if DATABASES["default"]["ENGINE"] == "config.postgresql" and env_bool("PG_PREPARED_STATEMENTS", True):
     # The rating loop's statements are prepared once per connection (annotation/rows.py: fetchone), which
     # saves PostgreSQL parsing and planning them per rating. Only cursors that bind on the server are
     # prepared: Django's own bind on the client and never are. Set PG_PREPARED_STATEMENTS=0 behind a pooler
