@@ -12,7 +12,7 @@ from config.errors import API_ERROR, ApplicationError
 
 from . import registry, services
 from .models import Job, JobArtifact
-from .selectors import jobs_for_user
+from .selectors import cancel_refusal, jobs_for_user
 
 
 class JobArtifactSerializer(serializers.ModelSerializer):
@@ -52,6 +52,7 @@ class JobSerializer(serializers.ModelSerializer):
             "seconds",
             "attempts",  # runs started: more than 1 after a worker died mid-job (jobs.services.job_reap)
             "heartbeat_at",
+            "cancel_requested_at",  # set when someone asked a running job to stop (POST …/cancel/)
             "artifacts",
         ]
         read_only_fields = fields
@@ -101,7 +102,8 @@ class JobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     filterset_fields = ["kind", "status"]
     # The access level on a study each action needs (the permission-matrix test reads it). Creating a job
     # asks the kind: an export needs "view", every other kind "edit" (JobKind.need).
-    study_access = {"list": "view", "retrieve": "view", "files": "view", "create": "view"}
+    # Cancelling asks the kind as well (jobs.selectors.cancel_refusal).
+    study_access = {"list": "view", "retrieve": "view", "files": "view", "create": "view", "cancel": "view"}
 
     def get_serializer_class(self):
         return JobDetailSerializer if self.action == "retrieve" else JobSerializer
@@ -141,6 +143,28 @@ class JobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             kind=payload.validated_data["kind"], study=study, params=payload.validated_data["params"], user=request.user
         )
         return Response(JobDetailSerializer(job, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: JobDetailSerializer,
+            403: OpenApiResponse(
+                ERROR, description="Not signed in, or your role on the study is below what starting the kind needs."
+            ),
+            404: NOT_FOUND,
+            409: OpenApiResponse(ERROR, description="The job has ended or is already stopping."),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Cancel a queued job (it ends `cancelled` at once) or a running one (it stops at its next progress
+        point and ends `cancelled`; until then `cancel_requested_at` is set and status stays `running`)."""
+        job = self.get_object()
+        refusal = cancel_refusal(request.user, job)
+        if refusal:
+            raise ApplicationError(refusal, status_code=403)
+        job = services.job_cancel(job=job)
+        return Response(JobDetailSerializer(job, context={"request": request}).data)
 
     @extend_schema(
         responses={

@@ -5,8 +5,10 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django.http import Http404
 
+from config.errors import ApplicationError
+
 from .models import Job
-from .registry import kind_queue, studies_for_user
+from .registry import kind_get, kind_queue, studies_for_user
 
 
 def jobs_for_user(user) -> QuerySet[Job]:
@@ -23,6 +25,21 @@ def get_job_for_user(user, job_id: int) -> Job:
     if job is None:
         raise Http404("No such job")
     return job
+
+
+def cancel_refusal(user, job: Job) -> str | None:
+    """Why `user` may not cancel `job` (None if they may): cancelling needs the level on the job's study
+    that starting a job of its kind needs (a viewer may cancel an export, an editor a benchmark); staff
+    may cancel any job."""
+    if user.is_staff:
+        return None
+    try:
+        need = kind_get(job.kind).need
+    except ApplicationError:  # a kind this process does not know: the strictest start level
+        need = "edit"
+    if studies_for_user(user, need).filter(pk=job.study_id).exists():
+        return None
+    return f"Cancelling a {job.kind_label.lower()} job needs the {need!r} role on its study; ask its owner."
 
 
 def queue_positions(jobs) -> dict[int, tuple[str, int]]:

@@ -11,7 +11,7 @@ from config.errors import ApplicationError, error_response
 
 from . import registry, services
 from .models import Job, JobArtifact
-from .selectors import get_job_for_user, jobs_for_user, queue_positions, running_counts
+from .selectors import cancel_refusal, get_job_for_user, jobs_for_user, queue_positions, running_counts
 
 # The jobs pages list the latest jobs, this many (the API lists them all, paginated).
 JOBS_SHOWN = 100
@@ -83,12 +83,9 @@ def job_cancel(request, job_id: int):
     """Cancel a queued or running job. Who may start a job of its kind on its study may cancel it (a
     viewer an export, an editor a benchmark); staff any."""
     job = get_job_for_user(request.user, job_id)
-    try:
-        need = registry.kind_get(job.kind).need
-    except ApplicationError:  # a kind this process does not know: the strictest start level
-        need = "edit"
-    if not request.user.is_staff and not registry.studies_for_user(request.user, need).filter(pk=job.study_id).exists():
-        raise PermissionDenied(f"Cancelling a {job.kind_label.lower()} job needs the {need!r} role on its study.")
+    refusal = cancel_refusal(request.user, job)
+    if refusal:
+        raise PermissionDenied(refusal)
     try:
         job = services.job_cancel(job=job)
     except ApplicationError as exc:

@@ -74,6 +74,7 @@ def test_the_study_jobs_page_shows_status_queue_position_progress_duration_and_f
     assert f'id="cancel-{cast["done"].pk}"' not in html
     assert 'hx-trigger="every 2s"' in html  # polls while jobs are active
     assert 'aria-current="page">Jobs</a>' in html  # the study's Jobs tab
+    assert f'<a href="{reverse("jobs:jobs_list")}">Jobs</a>' in html  # every page's menu: all the jobs
 
 
 def test_the_all_jobs_page_lists_every_study_the_user_may_see(client, researcher, cast):
@@ -174,3 +175,23 @@ def test_admin_shows_progress_as_a_percentage(client, staff, cast):
     assert "42%" in listing and "100%" in listing
     detail = client.get(reverse("admin:jobs_job_change", args=[cast["running"].pk])).content.decode()
     assert "42%" in detail
+
+
+def test_the_api_cancels_as_the_page_does(cast, researcher, outsider):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(cast["viewer"])
+    refused = api.post(f"/api/jobs/{cast['queued_benchmark'].pk}/cancel/")
+    assert refused.status_code == 403 and "needs the 'edit' role" in refused.json()["message"]
+    done = api.post(f"/api/jobs/{cast['queued_export'].pk}/cancel/")
+    assert done.status_code == 200 and done.json()["status"] == "cancelled"
+    api.force_authenticate(researcher)
+    asked = api.post(f"/api/jobs/{cast['running'].pk}/cancel/")
+    assert asked.status_code == 200 and asked.json()["status"] == "running"
+    assert asked.json()["cancel_requested_at"] is not None
+    ended = api.post(f"/api/jobs/{cast['done'].pk}/cancel/")
+    assert ended.status_code == 409 and "nothing to cancel" in ended.json()["message"]
+    api.force_authenticate(outsider)
+    assert api.post(f"/api/jobs/{cast['queued_benchmark'].pk}/cancel/").status_code == 404
+    assert api.get(f"/api/jobs/{cast['queued_benchmark'].pk}/cancel/").status_code in (404, 405)
