@@ -266,3 +266,22 @@ def test_with_their_own_ratings_a_members_rating_of_a_prompt_is_never_seen_when_
 def test_ratings_mode_needs_a_warm_predictor():
     with pytest.raises(ValueError, match="own ratings"):
         jury_fit(_polarised_frame(), predictor="traits_ramp", ratings=True)
+
+
+def test_through_the_protocol_the_group_whose_ratings_a_predictor_cannot_follow_is_found():
+    """End to end: annotators of group "B" rate at random around the prompt mean; prompt_mean in the
+    new_annotator condition serves them worse, and the gap on that column is found, not on a column of
+    random labels."""
+    from benchmark.science.protocol import run_benchmark
+
+    rng = np.random.default_rng(4)
+    n, n_prompts = 40, 30
+    group = np.array(["A", "B"] * (n // 2))
+    prompt_level = rng.uniform(10, 90, size=n_prompts)
+    noise = np.where(group == "B", 30.0, 5.0)[:, None] * rng.normal(size=(n, n_prompts))
+    ratings = np.clip(prompt_level[None, :] + noise, 0, 100).round()
+    frame = long_frame(ratings.tolist(), group=list(group), label=list(rng.choice(["x", "y"], size=n)))
+    result = run_benchmark(frame, ["prompt_mean"], conditions=["new_annotator"], n_splits=5, n_boot=0)
+    entries = {e["column"]: e for e in error_by_group(result.per_annotator, people_table(frame), n_perm=999)}
+    assert entries["group"]["worst"] == "B" and entries["group"]["p_value"] < 0.01
+    assert entries["label"]["p_value"] > 0.01
