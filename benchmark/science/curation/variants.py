@@ -114,28 +114,30 @@ def _seed_messages(template: str, seed: str) -> list[dict]:
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
 
 
-def _one_seed(client: ChatClient, template: str, seed_id: str, seed: str, max_attempts: int) -> SeedOutcome:
-    messages = _seed_messages(template, seed)
+def ask_validated(client: ChatClient, messages: list[dict], check, max_attempts: int):
+    """Ask until `check(reply) -> (value, status, why)` accepts ("ok"), refuses ("refused": not asked again)
+    or `max_attempts` replies were malformed; a retry adds the reply and why it cannot be used, so it is a
+    new request rather than the cached reply. Returns (status, attempts, why, value); "failed" when the
+    client got no reply at all (HTTP or network, after its own retries)."""
     why = ""
     for attempt in range(1, max_attempts + 1):
         reply = client.complete(messages)
         if reply.text is None:
-            return SeedOutcome(seed_id, "failed", attempt, reply.error or "no reply")
-        variants, status, why = reply_check(reply.text)
-        if status == "ok":
-            return SeedOutcome(seed_id, "ok", attempt, variants=variants)
-        if status == "refused":
-            return SeedOutcome(seed_id, "refused", attempt, why)
+            return "failed", attempt, reply.error or "no reply", None
+        value, status, why = check(reply.text)
+        if status in ("ok", "refused"):
+            return status, attempt, why, value
         messages = [
             *messages,
             {"role": "assistant", "content": reply.text},
-            {
-                "role": "user",
-                "content": f"That reply cannot be used: {why}. Reply with only the JSON object, one non-empty "
-                f"variant for each of the levels {', '.join(LEVEL_KEYS)}.",
-            },
+            {"role": "user", "content": f"That reply cannot be used: {why}. Reply again, following the instructions."},
         ]
-    return SeedOutcome(seed_id, "malformed", max_attempts, why)
+    return "malformed", max_attempts, why, None
+
+
+def _one_seed(client: ChatClient, template: str, seed_id: str, seed: str, max_attempts: int) -> SeedOutcome:
+    status, attempts, why, variants = ask_validated(client, _seed_messages(template, seed), reply_check, max_attempts)
+    return SeedOutcome(seed_id, status, attempts, why, variants or {})
 
 
 def variants_generate(
