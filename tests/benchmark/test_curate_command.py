@@ -151,3 +151,55 @@ def test_bad_pilot_files(tmp_path, content, message):
     assert message in str(caught.value)
     with pytest.raises(CommandError, match="--disagreement-weight must be a non-negative number"):
         _run(tmp_path, RELEASE_PROMPTS, "--k", "5", "--pilot", str(pilot), "--disagreement-weight", "-1")
+
+
+def test_variants_then_trees_then_select_through_a_local_endpoint(tmp_path, settings):
+    from tests.science.test_curation_trees import TreeEndpoint
+    from tests.science.test_curation_variants import VariantEndpoint
+
+    settings.LLM_MODEL, settings.LLM_CACHE_DIR = "fake-1", tmp_path / "cache"
+    seeds = tmp_path / "seeds.csv"
+    seeds.write_text("seed_id,text\ns1,GOOD cooking\ns2,REFUSE this\ns3,BROKEN chemistry\ns4,GOOD gardening\n")
+    pool, counts_path = tmp_path / "pool.csv", tmp_path / "counts.json"
+    with VariantEndpoint() as endpoint:
+        settings.LLM_BASE_URL = endpoint.url
+        call_command("curate", "variants", str(seeds), "--out", str(pool), "--json", str(counts_path))
+    counts = json.loads(counts_path.read_text())
+    assert counts["accepted"] == 3 and counts["refused"] == 1 and counts["retried"] == 1
+    frame = pd.read_csv(pool)
+    assert len(frame) == 33 and set(frame["group"]) == {"s1", "s3", "s4"}
+
+    featured, tree_counts = tmp_path / "featured.csv", tmp_path / "tree_counts.json"
+    with TreeEndpoint() as endpoint:
+        settings.LLM_BASE_URL = endpoint.url
+        call_command("curate", "trees", str(pool), "--out", str(featured), "--json", str(tree_counts))
+    assert json.loads(tree_counts.read_text())["accepted"] == 33
+    with_features = pd.read_csv(featured)
+    assert len(with_features) == 33 and with_features["action_Hate_Toxicity"].iloc[0] == pytest.approx(4 / 7)
+
+    selected, report = _run(tmp_path, featured, "--k", "6", "--optimizer", "ga")
+    assert selected["group"].value_counts().max() <= 2
+    assert set(report["js_distance"]) == {"harm_level", "actions", "effects"}
+
+
+def test_variants_refusals(tmp_path, settings):
+    settings.LLM_BASE_URL, settings.LLM_MODEL = "", ""
+    seeds = tmp_path / "seeds.csv"
+    seeds.write_text("seed_id,text\ns1,x\n")
+    out = ["--out", str(tmp_path / "p.csv"), "--json", str(tmp_path / "c.json")]
+    with pytest.raises(CommandError, match="set LLM_BASE_URL and LLM_MODEL"):
+        call_command("curate", "variants", str(seeds), *out)
+    settings.LLM_BASE_URL, settings.LLM_MODEL = "http://127.0.0.1:9/v1", "m"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,prompt\n1,x\n")
+    with pytest.raises(CommandError, match=r"missing column\(s\): group, text"):
+        call_command("curate", "variants", str(bad), *out)
+    template = tmp_path / "template.txt"
+    template.write_text("Vary {topic}")
+    with pytest.raises(CommandError, match="unknown placeholder"):
+        call_command("curate", "variants", str(seeds), "--template", str(template), *out)
+    twice = tmp_path / "twice.csv"
+    twice.write_text("seed_id,text\ns1,x\ns1,y\n")
+    with pytest.raises(CommandError, match="seed ids must be unique"):
+        call_command("curate", "variants", str(twice), *out)
+    assert not (tmp_path / "p.csv").exists()
