@@ -36,6 +36,7 @@ Each item::
       "required":  true,                    # optional (default true)
       "scale":     {...},                   # optional, scale items only: overrides the instrument scale
       "exclusive": ["Prefer not to answer"],# optional, multi only: options that cannot be combined
+      "other":     "Other",                 # optional, single/multi: the option that opens a text box
       "section":   "Part 2. ...",           # optional: heading shown when it changes between items
       "facet":     "ethics",                # optional, informational (e.g. a construct within a subscale)
       "note":      "..."                    # optional, for researchers; not shown to annotators
@@ -127,7 +128,21 @@ _INT_RE = re.compile(r"^[+-]?\d+$")
 _TOP_REQUIRED = ("key", "version", "title", "source", "instructions", "items")
 _TOP_OPTIONAL = ("scale", "subscales")
 _ITEM_REQUIRED = ("id", "text", "type")
-_ITEM_OPTIONAL = ("options", "reverse", "subscale", "required", "scale", "exclusive", "section", "facet", "note")
+_ITEM_OPTIONAL = (
+    "options",
+    "reverse",
+    "subscale",
+    "required",
+    "scale",
+    "exclusive",
+    "other",
+    "section",
+    "facet",
+    "note",
+)
+# The form field (and answers key) of the text typed beside an item's "other" option.
+OTHER_SUFFIX = "__other"
+OTHER_MAX_LENGTH = 200
 
 
 # --------------------------------------------------------------------------------------------------
@@ -237,7 +252,7 @@ def instrument_validate(definition: Any, *, source: str = "<definition>") -> dic
                 raise fail(f"{where}: '{text_field}' must be a non-empty string")
 
         if kind == "scale":
-            for forbidden in ("options", "exclusive"):
+            for forbidden in ("options", "exclusive", "other"):
                 if forbidden in item:
                     raise fail(f"{where}: a scale item cannot have '{forbidden}'")
             if "scale" in item:
@@ -268,6 +283,8 @@ def instrument_validate(definition: Any, *, source: str = "<definition>") -> dic
                 exclusive = item["exclusive"]
                 if not isinstance(exclusive, list) or any(o not in options for o in exclusive):
                     raise fail(f"{where}: 'exclusive' must list some of the item's options")
+            if "other" in item and item["other"] not in options:
+                raise fail(f"{where}: 'other' must be one of the item's options")
 
         if "subscale" in item:
             subscale = item["subscale"]
@@ -352,7 +369,23 @@ def answers_validate(definition: Mapping[str, Any], data: Any) -> tuple[dict[str
             else:
                 chosen = set(values)
                 answers[item_id] = MULTI_SEPARATOR.join(o for o in item["options"] if o in chosen)
+        _other_text(item, values, data, answers, errors)
     return answers, errors
+
+
+def _other_text(item, values, data, answers, errors) -> None:
+    """The optional text typed beside the item's "other" option, kept only when that option is chosen."""
+    if "other" not in item or item["other"] not in values or item["id"] in errors:
+        return
+    typed = [v for v in _submitted(data, item["id"] + OTHER_SUFFIX) if v != ""]
+    if not typed:
+        return
+    text = " ".join(typed[0].split())
+    if len(text) > OTHER_MAX_LENGTH:
+        errors[item["id"]] = f"Please describe it in at most {OTHER_MAX_LENGTH} characters."
+        answers.pop(item["id"], None)
+        return
+    answers[item["id"] + OTHER_SUFFIX] = text
 
 
 def _submitted(data: Any, name: str) -> list[str]:

@@ -389,7 +389,9 @@ def survey_submit(*, annotator: Annotator, key: str, data) -> dict:
         return {}  # resubmitted page: the first answers stand
     locked = Annotator.objects.select_for_update().get(pk=annotator.pk)
     if key == "demographics":
-        locked.demographics = answers
+        # The text typed beside "Other" stays in the survey response: the demographics that analyses group
+        # by hold the chosen options only.
+        locked.demographics = {k: v for k, v in answers.items() if not k.endswith(surveys.OTHER_SUFFIX)}
     locked.traits = {**locked.traits, **scores}
     if locked.status == Annotator.Status.CONSENTED:
         locked.status = Annotator.Status.SURVEYING

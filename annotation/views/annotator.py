@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from config.errors import ApplicationError
 
+from .. import surveys
 from ..consent import duration_minutes
 from ..models import Annotator, Study
 from ..selectors import annotator_in_study
@@ -172,10 +173,13 @@ def consent(request, study: Study, annotator: Annotator):
 
 
 def _survey_context(study, annotator, instrument, values=None, errors=None):
+    """The questionnaire page's items. Consecutive scale items on the same scale form a battery: the first
+    of them carries the battery's column heads (`matrix_head`), shown as a matrix on wide screens."""
     definition = instrument.definition
     values = values or {}
     items = []
     section = None
+    battery = None  # the scale options of the battery the previous item belongs to
     for item in definition["items"]:
         entry = dict(item)
         entry["section_heading"] = item.get("section") if item.get("section") != section else None
@@ -186,11 +190,22 @@ def _survey_context(study, annotator, instrument, values=None, errors=None):
             scale = item.get("scale") or definition.get("scale", {})
             labels = {str(k): v for k, v in (scale.get("labels") or {}).items()}
             entry["options"] = [
-                {"value": str(v), "label": labels.get(str(v), "")}
+                # The short label (before a parenthesised gloss) heads a matrix column; the full one stays
+                # the option's accessible name.
+                {"value": str(v), "label": labels.get(str(v), ""), "short": labels.get(str(v), "").split(" (")[0]}
                 for v in range(int(scale["min"]), int(scale["max"]) + 1)
             ]
+            options = [(o["value"], o["label"]) for o in entry["options"]]
+            if options != battery or entry["section_heading"]:
+                entry["matrix_head"] = entry["options"]
+            battery = options
         else:
+            battery = None
             entry["options"] = [o if isinstance(o, dict) else {"value": o, "label": o} for o in item.get("options", [])]
+            if item.get("type") == "multi" and "all that apply" not in item["text"].lower():
+                entry["hint"] = "(choose all that apply)"
+            if item.get("other"):
+                entry["other_text"] = (values.get(item["id"] + surveys.OTHER_SUFFIX) or [""])[0]
         items.append(entry)
     keys = list(study.instruments)
     return {

@@ -150,6 +150,52 @@
     }
   });
 
-  document.addEventListener("DOMContentLoaded", function () { wire(document); });
+  // Questionnaire drafts: the page's answers survive a refresh (sessionStorage, this tab only, dropped on
+  // submit). Nothing is restored over a page the server sent back with the answers and their errors.
+  function draftOf(form) {
+    var answers = {};
+    form.querySelectorAll("input[type=radio]:checked, input[type=checkbox]:checked").forEach(function (input) {
+      (answers[input.name] = answers[input.name] || []).push(input.value);
+    });
+    form.querySelectorAll("input[type=text]").forEach(function (input) {
+      if (input.value) answers[input.name] = [input.value];
+    });
+    return answers;
+  }
+
+  function draftSave(form) {
+    try { sessionStorage.setItem(form.dataset.draft, JSON.stringify(draftOf(form))); } catch (e) { /* storage off */ }
+  }
+
+  function draftRestore(form) {
+    var saved = null;
+    try { saved = JSON.parse(sessionStorage.getItem(form.dataset.draft) || "null"); } catch (e) { saved = null; }
+    if (!saved || !form.dataset.restore) return;
+    form.querySelectorAll("input").forEach(function (input) {
+      var values = saved[input.name];
+      if (!values) return;
+      if (input.type === "radio" || input.type === "checkbox") input.checked = values.indexOf(input.value) !== -1;
+      else if (input.type === "text") input.value = values[0];
+    });
+  }
+
+  function wireDrafts() {
+    var form = document.querySelector("form[data-draft]");
+    if (!form) return;
+    draftRestore(form);
+    form.addEventListener("change", function () { draftSave(form); });
+    form.addEventListener("input", function (event) {
+      // Typing beside "Other" chooses "Other".
+      var box = event.target.closest && event.target.closest(".other-text");
+      var option = box && box.previousElementSibling && box.previousElementSibling.querySelector("input");
+      if (option && event.target.value.trim() !== "") option.checked = true;
+      draftSave(form);
+    });
+    form.addEventListener("submit", function () {
+      try { sessionStorage.removeItem(form.dataset.draft); } catch (e) { /* storage off */ }
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { wire(document); wireDrafts(); });
   document.addEventListener("htmx:load", function (event) { wire(event.detail.elt); });
 })();

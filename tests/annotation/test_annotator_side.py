@@ -283,3 +283,65 @@ def test_platform_return_url_swaps_or_drops_the_code(db):
         "https://lab.example/back"
     )
     assert recruitment.platform_return_url(study=Study()) == ""
+
+
+# --- questionnaires -----------------------------------------------------------------------------------
+
+
+def test_other_option_takes_a_text_kept_only_with_that_option():
+    from annotation.surveys import answers_validate, instrument_load
+
+    definition = instrument_load("demographics")
+    answers, errors = answers_validate(
+        definition, {"Race_Ethnicity": ["White", "Other"], "Race_Ethnicity__other": "  Pacific   Islander "}
+    )
+    assert answers["Race_Ethnicity"] == "White,Other" and answers["Race_Ethnicity__other"] == "Pacific Islander"
+    answers, _ = answers_validate(definition, {"Race_Ethnicity": ["White"], "Race_Ethnicity__other": "ignored"})
+    assert "Race_Ethnicity__other" not in answers  # the text goes with the option only
+    answers, errors = answers_validate(definition, {"Gender": "Other", "Gender__other": "x" * 201})
+    assert "Gender" not in answers and "200 characters" in errors["Gender"]
+    _, errors = answers_validate(definition, {"Race_Ethnicity": ["White", "Prefer not to answer"]})
+    assert "cannot be combined" in errors["Race_Ethnicity"]
+
+
+def test_other_must_name_one_of_the_options_and_only_on_option_items():
+    from annotation.surveys import instrument_validate
+
+    base = {"key": "t", "version": "1", "title": "T", "source": "s", "instructions": "i"}
+    with pytest.raises(ValueError, match="'other' must be one of the item's options"):
+        instrument_validate(
+            {**base, "items": [{"id": "a", "text": "A", "type": "single", "options": ["x", "y"], "other": "z"}]}
+        )
+    scale = {"min": 1, "max": 2}
+    with pytest.raises(ValueError, match="a scale item cannot have 'other'"):
+        instrument_validate(
+            {**base, "scale": scale, "items": [{"id": "a", "text": "A", "type": "scale", "other": "x"}]}
+        )
+
+
+def test_demographics_text_beside_other_stays_out_of_the_annotator_demographics(client, db):
+    from annotation.models import SurveyResponse
+
+    study = make_study(instruments=["demographics"])
+    enter(client, study, "demo0000000000000000000a")
+    client.post(reverse("take:consent", args=[study.slug]), {"consent": "agree"})
+    page = client.get(reverse("take:survey", args=[study.slug, "demographics"])).content.decode()
+    assert page.lower().count("all that apply") == 2  # once per multi item (race, orientation), not doubled
+    data = {
+        "Race_Ethnicity": "Other",
+        "Race_Ethnicity__other": "Pacific Islander",
+        "Gender": "Prefer not to answer",
+        "Sexual_Orientation": "Prefer not to answer",
+        "Age": "25-34 years old",
+        "Political_Affiliation": "Prefer not to answer",
+        "Education": "Bachelor’s degree",
+        "Religion_Importance": "Prefer not to answer",
+        "Social_Media_Frequency": "At least once a day",
+        "Toxicity_Experience": "Not a problem",
+        "Income": "I prefer not to answer.",
+    }
+    response = client.post(reverse("take:survey", args=[study.slug, "demographics"]), data)
+    assert response.status_code == 302
+    annotator = Annotator.objects.get(study=study)
+    assert annotator.demographics["Race_Ethnicity"] == "Other" and "Race_Ethnicity__other" not in annotator.demographics
+    assert SurveyResponse.objects.get(annotator=annotator).answers["Race_Ethnicity__other"] == "Pacific Islander"

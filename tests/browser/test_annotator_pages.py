@@ -443,3 +443,105 @@ def test_consent_shows_duration_payment_contact_withdrawal_and_asks_before_decli
     expect(page.locator("#stopped")).to_have_attribute("data-step", "declined")
     assert annotator_for(study, "decline000000000000000" + suffix).status == Annotator.Status.DECLINED
     assert_no_js_errors(browser_session)
+
+
+# --- 3. questionnaires ------------------------------------------------------------------------------
+
+# The MFQ page's height in px, measured by this test: before issue 10, 3,843 at 1280 px and 9,217 at 375 px
+# (the walk-through said 4,563); with the battery as a matrix on wide screens and one-item rows on a phone,
+# 1,847 and 3,361. The bounds leave room for fonts, not for a return of the old layout.
+MFQ_MAX_HEIGHT = {False: 2_300, True: 4_200}
+
+
+@pytest.mark.parametrize("phone", WIDTHS)
+def test_mfq_page_height(browser_session, phone):
+    page = browser_session.new_page(phone=phone)
+    study = make_study("mfq", 2, instruments=["mfq20"])
+    page.goto(link(study, "mfq0000000000000000000" + ("p" if phone else "d")))
+    page.locator("#consent-agree").click()
+    expect(page).to_have_url(re.compile(r"/survey/mfq20/$"))
+    height = page.evaluate("document.documentElement.scrollHeight")
+    print(f"MFQ page height at {width_name(page)}: {height} px")
+    assert height <= MFQ_MAX_HEIGHT[phone]
+    assert page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]
+
+
+SENSITIVE = ("Race_Ethnicity", "Gender", "Sexual_Orientation", "Political_Affiliation", "Religion_Importance", "Income")
+PREFER_NOT = re.compile(r"prefer not to (answer|say)", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("phone", WIDTHS)
+def test_demographics_prefer_not_other_text_single_hint_and_draft_survives_refresh(browser_session, phone):
+    from annotation.models import SurveyResponse
+
+    page = browser_session.new_page(phone=phone)
+    study = make_study("demo", 2, instruments=["demographics"])
+    pid = "demo000000000000000000" + ("p" if phone else "d")
+    page.goto(link(study, pid))
+    page.locator("#consent-agree").click()
+    expect(page).to_have_url(re.compile(r"/survey/demographics/$"))
+    for item in SENSITIVE:
+        expect(page.locator(f"#item-{item} label.option").filter(has_text=PREFER_NOT)).to_have_count(1)
+    race = page.locator("#item-Race_Ethnicity legend")
+    assert race.inner_text().lower().count("all that apply") == 1  # no doubled hint
+    expect(page.locator("#item-Age legend")).not_to_contain_text("all that apply")
+    # "Other" comes with a text box.
+    page.locator("label[for='Race_Ethnicity-7']").click()
+    expect(page.locator("#Race_Ethnicity-7")).to_have_value("Other")
+    page.locator("#Race_Ethnicity__other").fill("Pacific Islander")
+    page.locator("#item-Gender label.option").filter(has_text="Prefer not to answer").click()
+    page.locator("#item-Age label.option").first.click()
+    assert_no_serious_axe_violations(page, context=f"demographics, {width_name(page)}")
+    # A refresh keeps what was answered on the page.
+    page.reload()
+    expect(page.locator("#item-Gender input[value='Prefer not to answer']")).to_be_checked()
+    expect(page.locator("#item-Race_Ethnicity input[value='Other']")).to_be_checked()
+    expect(page.locator("#Race_Ethnicity__other")).to_have_value("Pacific Islander")
+    expect(page.locator("#item-Age input").first).to_be_checked()
+    for item in ("Sexual_Orientation", "Political_Affiliation", "Education", "Religion_Importance"):
+        page.locator(f"#item-{item} label.option").last.click()
+    for item in ("Social_Media_Frequency", "Toxicity_Experience", "Income"):
+        page.locator(f"#item-{item} label.option").first.click()
+    page.get_by_role("button", name="Continue").click()
+    expect(page).to_have_url(re.compile(r"/instructions/$"))
+    annotator = annotator_for(study, pid)
+    answers = SurveyResponse.objects.get(annotator=annotator).answers
+    assert answers["Race_Ethnicity"] == "Other" and answers["Race_Ethnicity__other"] == "Pacific Islander"
+    assert answers["Gender"] == "Prefer not to answer" and answers["Sexual_Orientation"] == "Prefer not to answer"
+    assert annotator.demographics["Race_Ethnicity"] == "Other" and "Race_Ethnicity__other" not in annotator.demographics
+    assert_no_js_errors(browser_session)
+
+
+@pytest.mark.parametrize("phone", WIDTHS)
+def test_likert_battery_is_a_matrix_on_wide_screens_and_rows_on_a_phone(browser_session, phone):
+    page = browser_session.new_page(phone=phone)
+    study = make_study("matrix", 2, instruments=["mfq20"])
+    page.goto(link(study, "matrix0000000000000000" + ("p" if phone else "d")))
+    page.locator("#consent-agree").click()
+    expect(page).to_have_url(re.compile(r"/survey/mfq20/$"))
+    heads = page.locator(".matrix-head")
+    expect(heads).to_have_count(2)  # the two parts of the MFQ have different scales
+    first = page.locator("#mfq_01_emotionally-1").bounding_box()
+    second = page.locator("#mfq_02_treated-1").bounding_box()
+    row = [page.locator(f"#mfq_01_emotionally-{n}").bounding_box() for n in range(1, 7)]
+    assert max(b["y"] for b in row) - min(b["y"] for b in row) < 2  # the item's options on one line
+    if phone:
+        expect(heads.first).to_be_hidden()
+        expect(page.locator("#item-mfq_01_emotionally .scale-ends")).to_be_visible()
+        legend = page.locator("#item-mfq_01_emotionally legend").bounding_box()
+        assert legend["y"] + legend["height"] <= row[0]["y"]  # text above, options below: one item per row
+    else:
+        expect(heads.first).to_be_visible()
+        assert abs(first["x"] - second["x"]) < 1  # columns line up under the heads
+        legend = page.locator("#item-mfq_01_emotionally legend").bounding_box()
+        assert legend["x"] + legend["width"] <= row[0]["x"]  # the statement beside its options
+        expect(page.locator("#item-mfq_01_emotionally .scale-ends")).to_be_hidden()
+    # Every option keeps its full label as its accessible name.
+    expect(page.get_by_role("radio", name=re.compile(r"^0\s*Not at all relevant"))).to_have_count(10)
+    expect(page.get_by_role("radio", name=re.compile(r"^3\s*Slightly agree$"))).to_have_count(10)
+    page.locator("label[for='mfq_03_lovecountry-4']").click()
+    page.reload()
+    expect(page.locator("#mfq_03_lovecountry-4")).to_be_checked()
+    assert_no_serious_axe_violations(page, context=f"MFQ matrix, {width_name(page)}")
+    assert page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]
+    assert_no_js_errors(browser_session)
