@@ -110,14 +110,19 @@ def pool_read(raw: bytes, *, name: str = "pool.csv") -> Pool:
 
 def _pool_parse(text: str, name: str) -> Pool:
     problems: list[tuple[int | None, str | None, str]] = []
+    header = _sniff_header(text)
+    duplicated = sorted({c for c in header if header.count(c) > 1})
+    if duplicated:
+        raise PoolFormatError(name, [(None, c, "column appears more than once") for c in duplicated])
+    # Text columns as text; the rest parsed as numbers by the C parser (a column holding anything else
+    # comes back as text and is checked cell by cell below), which keeps a 60,000-row pool fast.
+    raw_names = next(csv.reader(io.StringIO(text)), [])
+    as_text = {raw: str for raw in raw_names if raw.strip() in ("external_id", "text", "group", "harm_benefit_tree")}
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=False)
+        frame = pd.read_csv(io.StringIO(text), dtype=as_text, keep_default_na=False, skipinitialspace=False)
     except (pd.errors.ParserError, ValueError) as exc:
         raise PoolFormatError(name, [(None, None, f"not a CSV file: {exc}")]) from exc
     frame.columns = [str(c).strip() for c in frame.columns]
-    duplicated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
-    if duplicated:
-        raise PoolFormatError(name, [(None, c, "column appears more than once") for c in duplicated])
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         problems.append((None, None, f"missing column(s): {', '.join(missing)}"))
@@ -169,7 +174,11 @@ def _pool_parse(text: str, name: str) -> Pool:
 
 
 def _numbers(series: pd.Series, column: str, problems: list) -> np.ndarray:
-    values = pd.to_numeric(series.str.strip(), errors="coerce").to_numpy(dtype=np.float64)
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        values = series.to_numpy(dtype=np.float64)
+    else:
+        series = series.astype(str)
+        values = pd.to_numeric(series.str.strip(), errors="coerce").to_numpy(dtype=np.float64)
     for i in np.flatnonzero(~np.isfinite(values)):
         problems.append((int(i) + 1, column, f"{series.iloc[i]!r} is not a number"))
     return values
