@@ -212,6 +212,8 @@ def test_pool_csv_with_groups():
         (b"external_id,text,harm_level,effect_A\n1,x,0.5,-1\n", "row 1, column effect_A: -1.0 is negative"),
         (b"external_id,text,harm_level\n", "no candidates"),
         (b"", "empty file"),
+        (b"external_id,text,harm_level,text\n1,x,0.5,y\n", "column text: column appears more than once"),
+        (b"external_id,text,harm_level,action_A\n1,x,0.5,\n", "row 1, column action_A: '' is not a number"),
         (b"\xff\xfe", "not UTF-8"),
         (b"Question_Index,Question_Content,Harm_Level\n1,x,2\n", "harm level 2.0 is outside 0–1"),
     ],
