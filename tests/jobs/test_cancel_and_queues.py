@@ -2,6 +2,7 @@
 `failed`), queue positions, and the two Celery queues (exports on the short one, benchmarks on the long)."""
 
 import contextlib
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -185,3 +186,18 @@ class _FakeProducer:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_the_documented_worker_commands_consume_both_queues():
+    """make demo's one worker consumes both queues; docker-compose's workers cover both between them."""
+    root = Path(__file__).resolve().parents[2]
+    makefile = (root / "Makefile").read_text()
+    demo = makefile[makefile.index("\ndemo:") :]
+    assert re.search(r"celery -A config worker -Q short,long ", demo)
+    compose = (root / "docker-compose.yml").read_text()
+    consumed = set()
+    for queues in re.findall(r"command: celery -A config worker -Q (\S+)", compose):
+        consumed |= set(queues.split(","))
+    assert consumed == set(registry.QUEUES)
+    readme = (root / "README.md").read_text()
+    assert "worker -Q long" in readme and "worker -Q short" in readme
