@@ -180,7 +180,7 @@ def test_dump_is_canonical_json_with_files_recorded(full_study, tmp_path):
     upload = Upload.objects.get()
     files = {f["name"]: f for f in doc["files"]}
     assert files[upload.file.name] == {"name": upload.file.name, "sha256": upload.sha256, "size": len(PREDICTIONS)}
-    assert doc["instruments"]["rows"][0][:2] == ["demographics", "1"]
+    assert doc["instruments"]["rows"][0][:2] == ["demographics", "2"]
     # Collaborators are rows of their own, the user by username, the role kept.
     assert "collaborators" not in sections["annotation.study"]["fields"]
     collaborators = sections["annotation.collaborator"]
