@@ -345,3 +345,71 @@ def test_admin_shows_job_progress_as_a_percentage(browser_session, staff, small_
     expect(page.locator(f"#result_list tr:has(a[href$='/{job.pk}/change/']) td.field-percent")).to_have_text("38%")
     page.goto(f"/admin/jobs/job/{job.pk}/change/")
     expect(page.locator(".field-percent .readonly")).to_have_text("38%")
+
+
+def _fresh_study(owner):
+    from annotation.models import Study
+
+    return Study.objects.create(slug="fresh", title="Fresh study", owner=owner)
+
+
+# Other htmx forms: (page, how to send a bad request, where the message appears, what it says).
+OTHER_FORMS = {
+    "collaborators": (
+        "/research/studies/{slug}/collaborators/",
+        lambda page: (
+            page.locator("#collaborator-username").fill("nobody-here"),
+            page.locator("#collaborators form").first.get_by_role("button").click(),
+        ),
+        "#collaborators form + [data-auto-error]",
+        "nobody-here",
+    ),
+    "export": (
+        "/research/studies/{slug}/datasets/",
+        lambda page: (
+            page.locator(".export-formats form input[name=format]").first.evaluate("input => input.value = 'bogus'"),
+            page.locator(".export-formats form").first.locator("button[type=submit]").click(),
+        ),
+        ".export-formats form + [data-auto-error]",
+        "format",
+    ),
+    "prompt bank": (
+        "/research/studies/{fresh}/prompts/upload/",
+        lambda page: (
+            page.locator("#bank-file").evaluate("input => input.removeAttribute('required')"),
+            page.locator("#bank-upload-form button[type=submit]").click(),
+        ),
+        "#bank-error",
+        "Choose a file",
+    ),
+    "recruitment lookup": (
+        "/research/studies/{slug}/participants/lookup/",
+        lambda page: (
+            page.locator("#lookup-ids").evaluate("area => { area.removeAttribute('required'); area.value = ' '; }"),
+            page.get_by_role("button", name="Look up").click(),
+        ),
+        "form:has(#lookup-ids) + [data-auto-error]",
+        "",
+    ),
+}
+
+
+@WIDTHS
+@pytest.mark.parametrize("form", list(OTHER_FORMS))
+def test_other_htmx_forms_show_their_errors_next_to_the_form(
+    browser_session, researcher, small_study, no_worker, form, phone
+):
+    path, act, where, says = OTHER_FORMS[form]
+    fresh = _fresh_study(researcher)
+    page, watch = _open(browser_session, researcher, path.format(slug=small_study.slug, fresh=fresh.slug), phone)
+    with page.expect_response(lambda r: r.request.method == "POST") as answer:
+        act(page)
+    assert 400 <= answer.value.status < 500, answer.value.status
+    box = page.locator(where)
+    expect(box).to_be_visible()
+    expect(box.locator("[role=alert]")).to_have_count(1)
+    expect(box).to_contain_text(says)
+    expect(page.locator("#htmx-error")).to_be_hidden()
+    _fits_the_screen(page)
+    assert Job.objects.count() == 0
+    watch.assert_clean(allow_console=(f"status of {answer.value.status}",))
