@@ -195,3 +195,17 @@ def test_the_api_cancels_as_the_page_does(cast, researcher, outsider):
     api.force_authenticate(outsider)
     assert api.post(f"/api/jobs/{cast['queued_benchmark'].pk}/cancel/").status_code == 404
     assert api.get(f"/api/jobs/{cast['queued_benchmark'].pk}/cancel/").status_code in (404, 405)
+
+
+def test_the_admin_cancels_the_selected_jobs(client, staff, cast):
+    client.force_login(staff)
+    selected = [cast["queued_export"].pk, cast["running"].pk, cast["done"].pk]
+    answer = client.post(
+        reverse("admin:jobs_job_changelist"), {"action": "cancel", "_selected_action": selected}, follow=True
+    )
+    assert answer.status_code == 200
+    assert "2 job(s) cancelled or asked to stop" in answer.content.decode()
+    assert Job.objects.get(pk=cast["queued_export"].pk).status == Job.Status.CANCELLED
+    running = Job.objects.get(pk=cast["running"].pk)
+    assert running.status == Job.Status.RUNNING and running.cancel_requested_at is not None
+    assert Job.objects.get(pk=cast["done"].pk).status == Job.Status.SUCCEEDED
