@@ -20,6 +20,7 @@ BENCHMARKS = {
     "latent": "bench.latent",
     "jury": "bench.jury",
     "curation": "bench.curation",
+    "curation_disagreement": "bench.curation_disagreement",
     "chart_page": "bench.chart_page",
 }
 
