@@ -155,3 +155,26 @@ def test_htmx_is_configured_not_to_eval_or_insert_inline_styles(client, research
         config = json.loads(metas[0])
         assert config["allowEval"] is False and config["allowScriptTags"] is False
         assert config["includeIndicatorStyles"] is False
+
+
+def test_the_policy_built_once_is_django_csps_own_and_follows_settings_and_decorators(rf, settings):
+    """config.middleware.CSPMiddleware keeps the built header; it must be what django-csp would send."""
+    from csp.middleware import CSPMiddleware as Stock
+    from django.http import HttpResponse
+
+    from config.middleware import CSPMiddleware
+
+    def header(middleware, **attributes):
+        response = HttpResponse("ok")
+        for name, value in attributes.items():
+            setattr(response, name, value)
+        request = rf.get("/s/x/rate/")
+        middleware.process_request(request)
+        return middleware.process_response(request, response)["Content-Security-Policy"]
+
+    ours, stock = CSPMiddleware(lambda r: None), Stock(lambda r: None)
+    assert header(ours) == header(ours) == header(stock)
+    settings.CONTENT_SECURITY_POLICY = {"DIRECTIVES": {"default-src": ["'self'"], "img-src": ["'self'", "https:"]}}
+    assert header(ours) == header(stock) and "https:" in header(ours)
+    update = {"img-src": ["data:"]}
+    assert header(ours, _csp_update=update) == header(stock, _csp_update=update) != header(ours)
