@@ -345,3 +345,48 @@ def test_demographics_text_beside_other_stays_out_of_the_annotator_demographics(
     annotator = Annotator.objects.get(study=study)
     assert annotator.demographics["Race_Ethnicity"] == "Other" and "Race_Ethnicity__other" not in annotator.demographics
     assert SurveyResponse.objects.get(annotator=annotator).answers["Race_Ethnicity__other"] == "Pacific Islander"
+
+
+@pytest.mark.parametrize("fmt", ["long-csv", "jsonl", "parquet", "hub"])
+def test_exports_carry_the_final_value_and_the_revised_flag(client, db, tmp_path, fmt):
+    import io
+    import json as jsonlib
+    import zipfile
+
+    import pandas as pd
+
+    from annotation.exports import export_study
+
+    study = make_study()
+    annotator = rating_annotator(client, study)
+    first, _ = answer(annotator, 40)
+    rating_revise(annotator=annotator, assignment_id=first.pk, raw_value="65", unsure=False)
+    second, _ = answer(annotator, 70)
+    paths = export_study(study=study, fmt=fmt, out_dir=tmp_path / fmt)
+    if fmt == "long-csv":
+        frame = pd.read_csv(next(p for p in paths if p.suffix == ".csv"))
+    elif fmt == "jsonl":
+        lines = next(p for p in paths if p.suffix == ".jsonl").read_text().splitlines()
+        frame = pd.DataFrame([jsonlib.loads(line) for line in lines])
+    elif fmt == "parquet":
+        frame = pd.read_parquet(next(p for p in paths if p.suffix == ".parquet"))
+    else:
+        with zipfile.ZipFile(next(p for p in paths if p.suffix == ".zip")) as bundle:
+            names = bundle.namelist()
+            frame = pd.read_parquet(io.BytesIO(bundle.read(next(n for n in names if n.endswith("ratings.parquet")))))
+            card = bundle.read(next(n for n in names if n.endswith("README.md"))).decode()
+        assert "`revised`" in card and "changed this answer once" in card
+    frame = frame.set_index("trial")
+    assert frame.loc[first.position, "rating"] == 65 and bool(frame.loc[first.position, "revised"])
+    assert frame.loc[second.position, "rating"] == 70 and not bool(frame.loc[second.position, "revised"])
+
+
+def test_practice_without_javascript_says_what_would_be_stored(client, db):
+    study = make_study()
+    enter(client, study, "prac0000000000000000000a")
+    client.post(reverse("take:consent", args=[study.slug]), {"consent": "agree"})
+    url = reverse("take:instructions", args=[study.slug])
+    assert "would have been stored as <strong>42</strong>" in client.get(url, {"practice": "42"}).content.decode()
+    assert "stored as <strong>Unsure</strong>" in client.get(url, {"practice_unsure": "1"}).content.decode()
+    assert "between 0 and 100" in client.get(url, {"practice": "120"}).content.decode()
+    assert Annotator.objects.get(study=study).status == Annotator.Status.CONSENTED  # nothing started or stored
