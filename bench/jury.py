@@ -15,6 +15,10 @@
    held-out annotators' observed share, against the naive answer (the 70's own share) and the 70's
    ratings reweighted by the raking weights.
 
+4. Error by group on the release: five predictors (`traits_ramp`, `pooled_ramp`, `prompt_median`,
+   `annotator_mean`, `feature_ramp`) in the individual and new-annotator conditions over the 10 locked
+   seeds × 10 splits; the gaps with the smallest p-values, with Benjamini–Hochberg q-values over all.
+
 Run: `python -m bench jury [--quick]` (quick: 2 validation draws, 1 timing run; BENCHMARKS.md left alone).
 """
 
@@ -64,6 +68,41 @@ def _timing(frame, people, weights, repeats: int) -> dict:
     return {"whole": statistics.median(whole), "draw": statistics.median(draw), "runs": whole}
 
 
+GROUP_PREDICTORS = ("traits_ramp", "pooled_ramp", "prompt_median", "annotator_mean", "feature_ramp")
+
+
+def _groups(frame, quick: bool) -> tuple[list[dict], float]:
+    """Error by group of a few predictors over the locked seeds (as `evaluation.benchmark_groups` does)."""
+    import pandas as pd
+    from scipy import stats
+
+    from benchmark.science.jury import error_by_group, people_table
+    from benchmark.science.protocol import LOCKED_SEEDS, run_seeds
+
+    start = time.perf_counter()
+    seeds = LOCKED_SEEDS[:1] if quick else LOCKED_SEEDS
+    result = run_seeds(
+        frame,
+        list(GROUP_PREDICTORS),
+        seeds=seeds,
+        conditions=["individual", "new_annotator"],
+        n_splits=2 if quick else 10,
+        n_boot=0,
+        keep_results=True,
+    )
+    per_annotator = pd.concat([r.per_annotator for r in result.results], ignore_index=True)
+    people = people_table(frame)
+    out = []
+    for (name, condition), group in per_annotator.groupby(["predictor", "condition"], sort=False):
+        for entry in error_by_group(group, people, n_perm=999, seed=0):
+            if entry["p_value"] is not None:
+                out.append({"predictor": name, "condition": condition, **entry})
+    q = stats.false_discovery_control([g["p_value"] for g in out], method="bh")
+    for g, value in zip(out, q):
+        g["q_value"] = float(value)
+    return sorted(out, key=lambda g: g["p_value"]), time.perf_counter() - start
+
+
 def run(quick: bool = False) -> bool:
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
@@ -95,6 +134,7 @@ def run(quick: bool = False) -> bool:
         predictor="observed_ramp",
     )
     with_ratings_s = time.perf_counter() - start
+    groups, groups_s = _groups(frame, quick)
     load_after = os.getloadavg()
     passed = timing["whole"] <= TARGET_SECONDS
     feasible_ok = all(r.max_error <= 0.01 for name, r in raking.items() if not name.startswith("infeasible"))
@@ -106,6 +146,11 @@ def run(quick: bool = False) -> bool:
         print(f"raking {name}: feasible={r.feasible} max error {100 * r.max_error:.3f} pp, n_eff {r.effective_n:.1f}")
         for problem in r.problems:
             print(f"   {problem}")
+    for g in groups[:5]:
+        print(
+            f"gap {g['predictor']} {g['condition']} {g['column']}: {g['gap']:.3f} "
+            f"p {g['p_value']:.3f} q {g['q_value']:.3f}"
+        )
     print(v["verdict"])
     print("with the members' own ratings (observed_ramp):", with_ratings["verdict"])
     print(
@@ -129,6 +174,11 @@ def run(quick: bool = False) -> bool:
     )
     calibration = "\n".join(
         f"| {c['bin']} | {c['n']} | {c['predicted']:.3f} | {c['observed']:.3f} |" for c in v["calibration"]
+    )
+    gap_rows = "\n".join(
+        f"| {g['predictor']} | {g['condition']} | {g['column']} | {g['best']} | {g['worst']} | {g['gap']:.3f} | "
+        f"{g['p_value']:.3f} | {g['q_value']:.3f} |"
+        for g in groups[:12]
     )
     before = ", ".join(f"{x:.1f}" for x in load_before)
     after = ", ".join(f"{x:.1f}" for x in load_after)
@@ -180,6 +230,14 @@ Calibration of the jury's share (traits, all draws × prompts, 10 bins of the pr
 | Predicted share | n | Mean predicted | Mean observed |
 |---|---:|---:|---:|
 {calibration}
+
+**Error by group on the release** ({", ".join(f"`{p}`" for p in GROUP_PREDICTORS)}; individual and
+new_annotator; 10 locked seeds × 10 splits; {len(groups)} gaps tested, levels of ≥ 5 annotators, 999
+permutations; {groups_s:.0f} s).  The 12 smallest p-values:
+
+| Predictor | Condition | Column | Best served | Worst served | Gap (MAE) | p | q (BH) |
+|---|---|---|---|---|---:|---:|---:|
+{gap_rows}
 <!-- /bench:jury -->"""
     write_section("jury", text)
     return passed and feasible_ok
