@@ -268,3 +268,31 @@ def test_jury_start_refusals(client, researcher, release_study):
     assert "size must be a number" in _start(client, mode="collected", size="many").content.decode()
     assert "choose a census" in _start(client, mode="census", census="atlantis").content.decode()
     assert client.get(reverse("benchmark:jury_start", args=["pluriharms"])).status_code == 405
+
+
+def test_the_default_predictor_is_the_best_new_annotator_one_preferring_traits_inside_its_interval(release_study):
+    from benchmark.jury import jury_default_predictor
+
+    assert jury_default_predictor(study=release_study)[0] == "traits_ramp"  # no benchmark run yet
+
+    def run(rows):
+        Job.objects.create(kind="benchmark", study=release_study, status=Job.Status.SUCCEEDED, result={"results": rows})
+
+    run(
+        [
+            {"predictor": "prompt_median", "condition": "new_annotator", "mae": 0.2230, "ci_high": 0.238},
+            {"predictor": "traits_ramp", "condition": "new_annotator", "mae": 0.2231, "ci_high": 0.239},
+            {"predictor": "observed_ramp", "condition": "warm", "mae": 0.171, "ci_high": 0.183},
+            {"predictor": "soft_impute", "condition": "warm", "mae": 0.182, "ci_high": 0.193},
+        ]
+    )
+    name, why = jury_default_predictor(study=release_study)
+    assert name == "traits_ramp" and "inside the interval of the best (prompt_median" in why
+    assert jury_default_predictor(study=release_study, ratings=True)[0] == "observed_ramp"
+    run(
+        [
+            {"predictor": "prompt_median", "condition": "new_annotator", "mae": 0.200, "ci_high": 0.210},
+            {"predictor": "traits_ramp", "condition": "new_annotator", "mae": 0.230, "ci_high": 0.240},
+        ]
+    )
+    assert jury_default_predictor(study=release_study)[0] == "prompt_median"
