@@ -240,8 +240,9 @@ def run(quick: bool = False) -> bool:
 report (computed beforehand in {report_s:.0f} s). Each run is a new Chromium context (empty cache), 1280 × 800;
 time from the navigation's start to the first Plotly plot's SVG in the page (`performance.now()` in the page;
 the other columns are medians: "first byte" is when the page's HTML began to arrive, i.e. the server's time;
-"main thread" is the renderer's main-thread work until then (Chrome DevTools' TaskDuration, of which
-ScriptDuration in brackets), the page's own cost, which a busy machine stretches without adding to;
+"main thread" is the renderer's main-thread work read just after the first plot (Chrome DevTools'
+TaskDuration, of which ScriptDuration in brackets; it can include the next plots being drawn), which a
+busy machine stretches too;
 "outside" is the first plot seen from Playwright). {runs} runs per page. Target: under {TARGET_S:.0f} s —
 median of both pages **{"met" if met else "not met"}**; every run of both pages under {TARGET_S:.0f} s:
 **{"yes" if every_run else "no"}**.
