@@ -545,3 +545,23 @@ def test_likert_battery_is_a_matrix_on_wide_screens_and_rows_on_a_phone(browser_
     assert_no_serious_axe_violations(page, context=f"MFQ matrix, {width_name(page)}")
     assert page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]
     assert_no_js_errors(browser_session)
+
+
+@pytest.mark.parametrize("phone", WIDTHS)
+def test_opening_recruitment_without_prompts_is_refused_in_the_form(browser_session, researcher, phone):
+    from .test_csp import logged_in_page
+
+    study = Study.objects.create(slug="no-prompts", title="No prompts", owner=researcher, instruments=[])
+    page = logged_in_page(browser_session, researcher)
+    if phone:
+        page.set_viewport_size({"width": 375, "height": 740})
+    page.goto(f"/research/studies/{study.slug}/edit/")
+    with page.expect_response(re.compile(r"/status/$")) as answer:
+        page.get_by_role("button", name="Open recruitment").click()
+    assert answer.value.status == 409
+    error = page.locator("#status-error")
+    expect(error).to_contain_text("Add prompts before opening recruitment")
+    expect(error).to_be_visible()
+    study.refresh_from_db()
+    assert study.status == Study.Status.DRAFT
+    browser_session.js_errors.clear()  # the browser logs the expected 409
