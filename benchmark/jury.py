@@ -213,18 +213,23 @@ def study_jury(
             result["validation"] = None
             result["validation_note"] = "not run: the validation holds out 30 annotators and needs at least 40"
         else:
-            result["validation"] = jury_validate(
-                frame,
-                threshold=threshold,
-                size=size,
-                n_juries=n_juries,
-                predictor=predictor,
-                n_fits=n_fits,
-                repeats=validation_repeats,
-                ratings=ratings,
-                columns=[c for c in VALIDATION_COLUMNS if c in people.columns] or demographic,
-                seed=seed,
-                progress=lambda f, m: report(cut + (0.98 - cut) * f, f"validation: {m}"),
-            )
+            held_columns = [c for c in VALIDATION_COLUMNS if c in people.columns] or demographic
+            try:
+                result["validation"] = jury_validate(
+                    frame,
+                    columns=held_columns,
+                    threshold=threshold,
+                    size=size,
+                    n_juries=n_juries,
+                    predictor=predictor,
+                    n_fits=n_fits,
+                    repeats=validation_repeats,
+                    ratings=ratings,
+                    seed=seed,
+                    progress=lambda f, m: report(cut + (0.98 - cut) * f, f"validation: {m}"),
+                )
+            except ValueError as exc:  # e.g. no demographic column to build the held-out mix from
+                result["validation"] = None
+                result["validation_note"] = f"not run: {exc}"
     report(1.0, "done")
     return result
