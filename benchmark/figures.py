@@ -191,6 +191,7 @@ def harm_agreement_figure(
             "Harm × agreement",
             height=460,
             shapes=lines,
+            legend={"orientation": "h", "y": -0.2},  # below the plane: on a phone it would squeeze it
             xaxis={"title": {"text": "mean rating (harm)"}, "range": [-2, 102]},
             yaxis={"title": {"text": "SD of ratings (disagreement)"}, "rangemode": "tozero"},
         ),
