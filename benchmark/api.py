@@ -22,6 +22,21 @@ class UploadSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class PredictionsUploadSerializer(UploadSerializer):
+    """An upload just made: also the scale its values were read on."""
+
+    scale = serializers.ChoiceField(
+        choices=["unit", "percent"],
+        source="predictions_scale",
+        read_only=True,
+        help_text="How the values were read: unit (0–1, no value above 1) or percent (0–100, scored as value / 100).",
+    )
+
+    class Meta(UploadSerializer.Meta):
+        fields = [*UploadSerializer.Meta.fields, "scale"]
+        read_only_fields = fields
+
+
 class PredictionsUploadRequest(serializers.Serializer):
     file = serializers.FileField(help_text="CSV: prompt[, annotator], prediction (0–1 or 0–100).")
 
@@ -36,11 +51,11 @@ class PredictionsUploadView(APIView):
 
     @extend_schema(
         request={"multipart/form-data": PredictionsUploadRequest},
-        responses={201: UploadSerializer, 400: ERROR, 403: ERROR, 404: ERROR},
+        responses={201: PredictionsUploadSerializer, 400: ERROR, 403: ERROR, 404: ERROR},
     )
     def post(self, request, slug: str):
         study = get_study_for_user(request.user, slug, self.study_access["post"])
         payload = PredictionsUploadRequest(data=request.data)
         payload.is_valid(raise_exception=True)
         upload = predictions_upload_save(study=study, upload=payload.validated_data["file"], user=request.user)
-        return Response(UploadSerializer(upload).data, status=status.HTTP_201_CREATED)
+        return Response(PredictionsUploadSerializer(upload).data, status=status.HTTP_201_CREATED)

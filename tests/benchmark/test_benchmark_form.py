@@ -121,3 +121,15 @@ def test_no_scale_note_without_a_file(client, researcher, small_study, monkeypat
         headers={"HX-Request": "true"},
     )
     assert answer.status_code == 200 and "predictions-scale" not in answer.content.decode()
+
+
+def test_the_api_upload_says_which_scale_it_assumed(researcher, small_study):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(researcher)
+    url = f"/api/studies/{small_study.slug}/uploads/predictions/"
+    for values, scale in (((50, 12.5, 80, 0, 100), "percent"), ((0.5, 0.1, 0.8, 0, 1), "unit")):
+        csv = "prompt,prediction\n" + "".join(f"{p},{v}\n" for p, v in zip("12345", values))
+        answer = api.post(url, {"file": SimpleUploadedFile("p.csv", csv.encode(), content_type="text/csv")})
+        assert answer.status_code == 201 and answer.json()["scale"] == scale, answer.json()
