@@ -24,6 +24,13 @@
 
   function drawOne(el) {
     var figure = JSON.parse(el.dataset.figure);
+    // On a narrow screen the modebar (shown at all times on touch screens) spans the top of the plot:
+    // the title goes below it rather than under its buttons.
+    if (el.clientWidth < 560 && figure.layout && figure.layout.title) {
+      var margin = figure.layout.margin || {};
+      figure.layout.margin = Object.assign({}, margin, { t: Math.max(margin.t || 40, 72) });
+      figure.layout.title = Object.assign({}, figure.layout.title, { yref: "container", y: 1, yanchor: "top", pad: { t: 36 } });
+    }
     // No "Produced with Plotly" logo and no share / "Edit in Chart Studio" button: the figures hold
     // demographic data, and nothing here may send a plot to another site (plotly.js 4 shows the
     // share button by default; an empty server URL disables it even if re-enabled).
