@@ -34,7 +34,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from benchmark.science.predictors.base import REGISTRY, get_predictor
-from benchmark.science.predictors.common import prompt_table, trait_columns
+from benchmark.science.predictors.common import NOT_TRAITS, prompt_table, trait_columns
 
 from .raking import marginals
 
@@ -71,14 +71,9 @@ def jury_predictors(*, ratings: bool = False) -> list[str]:
     )
 
 
-# Columns of a study's frame (annotation.selectors.ratings_frame) that are not traits of the annotator:
-# per-rating times and flags, and the annotator's status in the study.
-NOT_TRAITS = ("rt_ms", "server_rt_ms", "revised", "annotator_status")
-
-
 def person_columns(frame: pd.DataFrame) -> list[str]:
     """The annotator trait columns of a long frame: demographics and trait scores."""
-    return [c for c in trait_columns(frame) if c not in NOT_TRAITS]
+    return trait_columns(frame)
 
 
 def people_table(frame: pd.DataFrame) -> pd.DataFrame:

@@ -21,12 +21,16 @@ DEMOGRAPHICS = DEMOGRAPHIC_COLUMNS  # the name the predictors use
 
 # Columns of the long frame that are neither prompt features nor annotator traits.
 CORE_COLUMNS = ("annotator", "prompt", "rating", "unsure", "trial", "text", "harm_level", "score")
+# Columns of a study's frame (annotation.selectors.ratings_frame) that are not traits of the annotator either:
+# per-rating times and flags (a predictor given them as traits would see something of the very rating it
+# predicts), and the annotator's status in the study.
+NOT_TRAITS = ("rt_ms", "server_rt_ms", "revised", "annotator_status")
 
 
 def trait_columns(frame: pd.DataFrame) -> list[str]:
-    """Annotator trait columns: everything that is neither a core column nor a prompt feature."""
+    """Annotator trait columns: everything that is not a core column, a per-rating column or a prompt feature."""
     features = set(feature_columns(frame))
-    return [c for c in frame.columns if c not in CORE_COLUMNS and c not in features]
+    return [c for c in frame.columns if c not in CORE_COLUMNS and c not in NOT_TRAITS and c not in features]
 
 
 def prompt_table(frame: pd.DataFrame) -> pd.DataFrame:
