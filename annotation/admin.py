@@ -11,6 +11,7 @@ from .models import (
     Collaborator,
     Prompt,
     Rating,
+    RatingRevision,
     Study,
     SurveyInstrument,
     SurveyResponse,
@@ -81,6 +82,20 @@ class RatingAdmin(admin.ModelAdmin):
     list_display = ["id", "annotator", "prompt", "value", "unsure", "rt_ms", "created_at"]
     list_filter = ["unsure", "annotator__study"]
     raw_id_fields = ["assignment", "annotator", "prompt"]
+
+
+@admin.register(RatingRevision)
+class RatingRevisionAdmin(admin.ModelAdmin):
+    """The original answer beside a revised rating (undo from the next card): read only, as the rating is."""
+
+    list_display = ["id", "rating", "original_value", "original_unsure", "value", "unsure", "created_at"]
+    raw_id_fields = ["rating"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(SurveyInstrument)

@@ -90,7 +90,7 @@ def test_the_statement_is_prepared_on_the_connection(client, study):  # noqa: F4
         cursor.execute("SELECT statement FROM pg_prepared_statements")
         prepared = [row[0] for row in cursor.fetchall()]
     assert any(text.startswith("WITH counts AS") and "INSERT INTO" in text for text in prepared), prepared
-    assert any("FROM \"annotation_annotator\" n JOIN" in text for text in prepared), prepared
+    assert any('FROM "annotation_annotator" n JOIN' in text for text in prepared), prepared
 
 
 @pytest.mark.parametrize("path", ["one statement", "general"])

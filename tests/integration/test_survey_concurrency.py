@@ -14,7 +14,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from annotation import surveys
-from annotation.models import Annotator, Study, SurveyResponse
+from annotation.models import Annotator, Prompt, Study, SurveyResponse
 from annotation.selectors import annotators_frame
 from annotation.services.recruitment import (
     RecruitmentParams,
@@ -43,7 +43,10 @@ def _answers(key: str, rng: np.random.Generator) -> dict[str, str]:
 
 
 def _study(slug: str) -> Study:
-    return Study.objects.create(slug=slug, title=slug, status="recruiting", instruments=list(SCORED))
+    study = Study.objects.create(slug=slug, title=slug, status="recruiting", instruments=list(SCORED))
+    # A recruiting study admits annotators only with something to rate.
+    Prompt.objects.bulk_create([Prompt(study=study, external_id=str(i), text=f"P{i}", order=i) for i in range(3)])
+    return study
 
 
 def _consented(study: Study, i: int) -> Annotator:
