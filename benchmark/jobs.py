@@ -15,6 +15,7 @@ from rest_framework import serializers
 
 from annotation.exports import spreadsheet_csv
 from annotation.models import Study, Upload
+from config.errors import ApplicationError
 from jobs.models import Job
 from jobs.params import StrictBooleanField, StrictParams, seed_field
 from jobs.registry import JobKind, Progress
@@ -274,10 +275,10 @@ JURY = JobKind(name="jury", label="Jury view", params=JuryParams, handler=jury_r
 
 class SelectionParams(StrictParams):
     k = serializers.IntegerField(min_value=1, max_value=100_000, help_text="How many prompts to choose.")
-    targets = serializers.ChoiceField(
-        choices=["paper", "uniform"],
+    targets = serializers.JSONField(
         default="paper",
-        help_text="paper: PluriHarms' harm-level target, uniform for the rest; uniform: uniform everywhere.",
+        help_text="paper: PluriHarms' harm-level target, uniform for the rest; uniform: uniform everywhere; or an "
+        "object as a targets file of `manage.py curate select` (harm_level, actions, effects, values, weights).",
     )
     max_per_group = serializers.IntegerField(
         min_value=0, max_value=1000, default=2, help_text="At most this many prompts of one seed group (0: no limit)."
@@ -285,12 +286,28 @@ class SelectionParams(StrictParams):
     optimizer = serializers.ChoiceField(choices=["best", "ga"], default="best")
     seed = seed_field()
 
+    def validate_targets(self, value):
+        if isinstance(value, str):
+            if value not in ("paper", "uniform"):
+                raise serializers.ValidationError(f"unknown targets {value[:40]!r}: paper, uniform or an object")
+        elif not isinstance(value, dict):
+            raise serializers.ValidationError("targets must be paper, uniform or an object")
+        return value
+
     def validate(self, attrs):
+        from .curation import selection_pool  # noqa: PLC0415  (see the note at the imports)
+        from .science.curation import TargetsError, targets_resolve  # noqa: PLC0415
+
         study: Study | None = self.context.get("study")
         if study is not None:
             n = study.prompts.count()
             if attrs["k"] > n:
                 raise serializers.ValidationError({"k": f"K = {attrs['k']} is more than the study's {n} prompts"})
+            if isinstance(attrs["targets"], dict):
+                try:  # checked against the categories the study's prompts have, before a job is queued
+                    targets_resolve(attrs["targets"], selection_pool(study=study).dimensions_available())
+                except (TargetsError, ApplicationError) as exc:
+                    raise serializers.ValidationError({"targets": str(exc)}) from None
         return attrs
 
 

@@ -132,3 +132,27 @@ def test_group_feature_limits_a_seed_group(pool_study):
     assert selected["group"].value_counts().max() == 2
     with pytest.raises(ApplicationError, match="at most 10 candidates with at most 2 per group"):
         selection_run(study=pool_study, k=11, max_per_group=2)
+
+
+def test_selection_job_with_targets_as_an_object(
+    pool_study, researcher, monkeypatch, django_capture_on_commit_callbacks
+):
+    from jobs.services import job_create
+
+    monkeypatch.setattr("jobs.tasks.run_job.delay", lambda job_id: None)
+    targets = {"harm_level": {"0.5": 1}, "weights": {"values": 0}}
+    with django_capture_on_commit_callbacks(execute=True):
+        job = job_create(kind="selection", study=pool_study, params={"k": 6, "targets": targets, "optimizer": "ga"})
+    done = job_run(job_id=job.pk)
+    assert done.status == "succeeded", done.error
+    assert done.result["targets"] == "custom" and "values" not in done.result["js_distance"]
+    harm = {p.external_id: p.harm_level for p in pool_study.prompts.all()}
+    assert all(harm[i] == 0.5 for i in done.result["selected"])
+    for bad, message in [
+        ({"harm_level": [1, 2]}, "2 numbers given, the pool has 11"),
+        ({"actions": {"Nope": 1}}, "unknown category 'Nope'"),
+        ("median", "unknown targets 'median'"),
+        ([1], "targets must be paper, uniform or an object"),
+    ]:
+        with pytest.raises(ApplicationError, match=message):
+            job_create(kind="selection", study=pool_study, params={"k": 6, "targets": bad})
