@@ -181,6 +181,12 @@ def run(quick: bool = False) -> bool:
         for g in groups[:12]
     )
     before = ", ".join(f"{x:.1f}" for x in load_before)
+    # Other work on the machine: a 1-minute load above its cores before the runs began.
+    busy = (
+        " (the machine was shared with other work: times are not a quiet measurement)"
+        if load_before[0] > (os.cpu_count() or 1)
+        else ""
+    )
     after = ", ".join(f"{x:.1f}" for x in load_after)
     verdict = "PASS" if passed else "FAIL"
     text = f"""<!-- bench:jury -->
@@ -188,7 +194,7 @@ def run(quick: bool = False) -> bool:
 
 Run {machine["date"]} with `.venv/bin/python -m bench jury` on {machine["cpus"]} CPUs ({machine["cpu"]}),
 {machine["memory"]} memory, Python {machine["python"]}; load average (1, 5, 15 min) {before} before and {after}
-after (the machine was shared with other sessions: times are not a quiet measurement).  Release: 100
+after{busy}.  Release: 100
 annotators, 150 prompts.
 
 **Time** — the jury for 150 prompts, N = {SIZE:,}, {JURIES} bootstrap juries, `traits_ramp` refitted {FITS} × 5
