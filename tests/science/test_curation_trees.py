@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from benchmark.science.curation.trees import effect_category, tree_features, tree_reply_check, trees_generate
 from benchmark.science.harm_benefit.schema import EFFECT_CATEGORIES, TreeError, load_example_tree
 from benchmark.science.predictors.llm import ChatClient
+from tests.science.chat_endpoint import ChatEndpoint
 
 EXAMPLE = load_example_tree()["harm_benefit_tree"]
 
@@ -37,36 +36,9 @@ def test_effect_leaves_map_to_level_one_categories():
     assert effect_category("Moon damage") is None
 
 
-class TreeEndpoint:
+class TreeEndpoint(ChatEndpoint):
     """GOOD → the example tree in a code fence; BAD → a tree with likelihood 'sometimes', then (told why)
     the example; REFUSE → a refusal; DOWN → HTTP 503."""
-
-    def __init__(self):
-        self.calls = []
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                endpoint.calls.append(body["messages"])
-                status, content = endpoint.answer(body["messages"])
-                if status != 200:
-                    self.send_response(status)
-                    self.end_headers()
-                    return
-                payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def answer(self, messages):
         request = messages[1]["content"]
@@ -79,14 +51,6 @@ class TreeEndpoint:
             broken[0]["harms"][0]["effects"][0]["likelihood"] = "sometimes"
             return 200, json.dumps(broken)
         return 200, "```json\n" + json.dumps(EXAMPLE) + "\n```\nThat is the tree."
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_trees_through_the_adapter(tmp_path):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -19,6 +17,7 @@ from benchmark.science.curation.variants import (
     variants_generate,
 )
 from benchmark.science.predictors.llm import ChatClient
+from tests.science.chat_endpoint import ChatEndpoint
 
 
 def _variants(topic: str, skip: str | None = None) -> str:
@@ -26,36 +25,9 @@ def _variants(topic: str, skip: str | None = None) -> str:
     return "```json\n" + json.dumps(body) + "\n```"
 
 
-class VariantEndpoint:
+class VariantEndpoint(ChatEndpoint):
     """Replies by the seed text: GOOD → 11 variants in a code fence; REFUSE → a refusal; BROKEN → level 1.0
     missing, then (once told why) all 11; HOPELESS → never JSON; DOWN → HTTP 500."""
-
-    def __init__(self):
-        self.calls: list[list[dict]] = []
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                endpoint.calls.append(body["messages"])
-                status, content = endpoint.answer(body["messages"])
-                if status != 200:
-                    self.send_response(status)
-                    self.end_headers()
-                    return
-                payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def answer(self, messages):
         seed = messages[1]["content"]
@@ -69,14 +41,6 @@ class VariantEndpoint:
         if "BROKEN" in seed and not told:
             return 200, _variants("broken", skip="1.0")
         return 200, _variants(seed.split('"')[1])
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def _client(endpoint, tmp_path):

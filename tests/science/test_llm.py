@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pandas as pd
@@ -15,55 +13,33 @@ from benchmark.science.predictors import get_predictor
 from benchmark.science.predictors.base import AGGREGATE
 from benchmark.science.predictors.llm import ChatClient, parse_rating, value_profile
 from benchmark.science.protocol import run_benchmark
+from tests.science.chat_endpoint import ChatEndpoint
 
 
-class FakeEndpoint:
+class FakeEndpoint(ChatEndpoint):
     """Replies by the request text: 'SAFE' → 12, 'RISKY' → 'Rating: 85', 'REFUSE' → a refusal,
     'GARBAGE' → no number, 'FLAKY' → HTTP 500 once then 'Rating: 40', 'BUSY' → 429 once then 55.
     Records every call and the most requests ever in flight at once."""
 
     def __init__(self, delay: float = 0.0):
+        super().__init__()
         self.delay = delay
-        self.calls: list[dict] = []
         self.failed: set[str] = set()
         self.in_flight = 0
         self.max_in_flight = 0
         self.lock = threading.Lock()
-        endpoint = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep the test output clean
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with endpoint.lock:
-                    endpoint.calls.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
-                    endpoint.in_flight += 1
-                    endpoint.max_in_flight = max(endpoint.max_in_flight, endpoint.in_flight)
-                try:
-                    time.sleep(endpoint.delay)
-                    status, content, headers = endpoint.answer(body["messages"][-1]["content"])
-                finally:
-                    with endpoint.lock:
-                        endpoint.in_flight -= 1
-                if status != 200:
-                    self.send_response(status)
-                    for key, value in headers.items():
-                        self.send_header(key, value)
-                    self.end_headers()
-                    self.wfile.write(b'{"error": "try again"}')
-                    return
-                payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+    def respond(self, request, body):
+        with self.lock:
+            self.calls.append({"path": request.path, "body": body, "auth": request.headers.get("Authorization")})
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            time.sleep(self.delay)
+            return self.answer(body["messages"][-1]["content"])
+        finally:
+            with self.lock:
+                self.in_flight -= 1
 
     def answer(self, text: str):
         once = None
@@ -89,14 +65,6 @@ class FakeEndpoint:
         if "RISKY" in text:
             return 200, "This could enable real harm.\nRating: 85", {}
         return 200, "12", {}
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def _frame(texts: list[str], annotators=("a1", "a2")) -> pd.DataFrame:
