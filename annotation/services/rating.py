@@ -47,6 +47,8 @@ class SubmitOutcome:
     progress: tuple[int, int] | None = None  # (answered, total) after this submission, when known
     # The annotator's next trial (already marked shown), None when there is none, UNKNOWN when not looked up.
     next_assignment: object = UNKNOWN
+    check_failed: bool = False  # this new answer failed an attention check
+    failed_checks: int | None = None  # the annotator's failed checks after it, when known
 
 
 def rating_rate_limit() -> tuple[int, int]:
@@ -246,10 +248,14 @@ def _rating_submit(*, annotator, assignment_id, raw_value, unsure, rt_ms, idempo
         completed=completed,
         excluded=excluded,
         progress=(int(done), int(total)),
+        check_passed=check_passed,
+        failures=failures,
     )
 
 
-def _stored(*, study, stored, kind, completed, excluded, progress, upcoming=UNKNOWN) -> SubmitOutcome:
+def _stored(
+    *, study, stored, kind, completed, excluded, progress, check_passed, failures, upcoming=UNKNOWN
+) -> SubmitOutcome:
     """The outcome of a new rating, from what was written: (id, trial, annotator, prompt, value, browser's
     time, server's time, idempotency key, time)."""
     rating_id, assignment_id, annotator_id, prompt_id, value, client_rt, server_rt, key, now = stored
@@ -275,6 +281,8 @@ def _stored(*, study, stored, kind, completed, excluded, progress, upcoming=UNKN
         excluded=bool(excluded),
         progress=progress,
         next_assignment=upcoming,
+        check_failed=check_passed is False,
+        failed_checks=int(failures),
     )
 
 
@@ -357,7 +365,7 @@ def _submit_in_one_statement(*, annotator, assignment_id, raw_value, unsure, rt_
     row = fetchone(sql, params)
     if row is None:
         return None
-    rating_id, server_rt, prompt_id, kind, total, done, failures, excluded, *rest = row
+    rating_id, server_rt, prompt_id, kind, total, done, failures, excluded, check_passed, *rest = row
     completed = not excluded and done >= total
     upcoming = None if rest[0] is None else assignment_from_row(rest[:-1], rest[-1], study_id=annotator.study_id)
     return _stored(
@@ -367,6 +375,8 @@ def _submit_in_one_statement(*, annotator, assignment_id, raw_value, unsure, rt_
         completed=completed,
         excluded=excluded,
         progress=(int(done), int(total)),
+        check_passed=check_passed,
+        failures=failures,
         upcoming=None if excluded or completed else upcoming,
     )
 
@@ -413,6 +423,7 @@ def _one_statement_sql(vendor: str) -> str:
         f"SELECT a.id FROM {assignments} a WHERE a.annotator_id = %(annotator)s AND a.id <> %(trial)s AND {unrated} "
         "ORDER BY a.position LIMIT 1) AND EXISTS (SELECT 1 FROM decision WHERE NOT excluded) RETURNING *) "
         "SELECT ins.id, ins.server_rt_ms, ins.prompt_id, d.kind, d.total, d.done, d.failures, d.excluded, "
+        "d.check_passed, "
         f"{columns_sql(Assignment, 'upcoming')}, p.text FROM ins CROSS JOIN decision d "
         f"LEFT JOIN upcoming ON true LEFT JOIN {_table(Prompt)} p ON p.id = upcoming.prompt_id"
     )

@@ -156,20 +156,22 @@ def enter(request, slug: str):
 @require_http_methods(["GET", "POST"])
 @annotator_page("consent")
 def consent(request, study: Study, annotator: Annotator):
-    context = {"study": study, "duration_minutes": duration_minutes(study)}
+    def page(status=200, **extra):  # the duration is estimated only for a page shown, not for a redirect
+        context = {"study": study, "duration_minutes": duration_minutes(study), **extra}
+        return render(request, "annotation/take/consent.html", context, status=status)
+
     if request.method == "POST":
         choice = request.POST.get("consent")
         if choice == "ask-decline":  # "I do not agree" asks once more before it ends the session
-            return render(request, "annotation/take/consent.html", {**context, "confirm_decline": True})
+            return page(confirm_decline=True)
         if choice not in ("agree", "decline"):
-            context["error"] = "Please choose whether you agree to take part."
-            return render(request, "annotation/take/consent.html", context, status=400)
+            return page(status=400, error="Please choose whether you agree to take part.")
         try:
             annotator = recruitment.annotator_consent(annotator=annotator, agree=choice == "agree")
         except recruitment.EntryRefused as refusal:
             return _refusal_page(request, study, refusal)
         return redirect(_step_url(study, annotator))
-    return render(request, "annotation/take/consent.html", context)
+    return page()
 
 
 def _survey_context(study, annotator, instrument, values=None, errors=None):
@@ -343,7 +345,7 @@ def rate_submit(request, study: Study, annotator: Annotator, assignment_id: int)
             annotator,
             notice=notice,
             warning=warning,
-            check_warning=_failed_check_warning(study, annotator, outcome),
+            check_warning=_failed_check_warning(study, outcome),
             progress=outcome.progress,
             upcoming=outcome.next_assignment,
             previous=outcome.rating if outcome.created else None,
@@ -375,15 +377,12 @@ def rate_revise(request, study: Study, annotator: Annotator, assignment_id: int)
     return render(request, "annotation/take/_previous_answer.html", context)
 
 
-def _failed_check_warning(study, annotator, outcome) -> str | None:
-    """A warning for the card after a failed attention check (which item it was is not said). Looked up only
-    after an attention check (a rating without a prompt), so a prompt's submission costs no query here."""
-    if not outcome.created or outcome.rating.prompt_id is not None:
+def _failed_check_warning(study, outcome) -> str | None:
+    """A warning for the card after a failed attention check (which item it was is not said), from what the
+    submission itself counted: no query."""
+    if not outcome.created or not outcome.check_failed:
         return None
-    failed = list(annotator.assignments.filter(check_passed=False).order_by().values_list("pk", flat=True))
-    if outcome.rating.assignment_id not in failed:
-        return None
-    left = (study.attention_max_failures or 0) - len(failed)
+    left = (study.attention_max_failures or 0) - outcome.failed_checks
     ending = (
         " One more will end the study for you."
         if left == 1

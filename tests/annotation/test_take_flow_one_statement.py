@@ -15,6 +15,9 @@ from django.test.utils import CaptureQueriesContext
 
 from annotation.models import Annotator, Assignment, Rating, Study
 from annotation.services import rating as rating_service
+from tests.annotation.test_annotator_side import (  # noqa: F401  (rerun here, outside a transaction)
+    test_failed_check_warning_on_the_next_card_only,
+)
 from tests.annotation.test_take_flow import *  # noqa: F403  (every test and fixture, rerun below)
 from tests.annotation.test_take_flow import current, start_rating, submit
 from tests.test_query_budgets import session_read_queries
