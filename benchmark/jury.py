@@ -78,10 +78,9 @@ def jury_default_predictor(*, study: Study, ratings: bool = False) -> tuple[str,
                 else "tied-best new-annotator predictor that uses traits"
             )
         )
-    if ratings:
-        best = min(rows, key=lambda r: r["mae"])
-        return best["predictor"], f"{best['predictor']}: best warm MAE ({best['mae']:.3f}) in benchmark job #{job.pk}"
     best = min(rows, key=lambda r: r["mae"])
+    if ratings:
+        return best["predictor"], f"{best['predictor']}: best warm MAE ({best['mae']:.3f}) in benchmark job #{job.pk}"
     high = best.get("ci_high") if best.get("ci_high") is not None else best["mae"]
     tied = [r for r in rows if r["predictor"] in TRAIT_PREDICTORS and r["mae"] <= high]
     if tied and tied[0]["predictor"] != best["predictor"]:

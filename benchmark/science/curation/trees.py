@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from benchmark.science.harm_benefit.schema import (
 )
 from benchmark.science.predictors.llm import _REFUSAL, ChatClient
 
-from .variants import ask_validated
+from .variants import _FENCE, ask_validated
 
 SYSTEM = (
     "You are SafetyAnalyst's harm-benefit reporter. For a request sent to an AI assistant, list the "
@@ -46,7 +45,6 @@ TEMPLATE = (
     '"extent": "minor|significant|substantial|major", "likelihood": "low|medium|high"}}]}}], '
     '"benefits": [...same shape, free-text actions...]}}. Action categories: {categories}.'
 )
-_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
 
 
 @functools.lru_cache(maxsize=1)

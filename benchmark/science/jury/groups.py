@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from benchmark.science.protocol import _t_interval
 
 __all__ = ["error_by_group", "group_labels"]
 
@@ -36,14 +37,6 @@ def group_labels(values: pd.Series) -> pd.Series:
     labels[(values > low) & (values <= high)] = f"mid ({low:.2f} to {high:.2f}]"
     labels[values > high] = f"high (> {high:.2f})"
     return labels
-
-
-def _t_interval(values: np.ndarray) -> tuple[float, float]:
-    n = len(values)
-    if n < 2:
-        return (float("nan"), float("nan"))
-    half = stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n)
-    return (float(values.mean() - half), float(values.mean() + half))
 
 
 def _gaps(codes: np.ndarray, mae: np.ndarray, n_levels: int, eligible: np.ndarray) -> np.ndarray:

@@ -19,7 +19,8 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from benchmark.science.protocol import _t_interval
 
 from .panel import DEFAULT_PREDICTOR, jury_draw, jury_fit, people_table
 from .raking import marginals, rake
@@ -41,14 +42,6 @@ def _shares(scores: np.ndarray, weights: np.ndarray, threshold: float) -> np.nda
     w = weights[:, None] * rated
     with np.errstate(invalid="ignore", divide="ignore"):
         return (w * hit).sum(axis=0) / w.sum(axis=0)
-
-
-def _t_interval(values: np.ndarray) -> tuple[float, float]:
-    n = len(values)
-    if n < 2:
-        return (float("nan"), float("nan"))
-    half = stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n)
-    return (float(values.mean() - half), float(values.mean() + half))
 
 
 def jury_validate(
