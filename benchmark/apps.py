@@ -9,9 +9,11 @@ class BenchmarkConfig(AppConfig):
         from jobs import registry
 
         from .jobs import ANALYSIS, BENCHMARK, JURY, LATENT, SELECTION
+        from .pool_curation import POOL_TOPICS
 
         registry.register(ANALYSIS)
         registry.register(BENCHMARK)
         registry.register(LATENT)
         registry.register(JURY)
         registry.register(SELECTION)
+        registry.register(POOL_TOPICS)

@@ -61,7 +61,20 @@ PREVIEW_ROWS = 10
 MAX_PROBLEMS = 1000
 
 ID, TEXT, HARM, TREE, FEATURES = "external_id", "text", "harm_level", "harm_benefit_tree", "features"
-ALIASES = {"external_id": ID, "id": ID, "text": TEXT, "prompt": TEXT, "harm_level": HARM, "harm_benefit_tree": TREE}
+# The seed group of a candidate: read only where groups exist (a curation pool, `Bank.allow_group`).
+GROUP = "group"
+ALIASES = {
+    "external_id": ID,
+    "id": ID,
+    "text": TEXT,
+    "prompt": TEXT,
+    "harm_level": HARM,
+    "harm_benefit_tree": TREE,
+    "group": GROUP,
+    "seed_group": GROUP,
+}
+MAX_GROUP_CHARS = 64
+ROLES = {ID: "external id", TEXT: "text", HARM: "harm level", TREE: "harm-benefit tree", GROUP: "group"}
 
 
 @dataclass(frozen=True)
@@ -87,6 +100,7 @@ class BankRow:
     harm_level: float | None = None
     features: dict[str, float | None] = field(default_factory=dict)
     tree: list | None = None
+    group: str = ""
 
 
 @dataclass
@@ -102,6 +116,7 @@ class Bank:
     columns: list[tuple[str, str]] = field(default_factory=list)  # (column, what it was read as)
     n_existing: int = 0
     upload: Upload | None = None
+    allow_group: bool = False
 
     def problem(self, message: str, row: int | None = None, column: str | None = None) -> None:
         self.n_problems += 1
@@ -214,6 +229,22 @@ def _tree(value: Any, bank: Bank, row: int, column: str) -> list | None:
     return None
 
 
+def _group(value: Any, bank: Bank, row: int, column: str) -> str:
+    """A seed group id: text or a whole number, at most MAX_GROUP_CHARS; empty means its own group."""
+    if value is None:
+        return ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        bank.problem(f"the group must be text or a whole number, got {type(value).__name__}", row, column)
+        return ""
+    value = value.strip()
+    if len(value) > MAX_GROUP_CHARS:
+        bank.problem(f"the group is longer than {MAX_GROUP_CHARS} characters", row, column)
+        return ""
+    return value
+
+
 def _text_checks(bank: Bank, row: int, external_id: str, text: str, id_column: str, text_column: str) -> bool:
     """Checks every format shares, on the id and text of one row; True if both pass."""
     ok = True
@@ -257,11 +288,14 @@ def _parse_csv(text: str, bank: Bank) -> None:
     for column in header:
         name = column.strip()
         key = ALIASES.get(name.casefold().replace(" ", "_").replace("-", "_"))
+        if key == GROUP and not bank.allow_group:
+            key = None
         if key is None and is_feature_column(name):
             key = name
         if key is None:
+            group = "group, " if bank.allow_group else ""
             bank.problem(
-                f"unexpected column (allowed: external_id, text, harm_level, harm_benefit_tree and features "
+                f"unexpected column (allowed: external_id, text, harm_level, {group}harm_benefit_tree and features "
                 f"starting with {', '.join(FEATURE_PREFIXES)})",
                 column=name,
             )
@@ -270,8 +304,7 @@ def _parse_csv(text: str, bank: Bank) -> None:
             key = None
         else:
             seen[key] = name
-            role = {ID: "external id", TEXT: "text", HARM: "harm level", TREE: "harm-benefit tree"}.get(key, "feature")
-            bank.columns.append((name, role))
+            bank.columns.append((name, ROLES.get(key, "feature")))
         roles.append(key)
     for needed in (ID, TEXT):
         if needed not in seen:
@@ -279,7 +312,7 @@ def _parse_csv(text: str, bank: Bank) -> None:
     if bank.n_problems:
         return
     index = {key: i for i, key in enumerate(roles)}
-    features = [(key, i) for i, key in enumerate(roles) if key not in (ID, TEXT, HARM, TREE)]
+    features = [(key, i) for i, key in enumerate(roles) if key is not None and key not in ROLES]
     ids: dict[str, int] = {}
     row = 0
     while True:
@@ -307,8 +340,9 @@ def _parse_csv(text: str, bank: Bank) -> None:
         harm = _number(cells[index[HARM]], bank, row, seen[HARM], unit=True) if HARM in index else None
         values = {name: _number(cells[i], bank, row, name) for name, i in features}
         tree = _tree(cells[index[TREE]], bank, row, seen[TREE]) if TREE in index else None
+        group = _group(cells[index[GROUP]], bank, row, seen[GROUP]) if GROUP in index else ""
         if good and bank.n_problems == n_before:
-            bank.rows.append(BankRow(row, external_id, prompt_text, harm, values, tree))
+            bank.rows.append(BankRow(row, external_id, prompt_text, harm, values, tree, group))
     if row == 0:
         bank.problem("no prompts: the file has a header but no rows")
 
@@ -347,10 +381,12 @@ def _parse_objects(objects: list[tuple[int, Any]], bank: Bank) -> None:
         if unstorable:
             bank.problem(unstorable, row)
             continue
-        unknown = [k for k in obj if k not in (ID, TEXT, HARM, TREE, FEATURES) and not is_feature_column(k)]
+        known = (ID, TEXT, HARM, TREE, FEATURES, GROUP) if bank.allow_group else (ID, TEXT, HARM, TREE, FEATURES)
+        unknown = [k for k in obj if k not in known and not is_feature_column(k)]
         for key in unknown:
+            group = "group, " if bank.allow_group else ""
             bank.problem(
-                "unknown key (allowed: external_id, text, harm_level, features, harm_benefit_tree and features "
+                f"unknown key (allowed: external_id, text, harm_level, {group}features, harm_benefit_tree and features "
                 f"starting with {', '.join(FEATURE_PREFIXES)})",
                 row,
                 str(key)[:64],
@@ -392,11 +428,11 @@ def _parse_objects(objects: list[tuple[int, Any]], bank: Bank) -> None:
             else:
                 values[k] = _number(v, bank, row, f"{FEATURES}.{k}")
         tree = _tree(obj.get(TREE), bank, row, TREE)
+        group = _group(obj.get(GROUP), bank, row, GROUP)
         for key in obj:
-            role = {ID: "external id", TEXT: "text", HARM: "harm level", TREE: "harm-benefit tree"}.get(key, "feature")
-            found.setdefault(key, "features" if key == FEATURES else role)
+            found.setdefault(key, "features" if key == FEATURES else ROLES.get(key, "feature"))
         if good and bank.n_problems == n_before:
-            bank.rows.append(BankRow(row, external_id, prompt_text, harm, values, tree))
+            bank.rows.append(BankRow(row, external_id, prompt_text, harm, values, tree, group))
     bank.columns = list(found.items())
     if not objects:
         bank.problem("no prompts")
@@ -476,11 +512,12 @@ def _release_text_checks(raw: bytes, bank: Bank) -> None:
             )
 
 
-def bank_parse(*, study: Study, raw: bytes, name: str, fmt: str = "auto") -> Bank:
-    """Read a prompt bank completely: its rows, every problem, and what the preview shows. Writes nothing."""
+def bank_read(*, raw: bytes, name: str, fmt: str = "auto", allow_group: bool = False) -> Bank:
+    """Read rows in any of the FORMATS with every row-level problem, checking nothing against the database
+    (a study's import and a curation pool's upload, which also reads a `group` column, share it)."""
     if fmt not in FORMATS:
         raise ApplicationError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}", extra={"field": "format"})
-    bank = Bank(file=Path(name or "").name or "upload", fmt=fmt)
+    bank = Bank(file=Path(name or "").name or "upload", fmt=fmt, allow_group=allow_group)
     text = _decode(raw, bank)
     if text is None:
         return bank
@@ -492,6 +529,12 @@ def bank_parse(*, study: Study, raw: bytes, name: str, fmt: str = "auto") -> Ban
         _parse_jsonl(text, bank)
     else:
         _parse_release(raw, bank)
+    return bank
+
+
+def bank_parse(*, study: Study, raw: bytes, name: str, fmt: str = "auto") -> Bank:
+    """Read a prompt bank completely: its rows, every problem, and what the preview shows. Writes nothing."""
+    bank = bank_read(raw=raw, name=name, fmt=fmt)
     _existing_check(study, bank)
     return bank
 
