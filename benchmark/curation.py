@@ -59,10 +59,25 @@ def selection_run(
     max_per_group: int | None = 2,
     optimizer: str = "best",
     seed: int = 0,
+    pilot: str | None = None,
+    disagreement_weight: float = 0.05,
+    embedding: bool = True,
     progress: Progress | None = None,
 ) -> tuple[pd.DataFrame, dict]:
-    """Choose k of the study's prompts; (the chosen rows, the report as `science.curation.curate`)."""
+    """Choose k of the study's prompts; (the chosen rows, the report as `science.curation.curate`).
+
+    With `pilot` (a study slug: this study or another of its owner, `pilot.pilot_study_get`) the objective
+    also rewards the disagreement a model fitted to the pilot's ratings predicts, `disagreement_weight`
+    objective units per SD of it; the report's `disagreement` block holds the model's held-out Spearman ρ."""
     pool = selection_pool(study=study)
+    score = predicted = disagreement = None
+    if pilot:
+        from .pilot import pilot_study_get, selection_disagreement, selection_score  # noqa: PLC0415
+
+        predicted, disagreement = selection_disagreement(
+            pool=pool, pilot=pilot_study_get(study=study, slug=pilot), embedding=embedding, seed=seed, progress=progress
+        )
+        score = selection_score(predicted)
     if progress:
         progress(0.1, f"choosing {k} of {len(pool)} prompts ({optimizer})")
     try:
@@ -74,10 +89,21 @@ def selection_run(
             max_per_group=max_per_group,
             optimizer=optimizer,
             seed=seed,
+            score=score,
+            score_weight=disagreement_weight if score is not None else 0.0,
         )
     except (TargetsError, InfeasibleSelection) as exc:
         raise ApplicationError(str(exc)) from exc
     report["study"] = study.slug
+    if disagreement is not None:
+        chosen = pool.frame["external_id"].isin(set(selected["external_id"])).to_numpy()
+        disagreement["weight"] = disagreement_weight
+        disagreement["mean_predicted_sd"] = {
+            "selected": float(predicted[chosen].mean()),
+            "pool": float(predicted.mean()),
+        }
+        report["disagreement"] = disagreement
+        selected = selected.assign(predicted_sd=predicted[chosen])
     return selected, report
 
 

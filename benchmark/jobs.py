@@ -285,6 +285,23 @@ class SelectionParams(StrictParams):
     )
     optimizer = serializers.ChoiceField(choices=["best", "ga"], default="best")
     seed = seed_field()
+    pilot = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=100,
+        help_text="Lean toward predicted disagreement: the slug of a study whose ratings are the pilot (this study's "
+        "own, or another study of its owner); empty: no pilot.",
+    )
+    disagreement_weight = serializers.FloatField(
+        min_value=0.0,
+        max_value=10.0,
+        default=0.05,
+        help_text="With a pilot: objective units per SD of standardised predicted disagreement.",
+    )
+    embedding = StrictBooleanField(
+        default=True, help_text="With a pilot: the model also reads each candidate's MiniLM embedding."
+    )
 
     def validate_targets(self, value):
         if isinstance(value, str):
@@ -308,6 +325,14 @@ class SelectionParams(StrictParams):
                     targets_resolve(attrs["targets"], selection_pool(study=study).dimensions_available())
                 except (TargetsError, ApplicationError) as exc:
                     raise serializers.ValidationError({"targets": str(exc)}) from None
+            if attrs["pilot"]:
+                from .pilot import pilot_matrix, pilot_study_get  # noqa: PLC0415
+
+                try:  # a pilot without enough ratings on the pool's prompts is refused before a job is queued
+                    pilot = pilot_study_get(study=study, slug=attrs["pilot"], user=self.context.get("user"))
+                    pilot_matrix(pool=selection_pool(study=study), pilot=pilot)
+                except ApplicationError as exc:
+                    raise serializers.ValidationError({"pilot": exc.message}) from None
         return attrs
 
 
@@ -323,6 +348,9 @@ def selection_run(job: Job, progress: Progress) -> dict:
         max_per_group=p["max_per_group"] or None,
         optimizer=p["optimizer"],
         seed=p["seed"],
+        pilot=p.get("pilot") or None,
+        disagreement_weight=p.get("disagreement_weight", 0.05),
+        embedding=p.get("embedding", True),
         progress=progress,
     )
     out = artifact_dir(job)

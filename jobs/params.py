@@ -18,7 +18,7 @@ class StrictParams(serializers.Serializer):
     """A serializer that refuses keys it does not declare (instead of dropping them silently).
 
     The job's study, if any, is in `self.context["study"]`, for checks such as "this upload id belongs
-    to the study".
+    to the study"; the person starting it, when known, in `self.context["user"]`.
     """
 
     def to_internal_value(self, data):
@@ -47,9 +47,9 @@ def seed_field(**kwargs) -> serializers.IntegerField:
     return serializers.IntegerField(min_value=0, max_value=SEED_MAX, default=0, **kwargs)
 
 
-def params_clean(schema: type[StrictParams], params, *, study=None) -> dict:
+def params_clean(schema: type[StrictParams], params, *, study=None, user=None) -> dict:
     """Validate against the kind's schema; the first problem becomes the ApplicationError's message."""
-    checked = schema(data=params if params is not None else {}, context={"study": study})
+    checked = schema(data=params if params is not None else {}, context={"study": study, "user": user})
     if not checked.is_valid():
         field, problems = next(iter(checked.errors.items()))
         problem = problems[0] if isinstance(problems, list) and problems else problems

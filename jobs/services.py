@@ -68,14 +68,14 @@ except ImportError:  # pragma: no cover  (redis is in requirements.txt)
 BROKER_ERRORS = (BrokerError, RedisError, OSError)
 
 
-def job_params_clean(*, kind: str, params, study=None) -> dict:
-    """The kind's parameters, checked against its schema (unknown keys refused)."""
-    return params_clean(kind_get(kind).params, params, study=study)
+def job_params_clean(*, kind: str, params, study=None, user=None) -> dict:
+    """The kind's parameters, checked against its schema (unknown keys refused); `user` is who starts it."""
+    return params_clean(kind_get(kind).params, params, study=study, user=user)
 
 
 def job_create(*, kind: str, study, params: dict | None = None, user=None) -> Job:
     """Create a job and queue it once the surrounding transaction commits."""
-    clean = job_params_clean(kind=kind, params=params, study=study)
+    clean = job_params_clean(kind=kind, params=params, study=study, user=user)
     job = Job.objects.create(
         kind=kind, study=study, params=clean, created_by=user if user is not None and user.is_authenticated else None
     )

@@ -49,7 +49,16 @@ def test_selection_job_page_plots_and_new_study(
     done = _run_selection(
         client, monkeypatch, django_capture_on_commit_callbacks, k="12", optimizer="ga", seed="4", max_per_group="2"
     )
-    assert done.params == {"k": 12, "targets": "paper", "max_per_group": 2, "optimizer": "ga", "seed": 4}
+    assert done.params == {
+        "k": 12,
+        "targets": "paper",
+        "max_per_group": 2,
+        "optimizer": "ga",
+        "seed": 4,
+        "pilot": "",
+        "disagreement_weight": 0.05,
+        "embedding": True,
+    }
     assert {a.name for a in done.artifacts.all()} == {"selection.json", "selected.csv"}
     result = done.result
     assert len(result["selected"]) == 12 and result["pool_size"] == 30

@@ -353,3 +353,41 @@ def disagreement_predict(
         embeddings[train] if embeddings is not None else None,
     )
     return model.predict(features, harm, embeddings)
+
+
+def disagreement_holdout(
+    pool: Pool,
+    pilot: np.ndarray,
+    *,
+    embeddings: np.ndarray | None = None,
+    midpoint: float = 50.0,
+    folds: int = 5,
+    seed: int = 0,
+) -> dict:
+    """How well the model `disagreement_predict` fits ranks prompts it never saw: the candidates the pilot
+    rated (two or more ratings) are split into `folds`; a model trained on the other folds predicts each
+    held-out prompt's SD, compared (Spearman ρ) with the pilot's own SD of it.  With few pilot annotators
+    that SD is noisy, so ρ is a low estimate; the harm-level heuristic is scored on the same prompts."""
+    rated = np.flatnonzero(np.isfinite(pilot).sum(axis=0) >= MIN_RATINGS)
+    if len(rated) < 2 * folds:
+        raise ValueError(f"a held-out check needs at least {2 * folds} rated prompts (got {len(rated)})")
+    features = feature_matrix(pool)[rated]
+    harm = pool.frame["harm_level"].to_numpy(dtype=np.float64)[rated]
+    ratings = pilot[:, rated]
+    emb = embeddings[rated] if embeddings is not None else None
+    pilot_mean, observed = prompt_mean(ratings), prompt_sd(ratings)
+    assignment = np.random.default_rng(seed).permutation(np.arange(len(rated)) % folds)
+    predicted = np.full(len(rated), np.nan)
+    for fold in range(folds):
+        test, train = assignment == fold, assignment != fold
+        model = DisagreementModel(use_embedding=emb is not None, midpoint=midpoint, seed=seed).fit(
+            features[train], pilot_mean[train], observed[train], harm[train], emb[train] if emb is not None else None
+        )
+        predicted[test] = model.predict(features[test], harm[test], emb[test] if emb is not None else None)
+    return {
+        "spearman": _rho(predicted, observed),
+        "harm_heuristic_spearman": _rho(harm_heuristic(harm), observed),
+        "prompts": int(len(rated)),
+        "folds": folds,
+        "observed": "the pilot's SD of each held-out prompt",
+    }
