@@ -72,11 +72,10 @@ GROUP_PREDICTORS = ("traits_ramp", "pooled_ramp", "prompt_median", "annotator_me
 
 
 def _groups(frame, quick: bool) -> tuple[list[dict], float]:
-    """Error by group of a few predictors over the locked seeds (as `evaluation.benchmark_groups` does)."""
-    import pandas as pd
-    from scipy import stats
-
-    from benchmark.science.jury import error_by_group, people_table
+    """Error by group of a few predictors over the locked seeds (`science.jury.seeds_error_by_group`, as
+    the benchmark job does): the
+    tested gaps, smallest p-value first."""
+    from benchmark.science.jury import seeds_error_by_group
     from benchmark.science.protocol import LOCKED_SEEDS, run_seeds
 
     start = time.perf_counter()
@@ -90,16 +89,7 @@ def _groups(frame, quick: bool) -> tuple[list[dict], float]:
         n_boot=0,
         keep_results=True,
     )
-    per_annotator = pd.concat([r.per_annotator for r in result.results], ignore_index=True)
-    people = people_table(frame)
-    out = []
-    for (name, condition), group in per_annotator.groupby(["predictor", "condition"], sort=False):
-        for entry in error_by_group(group, people, n_perm=999, seed=0):
-            if entry["p_value"] is not None:
-                out.append({"predictor": name, "condition": condition, **entry})
-    q = stats.false_discovery_control([g["p_value"] for g in out], method="bh")
-    for g, value in zip(out, q):
-        g["q_value"] = float(value)
+    out = [g for g in seeds_error_by_group(frame, result, n_perm=999, seed=0) if g["p_value"] is not None]
     return sorted(out, key=lambda g: g["p_value"]), time.perf_counter() - start
 
 

@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 import pandas as pd
 from django.conf import settings
-from scipy import stats
 
 from annotation.models import Study, Upload
 from annotation.selectors import prompts_frame
@@ -210,28 +209,11 @@ GROUPS_METHOD = (
 
 
 def benchmark_groups(frame: pd.DataFrame, result, *, n_perm: int = GROUP_PERMUTATIONS, seed: int = 0) -> list[dict]:
-    """Error by group (`science.jury.groups`) for every predictor × condition of a SeedsResult kept
-    with its per-seed results: one dict per predictor × condition × trait column."""
-    from .science.jury import error_by_group, people_table  # noqa: PLC0415  (only a run needs it)
+    """Error by group (`science.jury.seeds_error_by_group`) for every predictor × condition of a
+    SeedsResult kept with its per-seed results: one dict per predictor × condition × trait column."""
+    from .science.jury import seeds_error_by_group  # noqa: PLC0415  (only a run needs it)
 
-    people = people_table(frame)
-    frames = [r.per_annotator for r in result.results if not r.per_annotator.empty]
-    if people.empty or people.shape[1] == 0 or not frames:
-        return []
-    per_annotator = pd.concat(frames, ignore_index=True)
-    out = []
-    for (name, condition), group in per_annotator.groupby(["predictor", "condition"], sort=False):
-        for entry in error_by_group(group, people, n_perm=n_perm, seed=seed):
-            out.append({"predictor": name, "condition": condition, **entry})
-    # Hundreds of gaps are tested at once: each also gets its Benjamini–Hochberg q-value over the block.
-    tested = [g for g in out if g["p_value"] is not None]
-    if tested:
-        q = stats.false_discovery_control([g["p_value"] for g in tested], method="bh")
-        for g, value in zip(tested, q):
-            g["q_value"] = float(value)
-    for g in out:
-        g.setdefault("q_value", None)
-    return out
+    return seeds_error_by_group(frame, result, n_perm=n_perm, seed=seed)
 
 
 def groups_table(groups: list[dict]) -> pd.DataFrame:

@@ -12,7 +12,7 @@ chosen population say?
 """
 
 from .census import census_names, census_read
-from .groups import error_by_group, group_labels
+from .groups import error_by_group, group_labels, seeds_error_by_group
 from .panel import (
     DEFAULT_PREDICTOR,
     DEFAULT_RATINGS_PREDICTOR,
@@ -46,4 +46,5 @@ __all__ = [
     "people_table",
     "person_columns",
     "rake",
+    "seeds_error_by_group",
 ]

@@ -109,3 +109,31 @@ def error_by_group(
             )
         out.append(entry)
     return out
+
+
+def seeds_error_by_group(frame: pd.DataFrame, result, *, n_perm: int = 999, seed: int = 0) -> list[dict]:
+    """Error by group for every predictor × condition of a protocol result kept with its per-seed
+    results (`run_seeds(..., keep_results=True)`): one dict per predictor × condition × trait column.
+    Hundreds of gaps are tested at once, so each tested gap also gets its Benjamini–Hochberg q-value
+    over the block (None where no test ran)."""
+    from scipy import stats  # noqa: PLC0415
+
+    from .panel import people_table  # noqa: PLC0415  (panel needs the predictors; groups does not)
+
+    people = people_table(frame)
+    frames = [r.per_annotator for r in result.results if not r.per_annotator.empty]
+    if people.empty or people.shape[1] == 0 or not frames:
+        return []
+    per_annotator = pd.concat(frames, ignore_index=True)
+    out = []
+    for (name, condition), group in per_annotator.groupby(["predictor", "condition"], sort=False):
+        for entry in error_by_group(group, people, n_perm=n_perm, seed=seed):
+            out.append({"predictor": name, "condition": condition, **entry})
+    tested = [g for g in out if g["p_value"] is not None]
+    if tested:
+        q = stats.false_discovery_control([g["p_value"] for g in tested], method="bh")
+        for g, value in zip(tested, q):
+            g["q_value"] = float(value)
+    for g in out:
+        g.setdefault("q_value", None)
+    return out
