@@ -25,8 +25,13 @@ SELECTED_FILE = "selected.csv"
 REPORT_FILE = "selection.json"
 
 
-def selection_pool(*, study: Study) -> Pool:
-    """The study's prompts as a pool (prompts without a harm level cannot be placed on the harm axis: 400)."""
+def selection_pool(*, study: Study, pool_id: int | None = None) -> Pool:
+    """The study's prompts as a pool (prompts without a harm level cannot be placed on the harm axis: 400),
+    or with `pool_id` the candidates of that pool of the study (benchmark.pool_curation)."""
+    if pool_id is not None:
+        from .pool_curation import pool_for_study, pool_selection_pool  # noqa: PLC0415
+
+        return pool_selection_pool(pool=pool_for_study(study=study, pool_id=pool_id))
     rows = list(study.prompts.order_by("order", "id").values("external_id", "text", "harm_level", "features"))
     if not rows:
         raise ApplicationError("The study has no prompts to choose from; add a prompt bank first.")
@@ -59,6 +64,7 @@ def selection_run(
     max_per_group: int | None = 2,
     optimizer: str = "best",
     seed: int = 0,
+    pool_id: int | None = None,
     pilot: str | None = None,
     disagreement_weight: float = 0.05,
     embedding: bool = True,
@@ -69,7 +75,7 @@ def selection_run(
     With `pilot` (a study slug: this study or another of its owner, `pilot.pilot_study_get`) the objective
     also rewards the disagreement a model fitted to the pilot's ratings predicts, `disagreement_weight`
     objective units per SD of it; the report's `disagreement` block holds the model's held-out Spearman ρ."""
-    pool = selection_pool(study=study)
+    pool = selection_pool(study=study, pool_id=pool_id)
     score = predicted = disagreement = None
     if pilot:
         from .pilot import pilot_study_get, selection_disagreement, selection_score  # noqa: PLC0415
@@ -95,6 +101,10 @@ def selection_run(
     except (TargetsError, InfeasibleSelection) as exc:
         raise ApplicationError(str(exc)) from exc
     report["study"] = study.slug
+    if pool_id is not None:
+        from .pool_curation import pool_for_study, pool_report_named  # noqa: PLC0415
+
+        pool_report_named(pool=pool_for_study(study=study, pool_id=pool_id), report=report)
     if disagreement is not None:
         chosen = pool.frame["external_id"].isin(set(selected["external_id"])).to_numpy()
         disagreement["weight"] = disagreement_weight
@@ -115,15 +125,27 @@ def study_from_selection(*, job: Job, user) -> Study:
         raise ApplicationError("Only a finished prompt selection can become a study.", status_code=409)
     source = job.study
     chosen = list(job.result.get("selected", []))
-    prompts = list(source.prompts.filter(external_id__in=chosen).order_by("order", "id"))
+    if (job.params or {}).get("pool") is not None:
+        from .pool_curation import pool_for_study, pool_prompts  # noqa: PLC0415
+
+        prompts = pool_prompts(pool=pool_for_study(study=source, pool_id=job.params["pool"]), chosen=chosen)
+    else:
+        prompts = list(source.prompts.filter(external_id__in=chosen).order_by("order", "id"))
     if len(prompts) != len(chosen):
         raise ApplicationError(
-            "Some chosen prompts are no longer in the study; run the selection again.", status_code=409
+            "Some chosen prompts are no longer in the study or pool; run the selection again.", status_code=409
         )
     study = Study(owner=user, status=Study.Status.DRAFT, slug=study_slug_new(base=f"{source.slug}-selection"))
     for name in COPY_FIELDS:
         setattr(study, name, copy.deepcopy(getattr(source, name)))
-    study.meta = {**(source.meta or {}), "selected_from": {"study": source.slug, "job": job.pk}}
+    study.meta = {
+        **(source.meta or {}),
+        "selected_from": {
+            "study": source.slug,
+            "job": job.pk,
+            **({"pool": job.params["pool"]} if job.params.get("pool") else {}),
+        },
+    }
     study.title = f"{source.title} (selection of {len(prompts)})"[: Study._meta.get_field("title").max_length]
     study.save()
     Prompt.objects.bulk_create(

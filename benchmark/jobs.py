@@ -285,6 +285,11 @@ class SelectionParams(StrictParams):
     )
     optimizer = serializers.ChoiceField(choices=["best", "ga"], default="best")
     seed = seed_field()
+    pool = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        help_text="Choose from this candidate pool of the study (its number); empty: from the study's prompts.",
+    )
     pilot = serializers.CharField(
         required=False,
         allow_blank=True,
@@ -317,12 +322,23 @@ class SelectionParams(StrictParams):
 
         study: Study | None = self.context.get("study")
         if study is not None:
-            n = study.prompts.count()
-            if attrs["k"] > n:
-                raise serializers.ValidationError({"k": f"K = {attrs['k']} is more than the study's {n} prompts"})
+            if attrs.get("pool") is not None:
+                from .pool_curation import pool_for_study  # noqa: PLC0415
+
+                try:
+                    n = pool_for_study(study=study, pool_id=attrs["pool"]).candidates.count()
+                except ApplicationError as exc:
+                    raise serializers.ValidationError({"pool": exc.message}) from None
+                if attrs["k"] > n:
+                    raise serializers.ValidationError({"k": f"K = {attrs['k']} is more than the pool's {n} candidates"})
+            else:
+                n = study.prompts.count()
+                if attrs["k"] > n:
+                    raise serializers.ValidationError({"k": f"K = {attrs['k']} is more than the study's {n} prompts"})
             if isinstance(attrs["targets"], dict):
                 try:  # checked against the categories the study's prompts have, before a job is queued
-                    targets_resolve(attrs["targets"], selection_pool(study=study).dimensions_available())
+                    pool = selection_pool(study=study, pool_id=attrs.get("pool"))
+                    targets_resolve(attrs["targets"], pool.dimensions_available())
                 except (TargetsError, ApplicationError) as exc:
                     raise serializers.ValidationError({"targets": str(exc)}) from None
             if attrs["pilot"]:
@@ -330,7 +346,7 @@ class SelectionParams(StrictParams):
 
                 try:  # a pilot without enough ratings on the pool's prompts is refused before a job is queued
                     pilot = pilot_study_get(study=study, slug=attrs["pilot"], user=self.context.get("user"))
-                    pilot_matrix(pool=selection_pool(study=study), pilot=pilot)
+                    pilot_matrix(pool=selection_pool(study=study, pool_id=attrs.get("pool")), pilot=pilot)
                 except ApplicationError as exc:
                     raise serializers.ValidationError({"pilot": exc.message}) from None
         return attrs
@@ -348,6 +364,7 @@ def selection_run(job: Job, progress: Progress) -> dict:
         max_per_group=p["max_per_group"] or None,
         optimizer=p["optimizer"],
         seed=p["seed"],
+        pool_id=p.get("pool"),
         pilot=p.get("pilot") or None,
         disagreement_weight=p.get("disagreement_weight", 0.05),
         embedding=p.get("embedding", True),

@@ -167,6 +167,23 @@ def pool_report_named(*, pool: CandidatePool, report: dict) -> dict:
     return report
 
 
+def pool_prompts(*, pool: CandidatePool, chosen: list[str]) -> list[Candidate]:
+    """The chosen candidates in pool order, ready to copy as a study's prompts: each one's seed group goes
+    into its features (`group`, which a study's own selection reads) and, once the pool has topics, its
+    topic replaces the uploaded `value_topic_*` features (one-hot), as the selection saw it."""
+    has_topics = pool.topics.exists()
+    candidates = list(pool.candidates.filter(external_id__in=chosen).select_related("topic").order_by("order", "id"))
+    for c in candidates:
+        features = dict(c.features or {})
+        if has_topics:
+            features = {k: v for k, v in features.items() if not k.startswith(VALUES_PREFIX)}
+            if c.topic is not None:
+                features[f"{VALUES_PREFIX}{c.topic.number}"] = 1.0
+        features["group"] = c.group or c.external_id
+        c.features = features
+    return candidates
+
+
 # --- the topics job --------------------------------------------------------------------------------
 
 

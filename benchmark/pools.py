@@ -40,6 +40,7 @@ MAX_POOL_NAME = CandidatePool._meta.get_field("name").max_length
 # A generated pool of 60,000 candidates (the scale) fits with room to spare.
 MAX_POOL_CANDIDATES = 100_000
 MAX_SHOWN_PROBLEMS = 1000
+MAX_POOL_BYTES = MAX_UPLOAD_BYTES
 TREE_FEATURE_PREFIXES = ("action_", "effect_")
 
 
@@ -86,7 +87,8 @@ def _features_with_tree(features: Mapping[str, float | None], tree) -> dict[str,
     return out
 
 
-def _read_upload(upload, max_bytes: int = MAX_UPLOAD_BYTES) -> bytes:
+def _read_upload(upload, max_bytes: int | None = None) -> bytes:
+    max_bytes = MAX_POOL_BYTES if max_bytes is None else max_bytes
     if upload is None:
         raise ApplicationError("Choose a file to upload.", extra={"field": "file"})
     if upload.size is not None and upload.size > max_bytes:

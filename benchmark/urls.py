@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import dashboards, jury, latent, modelbench, selection
+from .views import dashboards, jury, latent, modelbench, pool_jobs, pools, selection
 
 app_name = "benchmark"
 urlpatterns = [
@@ -21,6 +21,27 @@ urlpatterns = [
     path("studies/<slug:slug>/selection/", selection.selection, name="selection"),
     path("studies/<slug:slug>/selection/start/", selection.selection_start, name="selection_start"),
     path("studies/<slug:slug>/selection/study/", selection.selection_study, name="selection_study"),
+    path("studies/<slug:slug>/pools/", pools.pool_list, name="pool_list"),
+    path("studies/<slug:slug>/pools/new/", pools.pool_create_view, name="pool_create"),
+    path("studies/<slug:slug>/pools/<int:pool_id>/", pools.pool_detail, name="pool_detail"),
+    path("studies/<slug:slug>/pools/<int:pool_id>/upload/", pools.pool_upload, name="pool_upload"),
+    path("studies/<slug:slug>/pools/<int:pool_id>/annotations/", pools.pool_annotations, name="pool_annotations"),
+    path("studies/<slug:slug>/pools/<int:pool_id>/topics/", pools.pool_topics_start, name="pool_topics_start"),
+    path(
+        "studies/<slug:slug>/pools/<int:pool_id>/topics/<int:number>/",
+        pools.topic_rename_view,
+        name="pool_topic_rename",
+    ),
+    path("studies/<slug:slug>/pools/<int:pool_id>/select/", pools.pool_select, name="pool_select"),
+    path(
+        "studies/<slug:slug>/pools/<int:pool_id>/variants/", pool_jobs.pool_variants_start, name="pool_variants_start"
+    ),
+    path("studies/<slug:slug>/pools/<int:pool_id>/trees/", pool_jobs.pool_trees_start, name="pool_trees_start"),
+    path(
+        "studies/<slug:slug>/pools/<int:pool_id>/candidates/<int:candidate_id>/",
+        pools.candidate_detail,
+        name="pool_candidate",
+    ),
     path("latent/checkpoints/", latent.latent_checkpoints, name="latent_checkpoints"),
     path("latent/checkpoints/<str:name>/", latent.latent_checkpoint, name="latent_checkpoint"),
 ]

@@ -31,6 +31,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from annotation.access import LEVELS
 from annotation.forms import SECTIONS
 from annotation.models import Annotator, Study
+from benchmark.models import Candidate, CandidatePool, ValueTopic
 from jobs.models import Job
 from jobs.services import artifact_dir, artifact_save, job_create, job_run
 
@@ -43,7 +44,19 @@ REFUSED = {401, 403, 404, 405}
 ROLES = ("anonymous", "annotator", "outsider", "viewer", "editor", "owner", "staff")
 ROLE_LEVEL = {"viewer": "view", "editor": "edit", "owner": "own", "staff": "own"}
 # URL keyword arguments that name something of the study: a URL with one of them is the study's.
-STUDY_KWARGS = {"slug", "job_id", "pk", "external_id", "pseudonym", "username", "name", "section"}
+STUDY_KWARGS = {
+    "slug",
+    "job_id",
+    "pk",
+    "external_id",
+    "pseudonym",
+    "username",
+    "name",
+    "section",
+    "pool_id",
+    "candidate_id",
+    "number",
+}
 
 
 def _route(pattern) -> str:
@@ -132,6 +145,10 @@ def world(small_study, researcher, outsider, staff, client):
     clients["anonymous"].raise_request_exception = False
     annotator_client.raise_request_exception = False
     prompt = study.prompts.order_by("order", "id").first()
+    # A candidate pool with one candidate and one value topic (issue 12's pool pages).
+    pool = CandidatePool.objects.create(study=study, name="pool")
+    topic = ValueTopic.objects.create(pool=pool, number=0, name="topic", size=1)
+    candidate = Candidate.objects.create(pool=pool, external_id="c1", text="text", harm_level=0.5, topic=topic)
     values = {
         "slug": study.slug,
         "job_id": export.pk,
@@ -140,6 +157,9 @@ def world(small_study, researcher, outsider, staff, client):
         "external_id": prompt.external_id,
         "pseudonym": Annotator.objects.filter(study=study).order_by("pk").first().pseudonym,
         "username": "viewer",
+        "pool_id": pool.pk,
+        "candidate_id": candidate.pk,
+        "number": topic.number,
     }
     # Keyword values that depend on the URL (a table's name, a builder section).
     by_url = {
