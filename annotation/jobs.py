@@ -41,7 +41,14 @@ def export_run(job: Job, progress: Progress) -> dict:
 
 
 # A viewer may export: downloading the data is part of "view" (annotation/access.py).
-# Exports take seconds: the short queue, so that they never wait behind a benchmark.
+# Exports take seconds: the short queue, so that they never wait behind a benchmark. They only read the study's
+# rows: from the replica when there is one (config/db_router.py).
 EXPORT = JobKind(
-    name="export", label="Dataset export", params=ExportParams, handler=export_run, need="view", queue=SHORT_QUEUE
+    name="export",
+    label="Dataset export",
+    params=ExportParams,
+    handler=export_run,
+    need="view",
+    queue=SHORT_QUEUE,
+    replica_reads=True,
 )

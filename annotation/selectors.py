@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, timedelta
@@ -12,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
-from django.db import connection
+from django.db import connection, connections, router
 from django.db.models import Count, Max, Min, Q
 from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 
@@ -182,11 +183,13 @@ def _rating_rows_sql(study: Study, annotator_ids: Sequence[int] | None) -> tuple
     return sql, params
 
 
-def _rating_rows_postgresql(sql: str, params: list) -> pd.DataFrame:
-    """The query through COPY … TO STDOUT, parsed by pyarrow: no Python object per cell."""
+def _rating_rows_postgresql(sql: str, params: list, db) -> pd.DataFrame:
+    """The query through COPY … TO STDOUT, parsed by pyarrow: no Python object per cell. Logged as Django logs
+    its own queries (DEBUG, or a test capturing them), which a raw cursor's COPY is not."""
 
     sink = io.BytesIO()
-    with connection.cursor() as cursor:
+    start = time.monotonic()
+    with db.cursor() as cursor:
         raw = cursor.cursor
         # PostgreSQL 12+ prints floats exactly (shortest round-trip) unless this was turned down.
         raw.execute("SELECT current_setting('extra_float_digits')::int")
@@ -200,6 +203,10 @@ def _rating_rows_postgresql(sql: str, params: list) -> pd.DataFrame:
         finally:
             if digits < 1:
                 raw.execute(f"SET extra_float_digits = {int(digits)}")
+    if db.queries_logged:
+        db.queries_log.append(
+            {"sql": f"COPY ({sql}) TO STDOUT -- {params!r}", "time": f"{time.monotonic() - start:.3f}"}
+        )
     types = [pa.int64(), pa.int64(), pa.float64(), pa.bool_(), pa.int64(), pa.int64(), pa.int64(), pa.bool_()]
     if sink.tell() == 0:  # pyarrow refuses an empty file
         table = pa.table({name: pa.array([], type=t) for name, t in zip(RATING_ROW_COLUMNS, types)})
@@ -243,10 +250,13 @@ def rating_rows(*, study: Study, annotator_ids: Sequence[int] | None = None) -> 
     """Raw prompt ratings as ids: annotator_id, prompt_id, rating, unsure, trial, rt_ms, server_rt_ms, revised
     (the annotator changed this answer once from the next card; `rating` is the final answer)."""
     sql, params = _rating_rows_sql(study, annotator_ids)
-    if connection.vendor == "postgresql":
-        return _rating_rows_postgresql(sql, params)
+    # Raw SQL is not routed: ask the router, so that an export or analysis job reads these from the replica
+    # (config/db_router.py).
+    db = connections[router.db_for_read(Rating)]
+    if db.vendor == "postgresql":
+        return _rating_rows_postgresql(sql, params, db)
     chunks = []
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(sql, params)
         while batch := cursor.fetchmany(100_000):
             chunks.append(np.array(batch, dtype=object))

@@ -3,7 +3,8 @@ prompt selection.
 
 Registered with the jobs app in BenchmarkConfig.ready(). Each kind is a parameter schema (unknown keys
 refused; a client names an upload by id, never a file) and a handler that calls one service and writes
-the job's files.
+the job's files; none writes the study's rows, so each reads them from the replica when there is one
+(`replica_reads`, config/db_router.py).
 """
 
 from __future__ import annotations
@@ -135,8 +136,12 @@ def benchmark_run(job: Job, progress: Progress) -> dict:
     return summary
 
 
-ANALYSIS = JobKind(name="analysis", label="Disagreement report", params=AnalysisParams, handler=analysis_run)
-BENCHMARK = JobKind(name="benchmark", label="Model benchmark", params=BenchmarkParams, handler=benchmark_run)
+ANALYSIS = JobKind(
+    name="analysis", label="Disagreement report", params=AnalysisParams, handler=analysis_run, replica_reads=True
+)
+BENCHMARK = JobKind(
+    name="benchmark", label="Model benchmark", params=BenchmarkParams, handler=benchmark_run, replica_reads=True
+)
 
 
 class LatentParams(StrictParams):
@@ -177,7 +182,9 @@ def latent_run(job: Job, progress: Progress) -> dict:
     return result
 
 
-LATENT = JobKind(name="latent", label="Latent annotator states", params=LatentParams, handler=latent_run)
+LATENT = JobKind(
+    name="latent", label="Latent annotator states", params=LatentParams, handler=latent_run, replica_reads=True
+)
 
 
 class JuryParams(StrictParams):
@@ -270,7 +277,7 @@ def jury_run(job: Job, progress: Progress) -> dict:
     return result
 
 
-JURY = JobKind(name="jury", label="Jury view", params=JuryParams, handler=jury_run)
+JURY = JobKind(name="jury", label="Jury view", params=JuryParams, handler=jury_run, replica_reads=True)
 
 
 class SelectionParams(StrictParams):
@@ -379,4 +386,6 @@ def selection_run(job: Job, progress: Progress) -> dict:
     return report
 
 
-SELECTION = JobKind(name="selection", label="Prompt selection", params=SelectionParams, handler=selection_run)
+SELECTION = JobKind(
+    name="selection", label="Prompt selection", params=SelectionParams, handler=selection_run, replica_reads=True
+)

@@ -142,6 +142,24 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Workers and the web process share the file: wait for locks instead of failing at once, and take
     # the write lock when a transaction starts so that check-then-write services stay serialized.
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
+# A PostgreSQL replica of DATABASE_URL (streaming replication): exports and analyses read from it, every write
+# and every other read goes to the primary (config/db_router.py, docs/scaling.md). Tests point the alias at the
+# test database (TEST MIRROR), so the suite needs no replica.
+DATABASE_REPLICA_URL = os.environ.get("DATABASE_REPLICA_URL", "")
+if DATABASE_REPLICA_URL:
+    _replica = dj_database_url.parse(
+        DATABASE_REPLICA_URL, conn_max_age=DATABASES["default"]["CONN_MAX_AGE"], conn_health_checks=True
+    )
+    if _replica["ENGINE"] != "django.db.backends.postgresql" or DATABASES["default"]["ENGINE"] != "config.postgresql":
+        raise ImproperlyConfigured("DATABASE_REPLICA_URL needs PostgreSQL URLs in both it and DATABASE_URL")
+    _replica["ENGINE"] = "config.postgresql"
+    _replica["OPTIONS"] = {**DATABASES["default"].get("OPTIONS", {}), **_replica.get("OPTIONS", {})}
+    _replica["TEST"] = {"MIRROR": "default"}
+    DATABASES["replica"] = _replica
+DATABASE_ROUTERS = ["config.db_router.ReplicaRouter"]
+# How long a job waits for the replica to have its own row (everything committed before it) before it reads
+# from the primary instead.
+DATABASE_REPLICA_WAIT = float(os.environ.get("DATABASE_REPLICA_WAIT", "5"))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -13,6 +13,9 @@ that they never wait behind a benchmark, LONG_QUEUE (the default) for benchmarks
 estimation. Workers consume both (one worker with `-Q short,long`, or one per queue); `jobs.routing`
 sends each job's message to its kind's queue.
 
+A kind that only reads the study's rows (an export, an analysis) says `replica_reads=True`: with a PostgreSQL
+replica configured (`DATABASE_REPLICA_URL`), its handler reads them from the replica (job_run).
+
 Access levels are the study app's ("view", "edit", "own"): a kind says which one starting it needs
 (`need`, "edit" unless it only reads the study, as an export does, which a viewer may start).
 """
@@ -51,6 +54,9 @@ class JobKind:
     need: str = "edit"
     # The Celery queue its jobs run on: SHORT_QUEUE for jobs of seconds, LONG_QUEUE otherwise.
     queue: str = LONG_QUEUE
+    # Whether its handler reads the study's rows from the replica when there is one (config/db_router.py): kinds
+    # that only read rows and write files (exports, analyses); its own job row is read on the primary regardless.
+    replica_reads: bool = False
 
     def __post_init__(self) -> None:
         if self.queue not in QUEUES:

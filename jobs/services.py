@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+from contextlib import nullcontext
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
+from config.db_router import reading_from_replica, replica_configured, replica_has
 from config.errors import ApplicationError
 
 from .models import Job, JobArtifact
@@ -349,6 +351,22 @@ def _artifacts_clear(job: Job) -> None:
     JobArtifact.objects.filter(job=job).delete()
 
 
+def _handler_reads(job: Job):
+    """Where the handler reads the study's rows: from the replica for a kind that asks for it
+    (`JobKind.replica_reads`) once the replica has the job's own row, hence everything committed before the
+    job was created (its study, ratings, uploads); from the primary otherwise."""
+    if not kind_get(job.kind).replica_reads or not replica_configured():
+        return nullcontext()
+    if replica_has(Job, job.pk, wait=settings.DATABASE_REPLICA_WAIT):
+        return reading_from_replica()
+    logger.warning(
+        "job %s: the replica has not caught up after %s s; reading from the primary",
+        job.pk,
+        settings.DATABASE_REPLICA_WAIT,
+    )
+    return nullcontext()
+
+
 def job_run(*, job_id: int) -> Job | None:
     """Run a queued job (or one whose worker died) to the end, recording its result or its error.
     Returns None if there was nothing to run (a duplicate message, or a job that is done)."""
@@ -366,7 +384,8 @@ def job_run(*, job_id: int) -> Job | None:
     with Heartbeat(job):
         try:
             _artifacts_clear(job)
-            result = kind_get(job.kind).handler(job, progress)
+            with _handler_reads(job):
+                result = kind_get(job.kind).handler(job, progress)
         except JobCancelled:
             logger.info("job %s: cancelled at a progress point", job_id)
             _artifacts_clear(job)  # a run stopped half-way leaves no half-written files
