@@ -26,7 +26,8 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-VAR_DIR = Path(os.environ.get("PLURIHARMS_VAR_DIR", BASE_DIR / "var"))
+# Empty counts as unset (.env.example lists these with no value; an empty path would be the working folder).
+VAR_DIR = Path(os.environ.get("PLURIHARMS_VAR_DIR") or BASE_DIR / "var")
 
 DEBUG = env_bool("DEBUG", False)
 # Tests (pytest sets PYTEST_VERSION) and `make demo` (PLURIHARMS_DEV=1) may use throwaway keys. A real
@@ -189,7 +190,7 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = not STATIC_MANIFEST
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every start without it
 MEDIA_URL = "/media/"
-MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT") or VAR_DIR / "media")
 
 # Sessions live in the database, so logout and a password change revoke them (a copied cookie dies
 # with them). With Redis, reads come from the cache in front of the table (cached_db: every write goes
