@@ -460,3 +460,26 @@ def test_pool_without_harm_levels_cannot_be_selected(pool):
     candidates_add(pool=pool, rows=[{"external_id": "a", "text": "t"}], source=Candidate.Source.UPLOADED)
     with pytest.raises(ApplicationError, match=r"1 candidate\(s\) have no harm level \(a\)"):
         pool_selection_pool(pool=pool)
+
+
+def test_topics_with_the_offline_minilm(pool, release_dir):
+    """The real embedding (offline MiniLM) on 40 release prompts: stored as float32, the same topics twice."""
+    import pandas as pd
+
+    prompts = pd.read_csv(release_dir / "prompts.csv").head(40)
+    candidates_add(
+        pool=pool,
+        rows=[{"external_id": str(r.Question_Index), "text": r.Question_Content} for r in prompts.itertuples()],
+        source=Candidate.Source.UPLOADED,
+    )
+    summary = pool_topics_compute(pool=pool, k=4, seed=0)
+    assert summary["candidates"] == 40 and len(summary["topics"]) == 4
+    stored = pool.candidates.first()
+    assert len(bytes(stored.embedding)) == 384 * 4
+    first = dict(pool.candidates.values_list("external_id", "topic__number"))
+    names = list(pool.topics.order_by("number").values_list("name", flat=True))
+    assert all(name and name != "topic" for name in names)
+    pool_topics_compute(pool=pool, k=4, seed=0)
+    assert dict(pool.candidates.values_list("external_id", "topic__number")) == first
+    assert list(pool.topics.order_by("number").values_list("name", flat=True)) == names
+    assert sum(pool.topics.values_list("size", flat=True)) == 40
