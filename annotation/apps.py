@@ -20,12 +20,13 @@ class AnnotationConfig(AppConfig):
         from config.checks import keys_check
         from jobs import registry
 
-        from . import access
+        from . import access, study_cache
         from .jobs import EXPORT
         from .services.recruitment import rate_limit_check
 
         registry.register(EXPORT)
         registry.access_set(access.studies_for_user)
         post_migrate.connect(_cache_tables_create, sender=self, dispatch_uid="annotation.cache_tables_create")
+        study_cache.signals_connect()
         checks.register(rate_limit_check)
         checks.register(keys_check, deploy=True)

@@ -31,6 +31,7 @@ from config.errors import ApplicationError
 
 from .bulk import bulk_insert_ratings
 from .models import Annotator, Assignment, Prompt, Rating, Study
+from .study_cache import study_changed
 
 MAX_REPORTED_PROBLEMS = 20
 # SQLite only (see _import_in_chunks): ratings per transaction (about 1 s of writing on the
@@ -175,6 +176,7 @@ def pluriharms_import(*, directory: str | Path, slug: str, title: str = "", owne
             annotator_ids=_annotators_create(study=study, release=release, rows=everyone),
             prompt_ids=np.array([p.pk for p in prompts], dtype=np.int64),
         )
+        study_changed(study.pk, ratings=True)  # written in bulk: no signal says so
     return study
 
 
@@ -237,6 +239,7 @@ def _import_in_chunks(release: Release, *, slug: str, title: str, owner) -> Stud
             Study.objects.filter(pk=study.pk).update(
                 status=Study.Status.CLOSED, owner=owner, meta=meta, updated_at=timezone.now()
             )
+            study_changed(study.pk, ratings=True)
     except BaseException:
         try:
             _study_discard(study, per_chunk=max(1, IMPORT_CHUNK_RATINGS // max(1, n_prompts)))

@@ -21,6 +21,7 @@ from .latent import latent_by_pseudonym, latent_latest
 from .models import Annotator, Assignment, Study, SurveyResponse
 from .selectors import rating_rows
 from .services.recruitment import PLATFORM_ID, recruitment_hash
+from .study_cache import study_cached
 
 # The columns of the table, the CSV and the API, in order, with what each one means.
 PARTICIPANT_COLUMNS = {
@@ -151,10 +152,20 @@ def participants_table(*, study: Study, status: str | None = None, latent_job=_U
     """One dict per annotator of the study (in arrival order), with the keys of PARTICIPANT_COLUMNS.
 
     Five queries, whatever the number of annotators and ratings (the fifth reads the latest latent-state
-    job's per-annotator summary; a caller that has that job already passes it as `latent_job`).
-    `status` keeps one status only.
+    job's per-annotator summary; a caller that has that job already passes it as `latent_job`), and
+    none of the first four while the study has not changed: the rows are cached per study version
+    (annotation.study_cache). `status` keeps one status only.
     Figures that cannot be computed (nothing rated, no timings) are None.
     """
+    if latent_job is _UNSET:
+        latent_job = latent_latest(study=study)
+    rows = study_cached(
+        study, f"participants:{latent_job.pk if latent_job else 0}", lambda: _participants_rows(study, latent_job)
+    )
+    return [row for row in rows if row["status"] == status] if status else rows
+
+
+def _participants_rows(study: Study, latent_job) -> list[dict]:
     people = list(
         Annotator.objects.filter(study=study)
         .order_by("id")
@@ -184,12 +195,10 @@ def participants_table(*, study: Study, status: str | None = None, latent_job=_U
         )
     excluded = {pk for pk, _, st, *_ in people if st == Annotator.Status.EXCLUDED}
     figures = _rating_figures(rating_rows(study=study), excluded, study.min_seconds_per_rating)
-    latent = latent_by_pseudonym(latent_latest(study=study) if latent_job is _UNSET else latent_job)
+    latent = latent_by_pseudonym(latent_job)
 
     rows = []
     for pk, pseudonym, st, reason, consented_at, completed_at, last_seen_at in people:
-        if status and st != status:
-            continue
         counts = trials.get(pk, {})
         mine = figures.get(pk, {})
         states = latent.get(pseudonym, {})

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import io
+import logging
+import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+from django.core.cache import cache as shared_cache  # `cache` is functools' here
 from django.db import connection, connections, router
 from django.db.models import Count, Max, Min, Q
 from django.db.models.functions import TruncDay, TruncHour, TruncMinute
@@ -20,6 +23,9 @@ from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 from . import surveys
 from .models import Annotator, Assignment, Prompt, Rating, RatingRevision, Study
 from .rows import column_count, columns_sql, fetchone, instance
+from .study_cache import ENTRY_SECONDS, prompt_versions
+
+logger = logging.getLogger(__name__)
 
 
 def annotator_in_study(*, annotator_id, slug: str) -> Annotator | None:
@@ -363,16 +369,96 @@ def annotator_id_chunks(*, study: Study, size: int) -> Iterator[list[int]]:
         yield ids[start : start + size]
 
 
-def study_counts(*, study: Study) -> dict:
-    """Ratings given (Unsure included), how many were Unsure, and annotators by status."""
+# ----------------------------------------------------------------------------- rating tallies
+#
+# The counters and the timeline of the study page and the collection dashboard add up one tally per
+# prompt, each cached under the version of that prompt's ratings (annotation.study_cache): a new rating
+# makes one prompt's tally stale, and the next request recounts that prompt's ratings alone (its index)
+# instead of the study's 1.5 million. A tally keeps the prompt's ratings per minute, hour and day, as far
+# as its own time span allows the study's timeline to use them (TIMELINE_BINS).
 
-    counts = Rating.objects.filter(annotator__study=study, prompt__isnull=False).aggregate(
-        n_ratings=Count("id"), n_unsure=Count("id", filter=Q(unsure=True))
+BIN_SECONDS = {"minute": 60, "hour": 3_600, "day": 86_400}
+
+
+def _tallies_count(prompt_ids: list[int]) -> dict[int, dict]:
+    """Tallies of these prompts' ratings, one query whatever their number: {prompt id: {"n", "unsure",
+    "first", "last" (POSIX seconds, None without ratings), "minute", "hour", "day" ({bin start: ratings},
+    None where the prompt's span is too long for the study to bin that finely)}}."""
+    tallies = {
+        pid: {"n": 0, "unsure": 0, "first": None, "last": None, "minute": {}, "hour": {}, "day": {}}
+        for pid in prompt_ids
+    }
+    per_minute = list(
+        Rating.objects.filter(prompt_id__in=prompt_ids)
+        .annotate(start=TruncMinute("created_at"))
+        .values_list("prompt_id", "start")
+        .annotate(
+            n=Count("id"), unsure=Count("id", filter=Q(unsure=True)), first=Min("created_at"), last=Max("created_at")
+        )
+        .order_by()
     )
-    by_status = dict(
+    for pid, _, n, unsure, first, last in per_minute:
+        tally = tallies[pid]
+        tally["n"] += n
+        tally["unsure"] += unsure
+        tally["first"] = min(first.timestamp(), tally["first"] or math.inf)
+        tally["last"] = max(last.timestamp(), tally["last"] or -math.inf)
+    for tally in tallies.values():
+        if tally["n"]:
+            span = timedelta(seconds=tally["last"] - tally["first"])
+            for limit, name, _ in TIMELINE_BINS:
+                if limit is not None and span > limit:
+                    tally[name] = None  # the study spans at least as long: it never bins this finely
+    for pid, start, n, *_ in per_minute:
+        minute = int(start.timestamp())
+        tally = tallies[pid]
+        for name, seconds in BIN_SECONDS.items():
+            if tally[name] is not None:
+                start_of_bin = minute - minute % seconds  # UTC: whole hours and days since the epoch
+                tally[name][start_of_bin] = tally[name].get(start_of_bin, 0) + n
+    return tallies
+
+
+def rating_tallies(*, study: Study) -> list[tuple[str, dict]]:
+    """(external id, tally) of each of the study's prompts, in the prompts' order: from the cache, the
+    stale ones recounted (see above). Three round trips to the cache, one or two queries."""
+    prompts = list(Prompt.objects.filter(study=study).values_list("id", "external_id"))
+    ids = [pid for pid, _ in prompts]
+    try:
+        ratings_version, versions = prompt_versions(study.pk, ids)
+        keys = {pid: f"tally:{study.pk}:{ratings_version}:{pid}:{v}" for pid, v in zip(ids, versions)}
+        cached = shared_cache.get_many(list(keys.values()))
+    except Exception:
+        logger.warning("cache unavailable: study %s counted uncached", study.pk, exc_info=True)
+        keys, cached = {}, {}
+    tallies = {pid: cached[keys[pid]] for pid in ids if keys.get(pid) in cached}
+    stale = [pid for pid in ids if pid not in tallies]
+    if stale:
+        counted = _tallies_count(stale)
+        tallies.update(counted)
+        if keys:
+            try:
+                shared_cache.set_many({keys[pid]: counted[pid] for pid in stale}, ENTRY_SECONDS)
+            except Exception:
+                logger.warning("cache unavailable: study %s tallies not stored", study.pk, exc_info=True)
+    return [(external_id, tallies[pid]) for pid, external_id in prompts]
+
+
+def _by_status(study: Study) -> dict[str, int]:
+    return dict(
         Annotator.objects.filter(study=study).values("status").annotate(n=Count("id")).values_list("status", "n")
     )
-    return {**counts, "by_status": by_status}
+
+
+def study_counts(*, study: Study, tallies: list[tuple[str, dict]] | None = None) -> dict:
+    """Ratings given (Unsure included), how many were Unsure, and annotators by status (the ratings from
+    the prompts' cached tallies)."""
+    tallies = rating_tallies(study=study) if tallies is None else tallies
+    return {
+        "n_ratings": sum(t["n"] for _, t in tallies),
+        "n_unsure": sum(t["unsure"] for _, t in tallies),
+        "by_status": _by_status(study),
+    }
 
 
 # The collection timeline's bins: the finest that keeps a long study to a few hundred points.
@@ -392,35 +478,39 @@ def timeline_bin(span: timedelta) -> tuple[str, type]:
     raise AssertionError("unreachable")
 
 
-def ratings_over_time(*, study: Study) -> dict:
+def ratings_over_time(*, study: Study, tallies: list[tuple[str, dict]] | None = None) -> dict:
     """Ratings per time bin and their running total: {"bin": "minute" | "hour" | "day", "rows": [{"start":
-    ISO 8601 UTC of the bin's start, "ratings", "cumulative"}]}, oldest first."""
-    ratings = Rating.objects.filter(annotator__study=study, prompt__isnull=False)
-    bounds = ratings.aggregate(first=Min("created_at"), last=Max("created_at"))
-    if bounds["first"] is None:
+    ISO 8601 UTC of the bin's start, "ratings", "cumulative"}]}, oldest first (from the prompts' tallies)."""
+    tallies = [t for _, t in (rating_tallies(study=study) if tallies is None else tallies) if t["n"]]
+    if not tallies:
         return {"bin": "minute", "rows": []}
-    name, trunc = timeline_bin(bounds["last"] - bounds["first"])
-    counts = ratings.annotate(start=trunc("created_at")).values("start").annotate(n=Count("id")).order_by("start")
+    span = max(t["last"] for t in tallies) - min(t["first"] for t in tallies)
+    name, _ = timeline_bin(timedelta(seconds=span))
+    counts: dict[int, int] = {}
+    for tally in tallies:
+        for start, n in tally[name].items():
+            counts[start] = counts.get(start, 0) + n
     rows, total = [], 0
-    for row in counts:
-        total += row["n"]
-        start = row["start"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        rows.append({"start": start, "ratings": row["n"], "cumulative": total})
+    for start in sorted(counts):
+        total += counts[start]
+        stamp = datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        rows.append({"start": stamp, "ratings": counts[start], "cumulative": total})
     return {"bin": name, "rows": rows}
 
 
 def study_overview(*, study: Study) -> dict:
-    """Live collection figures from aggregates only (cheap enough to poll): progress over time,
-    ratings per prompt, annotators by status."""
-    timeline = ratings_over_time(study=study)
-    per_prompt = dict(Prompt.objects.filter(study=study).annotate(n=Count("ratings")).values_list("external_id", "n"))
+    """Live collection figures: progress over time, ratings per prompt, annotators by status, added up
+    from the prompts' cached tallies (cheap enough to poll, and a new rating recounts one prompt)."""
+    tallies = rating_tallies(study=study)
+    timeline = ratings_over_time(study=study, tallies=tallies)
+    per_prompt = {external_id: tally["n"] for external_id, tally in tallies}
     target = None
     if study.target_ratings_per_prompt:
         target = study.target_ratings_per_prompt * len(per_prompt)
     elif study.max_annotators:
         target = study.max_annotators * len(per_prompt)
     return {
-        **study_counts(study=study),
+        **study_counts(study=study, tallies=tallies),
         "target_ratings": target,
         "over_time": timeline["rows"],
         "time_bin": timeline["bin"],

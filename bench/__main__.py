@@ -22,6 +22,7 @@ BENCHMARKS = {
     "curation": "bench.curation",
     "curation_disagreement": "bench.curation_disagreement",
     "chart_page": "bench.chart_page",
+    "pages": "bench.pages",
 }
 
 

@@ -256,17 +256,22 @@ def histogram_figure(values_by_group: dict[str, list[float]], title: str) -> dic
     """Ratings in ten bins, one bar trace per group, binned here (Plotly's histogram trace is not in the
     partial bundle the site serves). With several groups, bars are percentages of their group, and each
     group is named with its size (n=…) in a stable order."""
-    several = len(values_by_group) > 1
+    return histogram_counts_figure({group: histogram_counts(v) for group, v in values_by_group.items()}, title)
+
+
+def histogram_counts_figure(counts_by_group: dict[str, list[int]], title: str) -> dict:
+    """`histogram_figure` from the counts in its bins (histogram_counts) of each group."""
+    several = len(counts_by_group) > 1
     names = [f"{low}–{high}" for low, high in zip(HISTOGRAM_EDGES, HISTOGRAM_EDGES[1:], strict=False)]
     traces = []
-    for group in group_order(values_by_group):
-        values = values_by_group[group]
-        counts = histogram_counts(values)
-        y = [round(100 * c / len(values), 2) if values else 0 for c in counts] if several else counts
+    for group in group_order(counts_by_group):
+        counts = list(counts_by_group[group])
+        n = sum(counts)
+        y = [round(100 * c / n, 2) if n else 0 for c in counts] if several else counts
         traces.append(
             {
                 "type": "bar",
-                "name": wrap_label(f"{group} (n={len(values)})"),
+                "name": wrap_label(f"{group} (n={n})"),
                 "x": [(low + high) / 2 for low, high in zip(HISTOGRAM_EDGES, HISTOGRAM_EDGES[1:], strict=False)],
                 "y": y,
                 "customdata": names,

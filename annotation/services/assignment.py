@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from ..models import Annotator, Assignment, Prompt, Rating, Study
 from ..rows import columns_sql, instance
+from ..study_cache import study_changed
 
 CHECK_FRACTIONS = (0.1, 0.2, 0.3, 0.7, 0.8, 0.9)  # far from the midpoint, as Prolific asks
 
@@ -88,6 +89,7 @@ def reservations_release(*, study: Study, now=None) -> int:
         return 0
     Annotator.objects.filter(id__in=idle).update(status=S.RETURNED)
     Assignment.objects.filter(annotator_id__in=idle, rating__isnull=True).delete()
+    study_changed(study.pk)
     return len(idle)
 
 
@@ -134,6 +136,7 @@ def assignments_create(*, annotator: Annotator) -> int:
             for position, (pid, spec) in enumerate(slots)
         ]
     )
+    study_changed(study.pk)
     return len(slots)
 
 

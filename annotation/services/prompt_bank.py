@@ -45,6 +45,7 @@ from config.errors import ApplicationError
 
 from ..exports import FORMULA_TRIGGERS
 from ..models import Prompt, Study, Upload
+from ..study_cache import study_changed
 from .study import study_prompts_change_check
 from .uploads import upload_create, upload_discard, upload_get, upload_read
 
@@ -618,6 +619,7 @@ def bank_rows_write(*, study: Study, bank: Bank) -> int:
                 ],
                 batch_size=1000,
             )
+            study_changed(study.pk)
     except IntegrityError:
         raise ApplicationError(
             "another import added prompts with the same external ids at the same time; nothing was imported, try again",

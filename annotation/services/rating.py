@@ -17,6 +17,7 @@ from config.errors import ApplicationError
 
 from ..models import Annotator, Assignment, Prompt, Rating, Study
 from ..rows import columns_sql, convert, fetchone, instance
+from ..study_cache import study_changed
 from .assignment import assignment_from_row
 from .recruitment import rate_parse
 
@@ -187,10 +188,14 @@ def rating_submit(
     if connection.vendor == "postgresql" and not connection.in_atomic_block:
         outcome = _submit_in_one_statement(**submission)
         if outcome is not None:
+            study_changed(annotator.study_id, prompt_id=outcome.rating.prompt_id)  # committed: one statement
             return outcome
     try:
         with transaction.atomic():
-            return _rating_submit(**submission)
+            outcome = _rating_submit(**submission)
+            if outcome.created:
+                study_changed(annotator.study_id, prompt_id=outcome.rating.prompt_id)
+            return outcome
     except IntegrityError:  # a concurrent twin got there first, or the key was used for another trial
         twin = _rating_twin(assignment_id)
         if twin is None or twin.annotator_id != annotator.pk:

@@ -27,6 +27,7 @@ from config.errors import ApplicationError
 
 from .. import surveys
 from ..models import Annotator, Assignment, Rating, Study, SurveyInstrument, SurveyResponse
+from ..study_cache import study_changed
 from .assignment import assignments_create, reservations_release, study_has_capacity
 
 logger = logging.getLogger(__name__)
@@ -321,6 +322,7 @@ def annotator_consent(*, annotator: Annotator, agree: bool) -> Annotator:
         consented_at=now if agree else None,
         last_seen_at=now,
     )
+    study_changed(annotator.study_id)
     try:
         annotator.refresh_from_db()
     except Annotator.DoesNotExist:  # released while the consent page was open
@@ -352,6 +354,8 @@ def unconsented_release(*, study: Study, now=None) -> int:
     )
     kept = idle.filter(theirs).update(status=Annotator.Status.RETURNED)
     _, deleted = idle.filter(~theirs).delete()
+    if kept:  # the deleted ones are signalled one by one
+        study_changed(study.pk)
     return kept + deleted.get(Annotator._meta.label, 0)
 
 

@@ -14,6 +14,7 @@ from django.db import transaction
 from config.errors import ApplicationError
 
 from ..models import Annotator, Rating, RatingRevision
+from ..study_cache import study_changed
 from .rating import rating_value_parse
 
 
@@ -74,4 +75,5 @@ def rating_revise(*, annotator: Annotator, assignment_id: int, raw_value: str | 
     rating.value = value
     rating.unsure = value is None
     rating.save(update_fields=["value", "unsure"])
+    study_changed(locked.study_id, prompt_id=rating.prompt_id)
     return ReviseOutcome(rating=rating, revision=revision, created=True)

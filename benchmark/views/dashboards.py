@@ -7,8 +7,10 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from django.conf import settings
+from django.core.cache import cache
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -16,13 +18,14 @@ from django.views.decorators.http import require_GET, require_POST
 from annotation.access import study_view
 from annotation.exports import spreadsheet_csv, spreadsheet_safe
 from annotation.selectors import study_overview as study_overview_data
+from annotation.study_cache import ENTRY_SECONDS, study_cached
 from config.errors import ApplicationError, error_response
 from jobs.models import Job
 from jobs.services import job_create
 
 from .. import figures
 from ..science.harm_benefit import TreeError, tree_by_action
-from ..selectors import job_in_progress, job_latest_succeeded
+from ..selectors import job_in_progress, job_latest_succeeded, job_result_without
 
 
 def csv_response(filename: str, rows) -> HttpResponse:
@@ -92,6 +95,28 @@ def feature_label(column: str) -> str:
 def latest_report(study) -> tuple[Job | None, dict | None]:
     job = job_latest_succeeded(study=study, kind="analysis")
     return job, (job.result if job else None)
+
+
+def _report_cached(job: Job, name: str, compute):
+    """A page's reading of a finished report, cached under the job (its result no longer changes): the
+    report of a 10,000-annotator study is megabytes of JSON, read once rather than on every request."""
+    key = f"report-page:{job.pk}:{job.finished_at.timestamp() if job.finished_at else 0}:{name}"
+    try:
+        value = cache.get(key)
+    except Exception:
+        return compute()
+    if value is None:
+        value = compute()
+        try:
+            cache.set(key, value, ENTRY_SECONDS)
+        except Exception:
+            pass
+    return value
+
+
+def _report_summary(job: Job) -> dict:
+    """The report without its per-annotator table (which no dashboard draws)."""
+    return job_result_without(job=job, keys=("annotators",)) or {}
 
 
 def _agreement_figures(study, report: dict) -> dict:
@@ -219,21 +244,36 @@ def agreement_cards(report: dict) -> list[dict]:
 @study_view("view")
 def agreement_dashboard(request, study):
     """The harm × agreement plane and reliability, from the latest finished report job."""
-    job, report = latest_report(study)
+    job = job_latest_succeeded(study=study, kind="analysis", result=False)
     running = job_in_progress(study=study, kind="analysis")
+    panels = _report_cached(job, "agreement", lambda: _agreement_panels(study, _report_summary(job))) if job else {}
     context = {
         "study": study,
         "job": job,
-        "report": report,
+        "report": bool(panels),
         "running": running,
-        "cards": agreement_cards(report) if report else [],
+        "cards": [],
         "plane_needs": AGREEMENT_NEEDS["quadrant"],
-        "figures": _agreement_figures(study, report) if report else {},
-        "bic_ladder": (report.get("mixed_effects") or {}).get("bic_ladder") if report else None,
-        "rq3": ((report.get("mixed_effects") or {}).get("rq3") or {}) if report else {},
+        "figures": {},
+        "bic_ladder": None,
+        "rq3": {},
+        **panels,
     }
     template = "benchmark/_agreement_panels.html" if request.htmx else "benchmark/agreement.html"
     return render(request, template, context)
+
+
+def _agreement_panels(study, report: dict) -> dict:
+    """What the agreement panels show of a report; empty for an empty report."""
+    if not report:
+        return {}
+    mixed = report.get("mixed_effects") or {}
+    return {
+        "cards": agreement_cards(report),
+        "figures": _agreement_figures(study, report),
+        "bic_ladder": mixed.get("bic_ladder"),
+        "rq3": mixed.get("rq3") or {},
+    }
 
 
 @require_POST
@@ -324,40 +364,59 @@ def _tree_context(tree) -> dict:
         return {"tree_actions": None, "tree_raw": json.dumps(tree, indent=2), "tree_error": str(exc)}
 
 
+def _prompt_histograms(prompt) -> dict:
+    """The prompt's ratings (excluded annotators left out) in the histogram's bins, overall (column "")
+    and by every demographic column its raters have: {"by_column": {column: {group: counts}},
+    "n_unsure"}. Two queries; numpy over the ratings, not a loop per rating and column."""
+    rows = list(
+        prompt.ratings.filter(unsure=False)
+        .exclude(annotator__status="excluded")
+        .values_list("value", "annotator__demographics")
+    )
+    n_bins = len(figures.HISTOGRAM_EDGES) - 1
+    bins = np.clip((np.array([v for v, _ in rows], dtype=float) // 10).astype(int), 0, n_bins - 1)
+    by_column: dict[str, dict[str, list[int]]] = {"": {"all annotators": np.bincount(bins, minlength=n_bins).tolist()}}
+    for column in sorted({k for _, demo in rows for k in (demo or {})}):
+        labels = np.array([str((demo or {}).get(column, figures.MISSING_GROUP)).strip() for _, demo in rows])
+        groups, which = np.unique(labels, return_inverse=True)
+        counts = np.zeros((len(groups), n_bins), dtype=int)
+        np.add.at(counts, (which, bins), 1)
+        by_column[column] = {str(g): counts[i].tolist() for i, g in enumerate(groups)}
+    return {"by_column": by_column, "n_unsure": prompt.ratings.filter(unsure=True).count()}
+
+
 @require_GET
 @study_view("view")
 def prompt_detail(request, study, external_id: str):
     """One prompt: its rating histogram overall and by a demographic group, its features and tree."""
     prompt = get_object_or_404(study.prompts, external_id=external_id)
-    ratings = list(
-        prompt.ratings.filter(unsure=False)
-        .exclude(annotator__status="excluded")
-        .values_list("value", "annotator__demographics")
-    )
+    histograms = study_cached(study, f"prompt:{prompt.pk}", lambda: _prompt_histograms(prompt))
     group = request.GET.get("group", "")
-    columns = sorted({k for _, demo in ratings for k in (demo or {})})
+    columns = [column for column in histograms["by_column"] if column]
     if group and group not in columns:
         return error_response(request, f"unknown group column {group!r}; choose one of {', '.join(columns)}")
-    by_group: dict[str, list[float]] = {}
-    if group:
-        for value, demo in ratings:
-            by_group.setdefault(str((demo or {}).get(group, figures.MISSING_GROUP)).strip(), []).append(value)
-    else:
-        by_group = {"all annotators": [value for value, _ in ratings]}
     features = sorted(
         ((feature_label(k), v) for k, v in (prompt.features or {}).items() if v), key=lambda kv: -abs(kv[1])
     )[:20]
-    _, report = latest_report(study)
-    stats = next((row for row in (report or {}).get("prompts", []) if row.get("prompt") == prompt.external_id), None)
+    job = job_latest_succeeded(study=study, kind="analysis", result=False)
+    stats = None
+    if job is not None:
+        rows = _report_cached(
+            job, "prompts", lambda: {r.get("prompt"): r for r in _report_summary(job).get("prompts", [])}
+        )
+        stats = rows.get(prompt.external_id)
+    by_group = histograms["by_column"][group]
     context = {
         "study": study,
         "prompt": prompt,
         "stats": stats,
         "group": group,
         "group_columns": columns,
-        "n_unsure": prompt.ratings.filter(unsure=True).count(),
+        "n_unsure": histograms["n_unsure"],
         "figures": {
-            "histogram": figures.to_json(figures.histogram_figure(by_group, f"Ratings of prompt {prompt.external_id}")),
+            "histogram": figures.to_json(
+                figures.histogram_counts_figure(by_group, f"Ratings of prompt {prompt.external_id}")
+            ),
             "features": figures.to_json(
                 figures.bar_figure(
                     [k for k, _ in features], [v for _, v in features], "Largest prompt features", axis="value"

@@ -19,6 +19,7 @@ from django.core.management.color import no_style
 from django.db import IntegrityError, connection, models, transaction
 
 from ...models import Study, SurveyInstrument
+from ...study_cache import study_changed
 from .format import (
     FORMAT,
     GZIP_MAGIC,
@@ -93,6 +94,8 @@ def study_restore(*, raw: bytes, create_users: bool = False) -> RestoreReport:
     try:
         with transaction.atomic():
             _write(doc, sections, instruments, files, create_users, report, written)
+            if report.study is not None:  # rows written in bulk (no signals), perhaps under the ids of a deleted study
+                study_changed(report.study.pk, ratings=True)
     except IntegrityError as exc:
         _discard(written)
         raise BackupError(f"the database refused the restored rows, so nothing was kept: {exc}") from None
