@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
 
 from annotation.models import Rating, Study
 from config.db_router import REPLICA, reading_from_replica
@@ -141,3 +142,23 @@ def test_a_kind_that_does_not_ask_reads_from_the_primary(small_study, replica, m
     with CaptureQueriesContext(replica) as read:
         assert services.job_run(job_id=job.pk).status == Job.Status.SUCCEEDED
     assert seen == [20] and read.captured_queries == []
+
+
+def test_the_ratings_csv_stream_reads_through_the_replica(small_study, replica, researcher, monkeypatch):
+    """The API's streamed CSV export (PostgreSQL's COPY) runs on the replica's connection."""
+    if replica.vendor != "postgresql":
+        pytest.skip("the streamed CSV uses COPY on PostgreSQL only (elsewhere the ORM, from the primary)")
+    opened = []
+    cursor = replica.cursor
+    monkeypatch.setattr(replica, "cursor", lambda: opened.append(REPLICA) or cursor())
+    primary = connections[DEFAULT_DB_ALIAS]
+    primary_cursor = primary.cursor
+    monkeypatch.setattr(primary, "cursor", lambda: opened.append(DEFAULT_DB_ALIAS) or primary_cursor())
+    api = APIClient()
+    api.force_authenticate(researcher)
+    response = api.get(f"/api/studies/{small_study.slug}/ratings.csv")
+    assert response.status_code == 200
+    opened.clear()  # the view's own reads (the user, the study's access) were on the primary
+    body = b"".join(response.streaming_content).decode()
+    assert len(body.splitlines()) == 1 + 20
+    assert opened and set(opened) == {REPLICA}  # the stream itself, the COPY, only on the replica
