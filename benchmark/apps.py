@@ -10,6 +10,7 @@ class BenchmarkConfig(AppConfig):
 
         from .jobs import ANALYSIS, BENCHMARK, JURY, LATENT, SELECTION
         from .pool_curation import POOL_TOPICS
+        from .pool_jobs import TREES, VARIANTS
 
         registry.register(ANALYSIS)
         registry.register(BENCHMARK)
@@ -17,3 +18,5 @@ class BenchmarkConfig(AppConfig):
         registry.register(JURY)
         registry.register(SELECTION)
         registry.register(POOL_TOPICS)
+        registry.register(VARIANTS)
+        registry.register(TREES)

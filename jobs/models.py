@@ -87,6 +87,15 @@ class Job(models.Model):
     def kind_label(self) -> str:
         return kind_label(self.kind)
 
+    @property
+    def counts(self) -> list[tuple[str, object]]:
+        """The `counts` of a finished job's result (a kind that reports what it did: accepted, refused, …)
+        as (label, value) for its card; empty when the result was not read (a list defers it) or has none."""
+        if "result" in self.get_deferred_fields() or not isinstance(self.result, dict):
+            return []
+        counts = self.result.get("counts")
+        return [(str(k).replace("_", " "), v) for k, v in counts.items()] if isinstance(counts, dict) else []
+
 
 def artifact_path(instance: "JobArtifact", filename: str) -> str:
     return f"jobs/{instance.job_id}/{filename}"
