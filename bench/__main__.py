@@ -21,6 +21,7 @@ BENCHMARKS = {
     "jury": "bench.jury",
     "curation": "bench.curation",
     "curation_disagreement": "bench.curation_disagreement",
+    "curation_pool": "bench.curation_pool",
     "chart_page": "bench.chart_page",
     "pages": "bench.pages",
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from django.core.paginator import Paginator
+from django.db import connection
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -28,6 +29,8 @@ from ..pools import MAX_POOL_CANDIDATES, CandidateProblems, pool_annotations_upl
 from .dashboards import _tree_context, feature_label
 
 PAGE_SIZE = 50
+# The feature plots read at most this many of the listed candidates (see _plot_sample).
+PLOT_SAMPLE = 2000
 LEVELS = [f"{i / 10:.1f}" for i in range(11)]
 
 
@@ -90,28 +93,55 @@ def _filters(request, pool) -> tuple[dict, dict]:
     return query, {"level": level, "group": group, "topic": topic}
 
 
-def _distributions(candidates: list[dict], topics: list[ValueTopic]) -> dict:
+def _feature_totals(listed) -> dict[str, float]:
+    """Sum of |value| per feature key over the listed candidates, added up by the database (a 60,000-candidate
+    pool's features are not read into Python for the plots)."""
+    ids_sql, params = listed.order_by().values("id").query.sql_with_params()
+    table = Candidate._meta.db_table
+    if connection.vendor == "postgresql":
+        sql = (
+            f"SELECT e.key, SUM(ABS((e.value)::text::float)) FROM {table} c "
+            f"CROSS JOIN LATERAL jsonb_each(c.features) e "
+            f"WHERE c.id IN ({ids_sql}) AND jsonb_typeof(e.value) = 'number' GROUP BY e.key"
+        )
+    else:
+        sql = (
+            f"SELECT j.key, SUM(ABS(j.value)) FROM {table} c, json_each(c.features) j "
+            f"WHERE c.id IN ({ids_sql}) AND j.type IN ('integer', 'real') GROUP BY j.key"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {key: float(total or 0.0) for key, total in cursor.fetchall()}
+
+
+def _plot_sample(listed) -> tuple[object, int, int]:
+    """(the candidates the feature plots read, how many, of how many listed): all of them up to PLOT_SAMPLE,
+    else every n-th by id (deterministic), whose shares are means that a sample of PLOT_SAMPLE estimates
+    to about a percentage point."""
+    ids = list(listed.order_by("id").values_list("id", flat=True))
+    if len(ids) <= PLOT_SAMPLE:
+        return listed, len(ids), len(ids)
+    step = len(ids) / PLOT_SAMPLE
+    sample = [ids[int(i * step)] for i in range(PLOT_SAMPLE)]
+    return Candidate.objects.filter(pk__in=sample), len(sample), len(ids)
+
+
+def _distributions(listed, topics: list[ValueTopic]) -> dict:
     """Mean share per action / effect / value category over the listed candidates (absolute values, as the
-    selection reads them), for the features plots."""
+    selection reads them; with topics, the share of candidates in each), for the features plots."""
     out = {}
+    totals = _feature_totals(listed)
     for name, prefix in (("actions", "action_"), ("effects", "effect_"), ("values", "value_topic_")):
         if name == "values" and topics:
-            n = max(len(candidates), 1)
-            counts = {t.number: 0 for t in topics}
-            for c in candidates:
-                if c["topic__number"] is not None:
-                    counts[c["topic__number"]] = counts.get(c["topic__number"], 0) + 1
-            out[name] = ([t.name for t in topics], [counts[t.number] / n for t in topics])
+            counts = dict(listed.order_by().values_list("topic__number").annotate(n=Count("id")))
+            n = max(sum(counts.values()), 1)
+            out[name] = ([t.name for t in topics], [counts.get(t.number, 0) / n for t in topics])
             continue
-        totals: dict[str, float] = {}
-        for c in candidates:
-            for key, value in (c["features"] or {}).items():
-                if key.startswith(prefix) and value:
-                    totals[key] = totals.get(key, 0.0) + abs(float(value))
-        whole = sum(totals.values())
+        mine = {k: v for k, v in totals.items() if k.startswith(prefix) and v}
+        whole = sum(mine.values())
         if whole > 0:
-            keys = sorted(totals)
-            out[name] = ([feature_label(k) for k in keys], [totals[k] / whole for k in keys])
+            keys = sorted(mine)
+            out[name] = ([feature_label(k) for k in keys], [mine[k] / whole for k in keys])
     return out
 
 
@@ -142,22 +172,29 @@ def _pool_context(request, study, pool) -> dict:
     listed = pool.candidates.filter(**query).order_by("order", "id")
     fields = ("id", "external_id", "text", "harm_level", "group", "source", "features", "topic__number")
     page = Paginator(listed.values(*fields), PAGE_SIZE).get_page(request.GET.get("page"))
-    distributions = _distributions(list(listed.values("features", "topic__number")), topics)
+    sampled, n_sampled, n_listed = _plot_sample(listed)
+    distributions = _distributions(sampled, topics)
     plots = [
         {
             "id": f"pool-{name}",
             "figure": figures.to_json(
                 figures.grouped_bar_figure(
-                    labels, {"share": shares}, f"{name.capitalize()} of the listed candidates", axis="share"
+                    labels,
+                    {"share": shares},
+                    f"{name.capitalize()} of the listed candidates"
+                    + (f" (every {n_listed / n_sampled:.0f}th of {n_listed:,})" if n_sampled < n_listed else ""),
+                    axis="share",
                 )
             ),
         }
         for name, (labels, shares) in distributions.items()
     ]
-    levels = pool.candidates.exclude(harm_level__isnull=True).values_list("harm_level", flat=True).order_by()
     histogram = [0] * 11
-    for value in levels:
-        histogram[min(10, max(0, round(value * 10)))] += 1
+    levels = (
+        pool.candidates.exclude(harm_level__isnull=True).order_by().values_list("harm_level").annotate(n=Count("id"))
+    )
+    for value, n in levels:
+        histogram[min(10, max(0, round(value * 10)))] += n
     return {
         "study": study,
         "pool": pool,

@@ -221,7 +221,7 @@ def test_pool_list_and_create(client, researcher, outsider, study):
     assert client.post(reverse("benchmark:pool_create", args=["bank"]), {"name": "x"}).status_code == 404
 
 
-def test_pool_page_lists_filters_and_paginates(client, researcher, outsider, pool):
+def test_pool_page_lists_filters_and_paginates(client, researcher, outsider, pool, monkeypatch):
     client.force_login(researcher)
     _upload(client, pool, _csv(_graded_rows(6)))  # 66 candidates
     url = reverse("benchmark:pool_detail", args=["bank", pool.pk])
@@ -238,6 +238,9 @@ def test_pool_page_lists_filters_and_paginates(client, researcher, outsider, poo
     )
     assert group.status_code == 200 and b"<html" not in group.content
     assert b"1 candidate listed" in group.content and b"s2-5" in group.content
+    monkeypatch.setattr("benchmark.views.pools.PLOT_SAMPLE", 10)  # the plots read every n-th candidate
+    sampled = client.get(url).content.decode()
+    assert "every 7th of 66" in sampled and "66 candidates listed" in sampled
     assert client.get(url, {"level": "high"}).status_code == 400
     assert client.get(url, {"level": "2"}).status_code == 400
     assert client.post(url).status_code == 405
