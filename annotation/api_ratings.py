@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import django_filters
 from django.core.exceptions import ValidationError
-from django.db import DEFAULT_DB_ALIAS, connection, connections, router, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.http import StreamingHttpResponse
 from django_filters.fields import IsoDateTimeField
 from drf_spectacular.types import OpenApiTypes
@@ -30,7 +30,7 @@ from rest_framework import mixins, serializers, viewsets
 from rest_framework.pagination import CursorPagination
 from rest_framework.renderers import JSONRenderer
 
-from config.db_router import reading_from_replica
+from config.db_router import replica_read_alias
 from config.errors import API_ERROR
 
 from .access import get_study_for_user
@@ -283,10 +283,8 @@ class RatingViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         queryset = self.filter_queryset(Rating.objects.filter(annotator__study=study, prompt__isnull=False))
         if connection.vendor == "postgresql":
             filtered = any(request.query_params.get(name) for name in RatingFilter.base_filters)
-            # An export: from the replica when there is one (config/db_router.py). Asked here, as the stream is
-            # read after the view returns, outside any context the view could set.
-            with reading_from_replica():
-                using = router.db_for_read(Rating)
+            # An export: from the replica when there is one (config/db_router.py).
+            using = replica_read_alias(Rating)
             lines = ratings_csv_copy(queryset, study=study, filtered=filtered, using=using)
         else:
             lines = ratings_csv_lines(queryset, study=study)

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, router
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,21 @@ def replica_has(model, pk, *, wait: float = 0.0, interval: float = 0.2) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval)
+
+
+def replica_read_alias(model) -> str:
+    """The alias an export or analysis outside a job reads `model` from (a streamed download, which reads after
+    its view returns, so outside any context): the replica when the router would send the read there and the
+    replica answers; the primary otherwise (logged)."""
+    with reading_from_replica():
+        alias = router.db_for_read(model)
+    if alias == REPLICA:
+        try:
+            connections[REPLICA].ensure_connection()
+        except DatabaseError:
+            logger.warning("the replica could not be reached; reading from the primary", exc_info=True)
+            return DEFAULT_DB_ALIAS
+    return alias
 
 
 class ReplicaRouter:

@@ -17,7 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from annotation.models import Rating, Study
-from config.db_router import REPLICA, reading_from_replica
+from config.db_router import REPLICA, reading_from_replica, replica_read_alias
 from jobs import registry, services
 from jobs.models import Job
 
@@ -162,3 +162,39 @@ def test_the_ratings_csv_stream_reads_through_the_replica(small_study, replica, 
     body = b"".join(response.streaming_content).decode()
     assert len(body.splitlines()) == 1 + 20
     assert opened and set(opened) == {REPLICA}  # the stream itself, the COPY, only on the replica
+
+
+def test_the_ratings_csv_stream_reads_from_the_primary_when_the_replica_does_not_answer(
+    small_study, replica, researcher, caplog
+):
+    if replica.vendor != "postgresql":
+        pytest.skip("the streamed CSV uses COPY on PostgreSQL only")
+    settings_dict = replica.settings_dict
+    connections.settings[REPLICA] = {**settings_dict, "NAME": "pluriharms_no_such_replica"}
+    del connections[REPLICA]
+    api = APIClient()
+    api.force_authenticate(researcher)
+    try:
+        with caplog.at_level(logging.WARNING, logger="config.db_router"):
+            response = api.get(f"/api/studies/{small_study.slug}/ratings.csv")
+            body = b"".join(response.streaming_content).decode()
+    finally:
+        connections[REPLICA].close()
+        connections.settings[REPLICA] = settings_dict
+        connections[REPLICA] = replica
+    assert response.status_code == 200 and len(body.splitlines()) == 1 + 20
+    assert "the replica could not be reached; reading from the primary" in caplog.text
+
+
+def test_a_streamed_export_reads_from_the_replica_while_it_answers(replica, tmp_path):
+    assert replica_read_alias(Rating) == REPLICA
+    settings_dict = replica.settings_dict
+    broken = str(tmp_path / "no-such-folder" / "db.sqlite3") if replica.vendor == "sqlite" else "pluriharms_no_such"
+    connections.settings[REPLICA] = {**settings_dict, "NAME": broken}
+    del connections[REPLICA]
+    try:
+        assert replica_read_alias(Rating) == DEFAULT_DB_ALIAS
+    finally:
+        connections[REPLICA].close()
+        connections.settings[REPLICA] = settings_dict
+        connections[REPLICA] = replica
