@@ -2,7 +2,8 @@
 
 Only code that says so reads from the replica: inside `reading_from_replica()` (entered by the job runner
 for the kinds that ask for it, `JobKind.replica_reads`: exports, analyses, benchmarks), reads go to the
-replica; everywhere else they go to the primary. A router that sent every read to the replica would break
+replica; a streamed download, read after its view returns, asks `replica_read_alias()` for its alias;
+everywhere else reads go to the primary. A router that sent every read to the replica would break
 read-after-write where it matters (the rating loop reads the trial it just stored; a page reloads the
 study it just saved), since a replica replays the primary's commits a little later.
 
