@@ -2,6 +2,12 @@
 "replica" alias, every write and every other read to the primary. tests/test_db_replica.py runs real jobs
 through a real second alias."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
@@ -10,7 +16,7 @@ from config import db_router
 from config.db_router import REPLICA, ReplicaRouter, reading_from_replica
 from jobs.models import Job, JobArtifact
 
-WRITES = ("INSERT", "UPDATE", "DELETE")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -72,3 +78,37 @@ def test_the_replica_contexts_do_not_leak_between_nested_uses(replica_configured
             pass
         assert router.db_for_read(Rating) == REPLICA
     assert router.db_for_read(Rating) == DEFAULT_DB_ALIAS
+
+
+def _settings_with(env: dict) -> subprocess.CompletedProcess:
+    """The settings module read in a fresh process with these variables (nothing connects)."""
+    code = (
+        "import json; from config import settings as s; "
+        "keys = ('ENGINE', 'HOST', 'NAME', 'TEST'); "
+        "print(json.dumps({a: {k: d.get(k) for k in keys} for a, d in s.DATABASES.items()}))"
+    )
+    clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DATABASE_REPLICA_URL"}}
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True)
+
+
+def test_the_replica_url_adds_a_replica_alias_that_mirrors_default_in_tests():
+    result = _settings_with(
+        {"DATABASE_URL": "postgres://u:p@primary:5432/ph", "DATABASE_REPLICA_URL": "postgres://u:p@standby:5432/ph"}
+    )
+    assert result.returncode == 0, result.stderr
+    databases = json.loads(result.stdout)
+    assert databases["replica"]["HOST"] == "standby" and databases["default"]["HOST"] == "primary"
+    assert databases["replica"]["ENGINE"] == databases["default"]["ENGINE"] == "config.postgresql"
+    assert databases["replica"]["TEST"] == {"MIRROR": "default"}
+
+
+def test_without_the_replica_url_there_is_no_replica_alias():
+    result = _settings_with({"DATABASE_URL": "postgres://u:p@primary:5432/ph", "DATABASE_REPLICA_URL": ""})
+    assert result.returncode == 0, result.stderr
+    assert list(json.loads(result.stdout)) == ["default"]
+
+
+def test_a_replica_needs_postgresql():
+    result = _settings_with({"DATABASE_REPLICA_URL": "sqlite:///elsewhere.sqlite3"})
+    assert result.returncode != 0
+    assert "DATABASE_REPLICA_URL needs PostgreSQL URLs in both it and DATABASE_URL" in result.stderr
