@@ -75,6 +75,13 @@ def _add(total: dict, counts: dict) -> None:
         total[key] = total.get(key, 0) + counts.get(key, 0)
 
 
+def _so_far(total: dict) -> str:
+    """The counts so far, for the progress message the job card shows while the job runs."""
+    if not total.get("items") and not total.get("accepted"):
+        return ""
+    return " (so far: " + ", ".join(f"{key} {total.get(key, 0)}" for key in COUNT_KEYS[:5]) + ")"
+
+
 def _write_outcomes(job: Job, name: str, rows: list[dict], result: dict) -> None:
     out = artifact_dir(job)
     out.mkdir(parents=True, exist_ok=True)
@@ -108,7 +115,7 @@ def pool_variants_generate(
         if progress:
             progress(
                 0.02 + 0.96 * start / len(seeds),
-                f"variants of seeds {start + 1}–{min(start + CHUNK, len(seeds))} of {len(seeds)}",
+                f"variants of seeds {start + 1}–{min(start + CHUNK, len(seeds))} of {len(seeds)}{_so_far(total)}",
             )
         chunk = {c.external_id: c for c in seeds[start : start + CHUNK]}
         frame, chunk_outcomes, counts = variants_generate(
@@ -230,20 +237,21 @@ def pool_trees_generate(
         if progress:
             progress(
                 0.02 + 0.96 * start / len(items),
-                f"trees of candidates {start + 1}–{min(start + CHUNK, len(items))} of {len(items)}",
+                f"trees of candidates {start + 1}–{min(start + CHUNK, len(items))} of {len(items)}{_so_far(total)}",
             )
         chunk = items[start : start + CHUNK]
         _, chunk_outcomes, counts = trees_generate(client, chunk, max_attempts=attempts)
         trees = {o.candidate_id: o.tree for o in chunk_outcomes if o.status == "ok"}
         if trees:
             total["written"] += candidates_trees_set(pool=pool, trees=trees)
-        _add(total, counts)
+        _add(total, {**counts, "items": len(chunk)})
         outcomes += [
             {"external_id": o.candidate_id, "status": o.status, "attempts": o.attempts, "why": o.why}
             for o in chunk_outcomes
         ]
     if progress:
         progress(0.99, f"{total['written']} of {len(items)} candidates have a tree")
+    total.pop("items", None)
     result = {
         "pool": pool.pk,
         "which": which,

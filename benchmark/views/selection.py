@@ -8,17 +8,14 @@ import math
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from annotation.access import studies_for_user, study_view
+from annotation.access import study_view
 from config.errors import ApplicationError, error_response
 from jobs.models import Job
 from jobs.services import job_create
 
 from .. import figures
 from ..curation import study_from_selection
-from ..pilot import studies_with_ratings
 from ..selectors import job_in_progress, job_latest_succeeded
-
-PILOT_CHOICES = 50  # the owner's latest studies offered as a pilot (the API takes any slug)
 
 DIMENSION_TITLES = {
     "harm_level": "Harm level",
@@ -84,17 +81,6 @@ def _context(study, job: Job | None) -> dict:
     }
 
 
-def _pilot_choices(request, study) -> list:
-    """Studies whose ratings may be a pilot: this one and the owner's other studies the requester may see,
-    those with ratings first (a study without any is listed, and refused with a reason if chosen)."""
-    others = studies_for_user(request.user, "view").filter(owner_id=study.owner_id).exclude(pk=study.pk)
-    choices = [study, *others.order_by("-created_at")[:PILOT_CHOICES]]
-    rated = studies_with_ratings(studies=[c.pk for c in choices])
-    for choice in choices:
-        choice.has_ratings = choice.pk in rated
-    return sorted(choices, key=lambda c: (c.pk != study.pk, not c.has_ratings))
-
-
 def _job_or_latest(request, study) -> Job | None:
     raw = request.GET.get("job", "").strip()
     if not raw:
@@ -118,7 +104,6 @@ def selection(request, study):
     context = _context(study, job)
     if request.htmx:
         return render(request, "benchmark/_selection_panels.html", context)
-    context["pilots"] = _pilot_choices(request, study)
     return render(request, "benchmark/selection.html", context)
 
 
@@ -141,6 +126,19 @@ def _number(request, name: str, default: str) -> float:
     return value
 
 
+def selection_pilot_params(request) -> dict:
+    """The pilot fields of a selection form (`benchmark/_selection_pilot_fields.html`) as job parameters;
+    none when no pilot is chosen."""
+    pilot = request.POST.get("pilot", "").strip()
+    if not pilot:
+        return {}
+    return {
+        "pilot": pilot,
+        "disagreement_weight": _number(request, "disagreement_weight", "0.05"),
+        "embedding": request.POST.get("embedding") == "on",
+    }
+
+
 @require_POST
 @study_view("edit")
 def selection_start(request, study):
@@ -153,10 +151,7 @@ def selection_start(request, study):
             "optimizer": request.POST.get("optimizer", "best"),
             "seed": _integer(request, "seed", "0"),
         }
-        if request.POST.get("pilot", "").strip():
-            params["pilot"] = request.POST["pilot"].strip()
-            params["disagreement_weight"] = _number(request, "disagreement_weight", "0.05")
-            params["embedding"] = request.POST.get("embedding") == "on"
+        params.update(selection_pilot_params(request))
         job = job_create(kind="selection", study=study, params=params, user=request.user)
     except ApplicationError as exc:
         return error_response(request, exc.message, status=exc.status_code)

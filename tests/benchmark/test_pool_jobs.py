@@ -296,3 +296,23 @@ def test_cancel_keeps_the_written_chunks_and_a_rerun_does_the_rest(
     assert finished.status == "succeeded" and finished.result["counts"]["seeds"] == 3
     assert pool.candidates.filter(source=Candidate.Source.VARIANT).count() == 55
     assert finished.message == "done" and finished.progress == 1.0
+
+
+def test_progress_messages_carry_the_counts_so_far(study, endpoint, monkeypatch):
+    pool = pool_create(study=study, name="Progress")
+    candidates_add(
+        pool=pool,
+        rows=[{"external_id": f"s{i}", "text": t} for i, t in enumerate(["GOOD a", "REFUSE b", "GOOD c"])],
+        source=Candidate.Source.UPLOADED,
+    )
+    monkeypatch.setattr(pool_jobs, "CHUNK", 2)
+    messages = []
+    result, outcomes = pool_jobs.pool_variants_generate(
+        pool=pool, template=TEMPLATE, progress=lambda fraction, message: messages.append((fraction, message))
+    )
+    assert messages[0] == (0.02, "variants of seeds 1–2 of 3")
+    assert (
+        messages[1][1] == "variants of seeds 3–3 of 3 (so far: accepted 1, refused 1, malformed 0, failed 0, retried 0)"
+    )
+    assert [f for f, _ in messages] == sorted(f for f, _ in messages)
+    assert result["counts"]["accepted"] == 2 and [o["status"] for o in outcomes] == ["ok", "refused", "ok"]

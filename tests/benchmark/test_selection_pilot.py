@@ -150,3 +150,24 @@ def test_pilot_matrix_places_ratings_on_candidates(pool_study):
     prompt = Prompt.objects.get(study=pool_study, external_id=pool.frame["external_id"][3])
     values = sorted(v for v in prompt.ratings.values_list("value", flat=True) if v is not None)
     assert sorted(matrix[np.isfinite(matrix[:, 3]), 3]) == pytest.approx(values)
+
+
+def test_pilot_for_a_selection_from_a_candidate_pool(researcher, pool_study, monkeypatch):
+    from benchmark.models import Candidate
+    from benchmark.pools import candidates_add, pool_create
+
+    pool = pool_create(study=pool_study, name="Candidates")
+    prompts = list(pool_study.prompts.order_by("order"))
+    candidates_add(  # the study's prompts under other ids (matched to the pilot by text), plus 20 unrated ones
+        pool=pool,
+        rows=[{"external_id": f"c{p.external_id}", "text": p.text, "harm_level": p.harm_level} for p in prompts]
+        + [{"external_id": f"new{i}", "text": f"an unrated candidate {i}", "harm_level": i / 20} for i in range(20)],
+        source=Candidate.Source.UPLOADED,
+    )
+    monkeypatch.setattr("jobs.tasks.run_job.delay", lambda job_id: None)
+    params = {"k": 15, "pool": pool.pk, "pilot": "pool", "embedding": False, "optimizer": "ga"}
+    done = job_run(job_id=job_create(kind="selection", study=pool_study, params=params, user=researcher).pk)
+    assert done.status == "succeeded", done.error
+    block = done.result["disagreement"]
+    assert block["pilot_prompts"] == 60 and block["heldout"]["prompts"] == 60
+    assert done.result["pool"]["id"] == pool.pk and len(done.result["selected"]) == 15
