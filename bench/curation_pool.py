@@ -47,8 +47,8 @@ def run(quick: bool = False) -> bool:
     from benchmark.curation import selection_run
     from benchmark.pool_curation import pool_selection_pool
     from benchmark.pools import pool_candidates_upload, pool_create
-    from benchmark.views.pools import PLOT_SAMPLE
     from benchmark.science.curation.synthetic import pool_generate
+    from benchmark.views.pools import PLOT_SAMPLE
 
     call_command("migrate", verbosity=0)
     Study.objects.filter(slug="bench-pool").delete()
