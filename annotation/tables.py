@@ -2,11 +2,66 @@
 
 from __future__ import annotations
 
+import numbers
+
 import django_tables2 as tables
+import numpy as np
 from django.urls import reverse
 from django.utils.html import format_html
+from django_tables2.data import TableListData
+from django_tables2.utils import OrderBy, OrderByTuple
 
 PER_PAGE = 25
+
+
+def _sort_key(values: list, descending: bool) -> np.ndarray | None:
+    """A numpy key ordering `values` as django-tables2 orders a list (None before every number or string,
+    after them when descending; ties keep their order), or None for values it cannot express."""
+    if all(v is None or isinstance(v, numbers.Real) for v in values):
+        key = np.array([np.nan if v is None else float(v) for v in values], dtype=float)
+    elif all(isinstance(v, str) for v in values):
+        key = np.unique(np.array(values), return_inverse=True)[1].astype(float)
+    else:
+        return None
+    if descending:
+        key = -key
+    return np.where(np.isnan(key), np.inf if descending else -np.inf, key)
+
+
+class SortedRows(TableListData):
+    """Rows (dicts) for a table of thousands: sorted by numpy, not by django-tables2's comparison of two
+    rows at a time in Python (seconds for 10,000 annotators), and only the page shown is looked at."""
+
+    def __init__(self, data: list[dict]):
+        super().__init__(data)
+        self._order: np.ndarray | None = None
+
+    def __getitem__(self, key):
+        if self._order is None:
+            return self.data[key]
+        if isinstance(key, slice):
+            return [self.data[i] for i in self._order[key]]
+        return self.data[self._order[key]]
+
+    def __iter__(self):
+        return iter(self.data) if self._order is None else (self.data[i] for i in self._order)
+
+    def order_by(self, aliases):
+        accessors = []
+        for alias in aliases:  # as TableListData.order_by: a column's own order_by, flipped when descending
+            bound_column = self.table.columns[OrderBy(alias).bare]
+            if alias[0] != bound_column.order_by_alias[0]:
+                accessors += bound_column.order_by.opposite
+            else:
+                accessors += bound_column.order_by
+        keys = []
+        for accessor in reversed(OrderByTuple(accessors)):  # numpy.lexsort: the last key sorts first
+            key = _sort_key([row.get(accessor.bare) for row in self.data], accessor.is_descending)
+            if key is None:
+                self._order = None
+                return super().order_by(aliases)
+            keys.append(key)
+        self._order = np.lexsort(keys) if keys else None
 
 
 def _number(value, digits: int = 2) -> str:

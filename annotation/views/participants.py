@@ -24,7 +24,7 @@ from annotation.participants import (
     recruitment_lookup,
 )
 from annotation.services.review import annotator_exclude, annotator_reinstate
-from annotation.tables import PER_PAGE, ParticipantsTable
+from annotation.tables import PER_PAGE, ParticipantsTable, SortedRows
 from config.errors import ApplicationError, error_response
 
 STATUSES = [value for value, _ in Annotator.Status.choices]
@@ -63,7 +63,7 @@ def participants(request, study):
         return error_response(request, exc.message, status=exc.status_code)
     latent_job, latent_running = latent_state(study=study)
     table = ParticipantsTable(
-        participants_table(study=study, status=status or None, latent_job=latent_job), study=study
+        SortedRows(participants_table(study=study, status=status or None, latent_job=latent_job)), study=study
     )
     RequestConfig(request, paginate={"per_page": per_page}).configure(table)
     context = {
