@@ -27,6 +27,7 @@ from ..models import Candidate, CandidatePool, ValueTopic
 from ..pool_curation import topic_rename
 from ..pools import MAX_POOL_CANDIDATES, CandidateProblems, pool_annotations_upload, pool_candidates_upload, pool_create
 from .dashboards import _tree_context, feature_label
+from .selection import selection_pilot_params
 
 PAGE_SIZE = 50
 # The feature plots read at most this many of the listed candidates (see _plot_sample).
@@ -359,6 +360,7 @@ def pool_select(request, study, pool_id: int):
             "max_per_group": _integer(request, "max_per_group", "2"),
             "optimizer": request.POST.get("optimizer", "best"),
             "seed": _integer(request, "seed", "0"),
+            **selection_pilot_params(request),
         }
         job = job_create(kind="selection", study=study, params=params, user=request.user)
     except ApplicationError as exc:

@@ -423,6 +423,9 @@ def test_selection_from_a_pool_and_a_study_from_it(
 
     page = client.get(reverse("benchmark:pool_detail", args=["bank", pool.pk])).content.decode()
     assert f"Selection #{done.pk}" in page
+    assert 'id="pool-pilot"' in page  # the pilot fields (disagreement targeting) on the pool's form
+    no_pilot = client.post(url, {"k": "5", "pilot": "bank"}, HTTP_HX_REQUEST="true")
+    assert no_pilot.status_code == 400 and "pilot" in no_pilot.content.decode()
     shown = client.get(reverse("benchmark:selection", args=["bank"]), {"job": done.pk}).content.decode()
     assert 'id="selection-pool"' in shown and "Second topic" in shown
 
