@@ -11,14 +11,14 @@ pytestmark = pytest.mark.django_db
 
 
 def test_every_model_is_registered():
-    for app in ("annotation", "jobs"):
+    for app in ("annotation", "jobs", "benchmark"):
         for model in apps.get_app_config(app).get_models():
             assert admin.site.is_registered(model), model
 
 
 def test_changelists_and_add_pages_render(client, staff, small_study):
     client.force_login(staff)
-    for app in ("annotation", "jobs"):
+    for app in ("annotation", "jobs", "benchmark"):
         for model in apps.get_app_config(app).get_models():
             if not admin.site.is_registered(model):
                 continue
