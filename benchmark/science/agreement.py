@@ -629,21 +629,164 @@ def _cross_kappa(mg, sg, qg, mh, sh, qh):
     return np.where(units > 0, kappa, np.nan)
 
 
-def _group_statistics(onehot: np.ndarray, blocks: np.ndarray, totals: np.ndarray, n_units: int):
-    """In-group α and cross-group κx (group vs everyone else labelled) for stacked one-hot rows."""
-    sums = onehot @ blocks  # (rows, 3P)
-    mg, sg, qg = sums[:, :n_units], sums[:, n_units : 2 * n_units], sums[:, 2 * n_units :]
+class _GroupSums:
+    """Per group and prompt: the count, sum and sum of squares of the ratings, for many labellings at once.
+
+    A labelling is a 0/1 matrix (groups × annotators), so the sums are one matrix product with the
+    annotators × [mask, x, x²] block. Integer ratings (the product's 0–100 scale) are shifted by an
+    integer near their mean and multiplied in single precision, a block of annotators at a time small
+    enough that every partial sum stays below 2^24: integers that size are exact in float32, so the
+    sums are exactly those of float64 arithmetic at half the cost. Other ratings use float64 throughout.
+    """
+
+    def __init__(self, values: np.ndarray, mask: np.ndarray):
+        rated = values[mask]
+        integral = bool(rated.size) and bool(np.all(rated == np.rint(rated)))
+        centre = float(np.rint(rated.mean())) if integral else (float(rated.mean()) if rated.size else 0.0)
+        x = np.where(mask, values - centre, 0.0)
+        self.n_units = values.shape[1]
+        blocks = np.concatenate([mask.astype(float), x, x * x], axis=1)
+        self.totals = blocks.sum(axis=0)
+        largest = float(np.abs(blocks).max(initial=1.0))
+        self.rows = int(2**24 // max(largest, 1.0)) if integral else 0
+        if self.rows >= 256:
+            self.blocks, self.dtype = blocks.astype(np.float32), np.float32
+        else:  # not integers, or too large for exact single-precision sums
+            self.blocks, self.dtype, self.rows = blocks, np.float64, max(1, len(blocks))
+
+    def of(self, onehot: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(m, s, q), each (labelling rows, prompts), for a 0/1 matrix of `self.dtype` (rows × annotators)."""
+        sums = np.zeros((onehot.shape[0], self.blocks.shape[1]))
+        for start in range(0, self.blocks.shape[0], self.rows):
+            stop = start + self.rows
+            sums += onehot[:, start:stop] @ self.blocks[start:stop]
+        n = self.n_units
+        return sums[:, :n], sums[:, n : 2 * n], sums[:, 2 * n :]
+
+
+def _group_statistics(mg: np.ndarray, sg: np.ndarray, qg: np.ndarray, totals: np.ndarray):
+    """In-group α and cross-group κx (group vs everyone else labelled) from each group's sums."""
+    n_units = mg.shape[1]
     mt, st, qt = totals[:n_units], totals[n_units : 2 * n_units], totals[2 * n_units :]
     irr = _alpha_interval_from_sums(mg, sg, qg)
     xrr = _cross_kappa(mg, sg, qg, mt - mg, st - sg, qt - qg)
     return irr, xrr
 
 
+def _labelling_sums(sums: _GroupSums, perms: np.ndarray, test_idx: np.ndarray, every_one_tested: bool):
+    """(m, s, q) of the tested groups under each labelling (rows of `perms`), stacked labelling-major.
+
+    When every labelled annotator belongs to a tested group, the last group's sums are the totals minus
+    the others' (exact: the sums are integers or computed as before), which saves one group's product.
+    """
+    size, n_lab = perms.shape
+    n_t = len(test_idx)
+    n_direct = n_t - 1 if every_one_tested and n_t > 1 else n_t
+    onehot = (perms[:, None, :] == test_idx[None, :n_direct, None]).astype(sums.dtype)
+    mg, sg, qg = (v.reshape(size, n_direct, -1) for v in sums.of(onehot.reshape(size * n_direct, n_lab)))
+    if n_direct < n_t:
+        n = sums.n_units
+        t = sums.totals
+        mg = np.concatenate([mg, (t[:n] - mg.sum(axis=1))[:, None]], axis=1)
+        sg = np.concatenate([sg, (t[n : 2 * n] - sg.sum(axis=1))[:, None]], axis=1)
+        qg = np.concatenate([qg, (t[2 * n :] - qg.sum(axis=1))[:, None]], axis=1)
+    return mg.reshape(size * n_t, -1), sg.reshape(size * n_t, -1), qg.reshape(size * n_t, -1)
+
+
 def normalize_labels(values: pd.Series) -> pd.Series:
     """Group labels: strings with surrounding spaces stripped; empty and missing become NaN."""
-    labels = values.astype(object).where(values.notna(), None)
-    labels = labels.map(lambda v: str(v).strip() if v is not None else None)
-    return labels.where(labels.map(lambda v: bool(v)), None)
+    missing = values.isna().to_numpy()
+    cleaned = [None if gone else (str(v).strip() or None) for v, gone in zip(values.to_numpy(dtype=object), missing)]
+    return pd.Series(cleaned, index=values.index, dtype=object)
+
+
+class _GroupTest:
+    """One column's groups: the observed statistics, then the permutation null a chunk at a time."""
+
+    def __init__(self, m: RatingsMatrix, column: str, *, n_perm: int, seed: int, min_group_size: int):
+        labels = normalize_labels(m.annotator_table[column].reset_index(drop=True))
+        labelled = labels.notna().to_numpy()
+        names, sizes = np.unique(labels[labelled].to_numpy(dtype=str), return_counts=True)
+        order = np.argsort(-sizes, kind="stable")
+        names, sizes = names[order], sizes[order]
+        tested = sizes >= min_group_size
+        mask = m.mask[labelled]
+        self.codes = pd.Categorical(labels[labelled].to_numpy(dtype=str), categories=names).codes.astype(np.int64)
+        n_ratings = np.bincount(self.codes, weights=mask.sum(axis=1), minlength=len(names)).astype(np.int64)
+        self.rows = pd.DataFrame(
+            {
+                "column": column,
+                "group": names,
+                "n_annotators": sizes.astype(np.int64),
+                "n_ratings": n_ratings,
+                "tested": tested,
+                "in_group_alpha": np.nan,
+                "cross_group_kappa": np.nan,
+                "gai": np.nan,
+                "difference": np.nan,
+                "p_value": np.nan,
+            }
+        )
+        self.overall = {
+            "statistic": math.nan,
+            "p_value": math.nan,
+            "n_perm": n_perm,
+            "seed": seed,
+            "n_labelled": int(labelled.sum()),
+            "groups_tested": int(tested.sum()),
+            "reason": None,
+        }
+        self.rows.attrs["overall"] = self.overall
+        self.n_perm = n_perm
+        self.test_idx = np.flatnonzero(tested)
+        if len(self.test_idx) == 0 or tested.sum() == len(names) == 1:
+            self.overall["reason"] = (
+                f"no group has {min_group_size} annotators"
+                if len(self.test_idx) == 0
+                else "only one group: nothing to compare with"
+            )
+            self.active = False
+            return
+        self.active = True
+        self.every_one_tested = bool(tested.all())
+        self.sums = _GroupSums(m.values[labelled], mask)
+        self.irr, self.xrr = self._statistics(self.codes[None, :])
+        self.diff = self.irr - self.xrr
+        self.weights = sizes[self.test_idx] / sizes[self.test_idx].sum()
+        self.stat = float(np.nansum(self.weights * self.diff)) if np.isfinite(self.diff).any() else math.nan
+        self.exceed = np.zeros(len(self.test_idx))
+        self.exceed_all = 0
+
+    def _statistics(self, labellings: np.ndarray):
+        return _group_statistics(
+            *_labelling_sums(self.sums, labellings, self.test_idx, self.every_one_tested), self.sums.totals
+        )
+
+    def add(self, shuffles: np.ndarray) -> None:
+        """Count the permutations (rows of annotator positions) whose statistics reach the observed ones."""
+        p_irr, p_xrr = self._statistics(self.codes[shuffles])
+        p_diff = (p_irr - p_xrr).reshape(len(shuffles), len(self.test_idx))
+        self.exceed += (p_diff >= self.diff[None, :] - 1e-12).sum(axis=0)
+        p_stat = np.nansum(self.weights[None, :] * p_diff, axis=1)
+        self.exceed_all += int((p_stat >= self.stat - 1e-12).sum())
+
+    def table(self) -> pd.DataFrame:
+        if not self.active:
+            return self.rows
+        rows, test_idx = self.rows, self.test_idx
+        rows.loc[test_idx, "in_group_alpha"] = self.irr
+        rows.loc[test_idx, "cross_group_kappa"] = self.xrr
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rows.loc[test_idx, "gai"] = self.irr / self.xrr
+        rows.loc[test_idx, "difference"] = self.diff
+        if self.n_perm > 0:
+            rows.loc[test_idx, "p_value"] = np.where(
+                np.isfinite(self.diff), (1.0 + self.exceed) / (1.0 + self.n_perm), np.nan
+            )
+            if np.isfinite(self.stat):
+                self.overall["p_value"] = (1.0 + self.exceed_all) / (1.0 + self.n_perm)
+        self.overall["statistic"] = self.stat
+        return rows
 
 
 def group_agreement(
@@ -680,82 +823,36 @@ def group_agreement(
             m = RatingsMatrix.from_frame(data, annotator_columns=[column])
         else:
             raise KeyError(f"no annotator column {column!r}")
-    labels = normalize_labels(m.annotator_table[column].reset_index(drop=True))
-    labelled = labels.notna().to_numpy()
-    names, sizes = np.unique(labels[labelled].to_numpy(dtype=str), return_counts=True)
-    order = np.argsort(-sizes, kind="stable")
-    names, sizes = names[order], sizes[order]
-    tested = sizes >= min_group_size
-    x0, mf, _ = m.centered()
-    x0, mf = x0[labelled], mf[labelled]
-    codes = pd.Categorical(labels[labelled].to_numpy(dtype=str), categories=names).codes
-    n_units = x0.shape[1]
-    blocks = np.concatenate([mf, x0, x0 * x0], axis=1)
-    totals = blocks.sum(axis=0)
-    n_ratings = np.array([int(mf[codes == k].sum()) for k in range(len(names))])
-    rows = pd.DataFrame(
-        {
-            "column": column,
-            "group": names,
-            "n_annotators": sizes.astype(np.int64),
-            "n_ratings": n_ratings,
-            "tested": tested,
-            "in_group_alpha": np.nan,
-            "cross_group_kappa": np.nan,
-            "gai": np.nan,
-            "difference": np.nan,
-            "p_value": np.nan,
-        }
-    )
-    overall = {
-        "statistic": math.nan,
-        "p_value": math.nan,
-        "n_perm": n_perm,
-        "seed": seed,
-        "n_labelled": int(labelled.sum()),
-        "groups_tested": int(tested.sum()),
-        "reason": None,
-    }
-    rows.attrs["overall"] = overall
-    test_idx = np.flatnonzero(tested)
-    if len(test_idx) == 0 or tested.sum() == len(names) == 1:
-        overall["reason"] = (
-            f"no group has {min_group_size} annotators"
-            if len(test_idx) == 0
-            else "only one group: nothing to compare with"
-        )
-        return rows
-    onehot = (codes[None, :] == test_idx[:, None]).astype(float)
-    irr, xrr = _group_statistics(onehot, blocks, totals, n_units)
-    diff = irr - xrr
-    weights = sizes[test_idx] / sizes[test_idx].sum()
-    stat = float(np.nansum(weights * diff)) if np.isfinite(diff).any() else math.nan
-    exceed = np.zeros(len(test_idx))
-    exceed_all = 0
-    done = 0
-    rng = np.random.default_rng(seed)
-    chunk = max(1, int(4e7 // max(1, len(test_idx) * len(codes) * 8)))
-    while done < n_perm:
-        size = min(chunk, n_perm - done)
-        perms = rng.permuted(np.tile(codes, (size, 1)), axis=1)
-        perm_onehot = (perms[:, None, :] == test_idx[None, :, None]).reshape(-1, len(codes)).astype(float)
-        p_irr, p_xrr = _group_statistics(perm_onehot, blocks, totals, n_units)
-        p_diff = (p_irr - p_xrr).reshape(size, len(test_idx))
-        exceed += (p_diff >= diff[None, :] - 1e-12).sum(axis=0)
-        p_stat = np.nansum(weights[None, :] * p_diff, axis=1)
-        exceed_all += int((p_stat >= stat - 1e-12).sum())
-        done += size
-    rows.loc[test_idx, "in_group_alpha"] = irr
-    rows.loc[test_idx, "cross_group_kappa"] = xrr
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rows.loc[test_idx, "gai"] = irr / xrr
-    rows.loc[test_idx, "difference"] = diff
-    if n_perm > 0:
-        rows.loc[test_idx, "p_value"] = np.where(np.isfinite(diff), (1.0 + exceed) / (1.0 + n_perm), np.nan)
-        if np.isfinite(stat):
-            overall["p_value"] = (1.0 + exceed_all) / (1.0 + n_perm)
-    overall["statistic"] = stat
-    return rows
+    return group_agreements(m, columns=[column], n_perm=n_perm, seed=seed, min_group_size=min_group_size)[column]
+
+
+def group_agreements(
+    matrix: RatingsMatrix, *, columns: list[str], n_perm: int = 1000, seed: int = 0, min_group_size: int = 5
+) -> dict[str, pd.DataFrame]:
+    """`group_agreement` for several annotator columns of `matrix` at once: {column: table}, the same tables.
+
+    A seeded shuffle moves positions whatever the labels are, so the `seed`'s permutations of n labelled
+    annotators are the same for every column with n labelled annotators: they are drawn once and applied
+    to each column's labels (exactly what one call per column draws).
+    """
+    tests = {c: _GroupTest(matrix, c, n_perm=n_perm, seed=seed, min_group_size=min_group_size) for c in columns}
+    by_size: dict[int, list[_GroupTest]] = {}
+    for test in tests.values():
+        if test.active:
+            by_size.setdefault(len(test.codes), []).append(test)
+    for n, group in by_size.items():
+        rng = np.random.default_rng(seed)
+        widest = max(len(test.test_idx) for test in group)
+        chunk = max(1, int(4e7 // max(1, widest * n * 8)))
+        positions = np.arange(n, dtype=np.int64)
+        done = 0
+        while done < n_perm:
+            size = min(chunk, n_perm - done)
+            shuffles = rng.permuted(np.tile(positions, (size, 1)), axis=1)
+            for test in group:
+                test.add(shuffles)
+            done += size
+    return {c: test.table() for c, test in tests.items()}
 
 
 # --------------------------------------------------------------------------- harm level

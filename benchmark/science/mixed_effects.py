@@ -61,6 +61,7 @@ class _Cross:
     z1y: np.ndarray
     wy: np.ndarray
     yy: float
+    by_count: dict | None = None  # the diagonal factor's levels pooled by their number of rows (`_pool_by_count`)
 
 
 def _indicator(codes: np.ndarray, size: int) -> sparse.csr_matrix:
@@ -78,6 +79,7 @@ class RowColumns:
     n: int
     make: object
     block_rows: int | None = None  # default: about 160 MB of float64 per block
+    products: list = field(default_factory=list, repr=False)  # [(y, groups, cross products)] of past fits
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> RowColumns:
@@ -172,7 +174,7 @@ def _select(products: dict, keep: list[int]) -> _Cross:
     g0[:q2, q2:] = zrx
     g0[q2:, :q2] = zrx.T
     g0[q2:, q2:] = xtx
-    return _Cross(
+    cross = _Cross(
         n=products["n"],
         p=len(keep),
         q1=products["q1"],
@@ -184,6 +186,37 @@ def _select(products: dict, keep: list[int]) -> _Cross:
         wy=np.concatenate([products["z_rest_y"], products["xy"][keep]]),
         yy=products["yy"],
     )
+    cross.by_count = _pool_by_count(cross)
+    return cross
+
+
+def _pool_by_count(cp: _Cross) -> dict | None:
+    """The diagonal factor's levels pooled by their number of rows n, when few distinct n exist.
+
+    θ enters the elimination of the diagonal block only through d = θ²n + 1, so levels with equal n can
+    be summed once: Σ b0ᵢb0ᵢ', Σ b0ᵢ z1yᵢ, Σ z1yᵢ² per distinct n. Each deviance then costs
+    O(distinct n · q²) instead of O(levels · q²): 10,000 annotators who each rated 135–150 prompts are
+    about 16 pools. None when pooling would not pay (or there is no diagonal factor), and below 1,000
+    levels, where the direct sums cost little: the pooled sums agree with them only to rounding, which
+    moves the optimizer's stopping point within its tolerance, so smaller studies keep their exact figures.
+    """
+    if cp.q1 < 1000:
+        return None
+    counts, level = np.unique(cp.n1, return_inverse=True)
+    if len(counts) * 4 > cp.q1 or len(counts) * cp.b0.shape[1] ** 2 > 5e7:
+        return None
+    order = np.argsort(level, kind="stable")
+    starts = np.searchsorted(level[order], np.arange(len(counts)))
+    b0, z1y = cp.b0[order], cp.z1y[order]
+    bounds = [*starts, len(order)]
+    gram = np.stack([b0[a:b].T @ b0[a:b] for a, b in zip(bounds[:-1], bounds[1:])])
+    return {
+        "n": counts,
+        "size": np.bincount(level, minlength=len(counts)).astype(float),
+        "gram": gram,
+        "by": np.add.reduceat(b0 * z1y[:, None], starts, axis=0),
+        "yy": np.add.reduceat(z1y * z1y, starts),
+    }
 
 
 def _profiled(theta: np.ndarray, cp: _Cross, reml: bool, want: bool = False):
@@ -191,26 +224,41 @@ def _profiled(theta: np.ndarray, cp: _Cross, reml: bool, want: bool = False):
     q2 = int(sum(cp.rest_sizes))
     theta1 = theta[0] if cp.q1 else 0.0
     scale = np.concatenate([np.repeat(theta[1:], cp.rest_sizes), np.ones(cp.p)]) if q2 else np.ones(cp.p)
-    d = theta1**2 * cp.n1 + 1.0
-    b = theta1 * cp.b0 * scale[None, :]
     s = cp.g0 * np.outer(scale, scale)
     s[np.arange(q2), np.arange(q2)] += 1.0
-    if cp.q1:
-        s -= (b / d[:, None]).T @ b
-    r1 = theta1 * cp.z1y
     r2 = scale * cp.wy
-    rhs = r2 - b.T @ (r1 / d) if cp.q1 else r2
+    pooled = cp.by_count
+    if pooled is not None:  # the same sums, over pools of levels with equal counts (`_pool_by_count`)
+        inv_d = theta1**2 / (theta1**2 * pooled["n"] + 1.0)
+        s -= np.tensordot(inv_d, pooled["gram"], axes=1) * np.outer(scale, scale)
+        rhs = r2 - scale * (inv_d @ pooled["by"])
+    elif cp.q1:
+        d = theta1**2 * cp.n1 + 1.0
+        b = theta1 * cp.b0 * scale[None, :]
+        r1 = theta1 * cp.z1y
+        s -= (b / d[:, None]).T @ b
+        rhs = r2 - b.T @ (r1 / d)
+    else:
+        rhs = r2
     try:
         chol = linalg.cholesky(s, lower=True, check_finite=False)
     except linalg.LinAlgError:
         return (np.inf, None) if want else np.inf
     w = linalg.cho_solve((chol, True), rhs, check_finite=False)
-    u1 = (r1 - b @ w) / d if cp.q1 else np.zeros(0)
-    prss = cp.yy - u1 @ r1 - w @ r2
+    if pooled is not None:
+        # u1·r1 = Σᵢ (r1ᵢ − bᵢ·w) r1ᵢ / dᵢ with r1 = θ z1y and b = θ b0 diag(scale)
+        fitted_u = inv_d @ pooled["yy"] - (scale * w) @ (inv_d @ pooled["by"])
+        logdet_d = float(pooled["size"] @ np.log(theta1**2 * pooled["n"] + 1.0))
+    elif cp.q1:
+        fitted_u = ((r1 - b @ w) / d) @ r1
+        logdet_d = float(np.log(d).sum())
+    else:
+        fitted_u, logdet_d = 0.0, 0.0
+    prss = cp.yy - fitted_u - w @ r2
     if prss <= 0:
         return (np.inf, None) if want else np.inf
     diag = np.log(np.diag(chol))
-    logdet_z = float(np.log(d).sum() + 2.0 * diag[:q2].sum())
+    logdet_z = float(logdet_d + 2.0 * diag[:q2].sum())
     logdet_x = float(2.0 * diag[q2:].sum())
     if reml:
         dof = cp.n - cp.p
@@ -256,7 +304,10 @@ class CrossedRandomInterceptsLM:
             codes = [pd.factorize(groups[c], sort=False)[0] for c in groups.columns]
             sizes = [int(c.max()) + 1 for c in codes]
             order = sorted(range(len(codes)), key=lambda i: -sizes[i])  # eliminate the biggest factor diagonally
-            products = _cross_products(y, columns, [codes[i] for i in order], [sizes[i] for i in order])
+            products = next((done for seen_y, seen, done in columns.products if seen_y is y and seen is groups), None)
+            if products is None:  # a REML and an ML fit of the same columns share one pass over the rows
+                products = _cross_products(y, columns, [codes[i] for i in order], [sizes[i] for i in order])
+                columns.products.append((y, groups, products))
             keep = _collinear(products["xtx"], len(y))
             names = ["Intercept", *columns.names]
             self.dropped_ = [names[j] for j in range(1, len(names)) if j not in set(keep)]
@@ -294,8 +345,17 @@ class CrossedRandomInterceptsLM:
         cov = sol["sigma2"] * inv_l22.T @ inv_l22
         sigma2 = sol["sigma2"]
         comps = {groups.columns[i]: float(theta[j] ** 2 * sigma2) for j, i in enumerate(order)}
-        fitted = np.concatenate([block[:, keep] @ beta for _, _, block in columns.chunks()]) if len(y) else np.zeros(0)
+        xtx = cp.g0[q2:, q2:]  # X'X of the kept columns; its first row (the intercept's) holds the column sums
+        fitted_mean = float(xtx[0] @ beta) / max(len(y), 1)
+        fitted_var = max(float(beta @ xtx @ beta) / max(len(y), 1) - fitted_mean**2, 0.0)
+
+        def fitted() -> np.ndarray:
+            if not len(y):
+                return np.zeros(0)
+            return np.concatenate([block[:, keep] @ beta for _, _, block in columns.chunks()])
+
         self._set(names, beta, cov, {c: comps[c] for c in groups.columns}, sigma2, -dev / 2.0, fitted, y)
+        self.fixed_variance_ = fitted_var
         self.theta_ = {groups.columns[i]: float(theta[j]) for j, i in enumerate(order)}
         return self
 
@@ -328,6 +388,7 @@ class CrossedRandomInterceptsLM:
             x @ beta,
             y,
         )
+        self.fixed_variance_ = float(np.var(self._fitted))
         self.theta_ = {c: math.sqrt(v / fit.scale) for c, v in self.variance_components_.items() if c != "residual"}
         self.converged_ = bool(fit.converged)
         return self
@@ -339,7 +400,14 @@ class CrossedRandomInterceptsLM:
         self.variance_components_ = {**comps, "residual": float(sigma2)}
         self.llf_ = float(llf)
         self.n_obs_ = len(y)
-        self.fixed_fitted_ = fitted
+        self._fitted = fitted
+
+    @property
+    def fixed_fitted_(self) -> np.ndarray:
+        """Xβ per row; made on first use (the profiled engine keeps only the cross products of X)."""
+        if callable(self._fitted):
+            self._fitted = self._fitted()
+        return self._fitted
 
     @property
     def n_params_(self) -> int:
@@ -347,7 +415,7 @@ class CrossedRandomInterceptsLM:
 
     def r2_(self) -> tuple[float, float]:
         """(marginal, conditional) R² of Nakagawa & Schielzeth (2013, Methods Ecol. Evol. 4:133)."""
-        var_f = float(np.var(self.fixed_fitted_))
+        var_f = self.fixed_variance_  # the variance of Xβ over rows, from X'X for the profiled engine
         var_r = sum(v for k, v in self.variance_components_.items() if k != "residual")
         total = var_f + var_r + self.variance_components_["residual"]
         return (var_f / total, (var_f + var_r) / total) if total > 0 else (math.nan, math.nan)
@@ -384,6 +452,7 @@ class Design:
     features: pd.DataFrame  # per prompt, z-scored
     traits: pd.DataFrame  # per annotator, z-scored
     notes: dict = field(default_factory=dict)
+    made: dict = field(default_factory=dict, repr=False)  # `columns` already made, with their cross products
 
     def feature_rows(self) -> pd.DataFrame:
         return pd.DataFrame(self.features.to_numpy()[self.prompt], columns=self.features.columns)
@@ -393,7 +462,14 @@ class Design:
 
     def columns(self, *, features: bool = False, traits: bool = False, interactions: list[str] = ()) -> RowColumns:
         """The row-level fixed-effect columns (features, then traits, then `trait:feature` products),
-        made a block of rows at a time."""
+        made a block of rows at a time. The same request returns the same object, so the RQ models and
+        the BIC ladder fitting the same columns share their cross products."""
+        key = (features, traits, tuple(interactions))
+        if key not in self.made:
+            self.made[key] = self._columns(features=features, traits=traits, interactions=interactions)
+        return self.made[key]
+
+    def _columns(self, *, features: bool, traits: bool, interactions) -> RowColumns:
         f_names = list(self.features.columns) if features else []
         t_names = list(self.traits.columns) if traits else []
         f_all, t_all = self.features.to_numpy(), self.traits.to_numpy()
@@ -622,14 +698,23 @@ def _lasso_cv_select(x, y, groups, *, n_folds, alphas, rule, fold_seed):
         train = np.ones(len(y), dtype=bool)
         train[rows] = False
         _, coefs, _ = lasso_path(
-            x[train], y[train], alphas=alphas, precompute=gram - g, Xy=xy - v, tol=1e-4, max_iter=2000
+            x[train],
+            y[train],
+            alphas=alphas,
+            precompute=gram - g,
+            Xy=xy - v,
+            tol=1e-4,
+            max_iter=2000,
+            check_input=False,  # arrays made here, finite, one dtype: no copy of X in Fortran order per call
         )
         errors.append(((y[rows][:, None] - x[rows] @ coefs) ** 2).mean(axis=0))
     errors = np.asarray(errors)
     mean, se = errors.mean(axis=0), errors.std(axis=0, ddof=1) / math.sqrt(len(errors))
     best = int(mean.argmin())
     pick = int(np.flatnonzero(mean <= mean[best] + se[best]).min()) if rule == "1se" else best
-    _, coefs, _ = lasso_path(x, y, alphas=alphas[: pick + 1], precompute=gram, Xy=xy, tol=1e-4, max_iter=2000)
+    _, coefs, _ = lasso_path(
+        x, y, alphas=alphas[: pick + 1], precompute=gram, Xy=xy, tol=1e-4, max_iter=2000, check_input=False
+    )
     return coefs[:, -1], pick
 
 
@@ -805,6 +890,34 @@ def adjust_trait_p_values(result: dict, traits: list[str]) -> dict:
     return result
 
 
+def _annotator_slope_sums(design: Design, r: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per annotator and feature: Σ (f − f̄) r and Σ (f − f̄)² over the annotator's rows, f̄ their mean f.
+
+    Rows only enter through (annotator, prompt) cells, so with a dense enough design the sums come from the
+    annotators × prompts table of counts and residual sums (a few annotators at a time), not from
+    rows × features arrays; otherwise row by row.
+    """
+    f_all = design.features.to_numpy()
+    n_a, (n_p, n_f) = len(counts), f_all.shape
+    if n_a * n_p > 2e7:
+        f_rows = f_all[design.prompt]
+        per_annotator = _indicator(design.annotator, n_a).T.tocsr()
+        centred = f_rows - (per_annotator @ f_rows / np.maximum(counts, 1)[:, None])[design.annotator]
+        return per_annotator @ (centred * r[:, None]), per_annotator @ (centred**2)
+    cell = design.annotator.astype(np.int64) * n_p + design.prompt
+    n_cell = np.bincount(cell, minlength=n_a * n_p).reshape(n_a, n_p).astype(float)
+    r_cell = np.bincount(cell, weights=r, minlength=n_a * n_p).reshape(n_a, n_p)
+    mean_f = n_cell @ f_all / np.maximum(counts, 1)[:, None]
+    sxy, sxx = np.empty((n_a, n_f)), np.empty((n_a, n_f))
+    step = max(1, int(4e6 // max(1, n_p * n_f)))
+    for start in range(0, n_a, step):
+        stop = min(n_a, start + step)
+        centred = f_all[None, :, :] - mean_f[start:stop, None, :]
+        sxy[start:stop] = np.einsum("ap,apf->af", r_cell[start:stop], centred)
+        sxx[start:stop] = np.einsum("ap,apf->af", n_cell[start:stop], centred * centred)
+    return sxy, sxx
+
+
 def interaction_tests(
     design: Design,
     *,
@@ -837,15 +950,9 @@ def interaction_tests(
         r = _residualize(design.y[:, None], design)[:, 0]
         a_codes = design.annotator
         n_a = design.traits.shape[0]
-        f_rows = design.features.to_numpy()[design.prompt]
         counts = np.bincount(a_codes, minlength=n_a).astype(float)
         rated = counts > 2
-        sums = np.zeros((n_a, len(f_names)))
-        np.add.at(sums, a_codes, f_rows)
-        centred = f_rows - (sums / np.maximum(counts, 1)[:, None])[a_codes]
-        sxy, sxx = np.zeros((n_a, len(f_names))), np.zeros((n_a, len(f_names)))
-        np.add.at(sxy, a_codes, centred * r[:, None])
-        np.add.at(sxx, a_codes, centred**2)
+        sxy, sxx = _annotator_slope_sums(design, r, counts)
         with np.errstate(invalid="ignore", divide="ignore"):
             slopes = np.where(sxx > 1e-12, sxy / sxx, np.nan)
         keep = rated & np.isfinite(slopes).all(axis=1)
@@ -855,13 +962,15 @@ def interaction_tests(
     if n < 4:
         return {"terms": [], "n_candidates": 0, "reason": "fewer than 4 annotators with slopes"}
 
+    bc = B - B.mean(axis=0)  # the slopes do not move under a permutation of the traits
+    bss = (bc**2).sum(axis=0)
+
     def t_stats(t_matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         tc = t_matrix - t_matrix.mean(axis=0)
-        bc = B - B.mean(axis=0)
         stt = (tc**2).sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             est = (tc.T @ bc) / stt[:, None]  # traits × features
-            resid_ss = (bc**2).sum(axis=0)[None, :] - est**2 * stt[:, None]
+            resid_ss = bss[None, :] - est**2 * stt[:, None]
             se = np.sqrt(np.maximum(resid_ss, 0.0) / (n - 2) / stt[:, None])
             return est, se, est / se
 

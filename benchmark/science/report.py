@@ -26,6 +26,11 @@ from .release import DEMOGRAPHIC_COLUMNS
 
 def to_jsonable(value):
     """Recursively turn numpy/pandas values into JSON types; NaN, ±inf and pd.NA become None."""
+    kind = type(value)
+    if kind is float:  # the plain Python scalars first: a report holds hundreds of thousands of them
+        return value if math.isfinite(value) else None
+    if kind is str or kind is int or value is None:
+        return value
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -146,13 +151,14 @@ def _descriptive(
     report["annotators"] = _records(agreement.annotator_consensus(matrix), "annotator")
 
     groups: dict = {}
+    tables = agreement.group_agreements(
+        matrix, columns=present_groups, n_perm=n_perm, seed=seed, min_group_size=min_group_size
+    )
     for column in group_columns:
         if column not in present_groups:
             reasons.setdefault("groups", {})[column] = "column absent from the data"
             continue
-        table = agreement.group_agreement(
-            matrix, column=column, n_perm=n_perm, seed=seed, min_group_size=min_group_size
-        )
+        table = tables[column]
         groups[column] = {
             "groups": table.drop(columns="column").to_dict(orient="records"),
             "overall": table.attrs["overall"],
