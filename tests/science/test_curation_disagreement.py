@@ -11,6 +11,7 @@ from benchmark.science.curation.disagreement import (
     DisagreementModel,
     SDRidge,
     disagreement_evaluate,
+    disagreement_holdout,
     harm_heuristic,
     prompt_sd,
     standardized,
@@ -106,3 +107,18 @@ def test_selection_leans_toward_predicted_disagreement():
     sd = prompt_sd(ratings)
     assert sd[leaning.members].mean() > sd[plain.members].mean() + 3
     assert leaning_problem.report(leaning.members)["harm_level"]["js_distance"] < 0.2
+
+
+def test_holdout_on_the_pilot_alone_sees_what_the_heuristic_cannot():
+    """The job's held-out check: folds over the prompts a 10-person pilot rated, scored against the pilot's
+    own SD; on the synthetic pool the features carry the disagreement and the harm level does not."""
+    pool, ratings, _ = _synthetic(n_prompts=200, n_annotators=10, seed=3)
+    result = disagreement_holdout(pool, ratings, embeddings=None, folds=5, seed=0)
+    assert result["prompts"] == 200 and result["folds"] == 5
+    assert result["spearman"] > 0.4 and abs(result["harm_heuristic_spearman"]) < 0.2
+    again = disagreement_holdout(pool, ratings, embeddings=None, folds=5, seed=0)
+    assert again["spearman"] == result["spearman"]  # deterministic per seed
+    few = ratings.copy()
+    few[:, 8:] = np.nan  # 8 prompts rated: fewer than 2 per fold
+    with pytest.raises(ValueError, match="at least 10 rated prompts"):
+        disagreement_holdout(pool, few, embeddings=None, folds=5)
