@@ -67,7 +67,7 @@ from __future__ import annotations
 import copy
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -77,7 +77,14 @@ from threadpoolctl import threadpool_limits
 
 import benchmark.science.predictors  # noqa: F401  (fills the registry)
 from benchmark.science.predictors.base import AGGREGATE, CONDITIONS, Predictor, get_predictor
-from benchmark.science.predictors.common import SUPPORT, feature_columns, grid_crps, prompt_table, trait_columns
+from benchmark.science.predictors.common import (
+    SUPPORT,
+    feature_columns,
+    frame_key,
+    grid_crps,
+    prompt_table,
+    trait_columns,
+)
 
 __all__ = [
     "AGGREGATE",
@@ -220,30 +227,35 @@ def _aggregate_rows(data: pd.DataFrame, prompts: Iterable[str]) -> pd.DataFrame:
 
 def condition_tasks(data: pd.DataFrame, split: Split, condition: str) -> list[Task]:
     """The fit/predict tasks of one condition in one split; `data` as returned by `rated`."""
+    return list(_iter_condition_tasks(data, split, condition))
+
+
+def _iter_condition_tasks(data: pd.DataFrame, split: Split, condition: str) -> Iterator[Task]:
+    """`condition_tasks` one task at a time: a warm fold's training frame is most of the data (1.4
+    million rows at 10,000 annotators), so only one of them is held at once."""
     in_test = data["prompt"].isin(split.test).to_numpy()
     in_align = data["prompt"].isin(split.alignment).to_numpy()
     truth_columns = ["annotator", "prompt", "score"]
     if condition == "individual":
         test = data[in_test]
-        return [Task(condition, split.index, 0, data[in_align].copy(), _without_answers(test), test[truth_columns])]
-    if condition == "aggregated":
+        yield Task(condition, split.index, 0, data[in_align], _without_answers(test), test[truth_columns])
+    elif condition == "aggregated":
         test = _aggregate_rows(data, split.test)
         truth = data[in_test][truth_columns]
-        return [Task(condition, split.index, 0, data[in_align].copy(), test, truth)]
-    if condition == "new_annotator":
+        yield Task(condition, split.index, 0, data[in_align], test, truth)
+    elif condition == "new_annotator":
         held = data["annotator"].isin(split.held_out).to_numpy()
         test = data[held & in_test]
-        return [Task(condition, split.index, 0, data[~held].copy(), _without_answers(test), test[truth_columns])]
-    if condition == "warm":
-        tasks = []
+        yield Task(condition, split.index, 0, data[~held], _without_answers(test), test[truth_columns])
+    elif condition == "warm":
         for f, fold in enumerate(split.warm_folds):
             member = data["annotator"].isin(fold).to_numpy()
-            train = data[in_align | (in_test & ~member)]
             test = data[in_test & member]
             if len(test):
-                tasks.append(Task(condition, split.index, f, train.copy(), _without_answers(test), test[truth_columns]))
-        return tasks
-    raise ValueError(f"unknown condition {condition!r}; known: {', '.join(CONDITIONS)}")
+                train = data[in_align | (in_test & ~member)]
+                yield Task(condition, split.index, f, train, _without_answers(test), test[truth_columns])
+    else:
+        raise ValueError(f"unknown condition {condition!r}; known: {', '.join(CONDITIONS)}")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -283,6 +295,41 @@ def _weighted_maes(errors: np.ndarray, rated: np.ndarray, wa: np.ndarray, wp: np
     total = weights.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total > 0, (np.where(present, per_annotator, 0.0) * weights).sum(axis=0) / total, np.nan)
+
+
+class _SharedWeights:
+    """`_weighted_maes` for many predictors scored on the same rows, in one matrix product each.
+
+    The MAE of resample b is Σ_a w_ab · (Σ_p e_ap u_bp / d_ab) / Σ_a w_ab, with d_ab = Σ_p r_ap u_bp the
+    annotator's drawn prompt count, w_ab the annotator's draw count (0 where d_ab = 0) and u_bp the prompt
+    draws.  Everything but the errors e depends only on which rows are scored, so Q = w / d (A × B) is
+    built once per scored pattern (a condition of a split) and each predictor costs
+    Σ_p u_bp (eᵀ Q)_pb: a (P × A) @ (A × B) product instead of half a dozen passes over A × B arrays
+    (10,000 annotators × 1,000 resamples).  Equal to `_weighted_maes` up to the order of the sums (1e-12).
+    """
+
+    def __init__(self, wa: np.ndarray, wp: np.ndarray, size: int = 4):
+        self.wa_t = np.ascontiguousarray(wa.T)  # A_all × B
+        self.wp = wp  # B × P_all
+        self.size = size
+        self.cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def maes(self, errors: np.ndarray, rated: np.ndarray, a_codes: np.ndarray, p_codes: np.ndarray) -> np.ndarray:
+        wp = self.wp[:, p_codes]
+        key = frame_key(a_codes, p_codes, rated)
+        if key not in self.cache:
+            den = rated.astype(float) @ wp.T  # A × B
+            present = den > 0
+            weights = self.wa_t[a_codes] * present
+            with np.errstate(invalid="ignore", divide="ignore"):
+                q = np.where(present, weights / den, 0.0)
+            self.cache[key] = (q, weights.sum(axis=0))
+            while len(self.cache) > self.size:
+                self.cache.pop(next(iter(self.cache)))
+        q, total = self.cache[key]
+        weighted = ((errors.T @ q) * wp.T).sum(axis=0)  # (P × B) → B
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total > 0, weighted / total, np.nan)
 
 
 def two_way_bootstrap(
@@ -339,6 +386,12 @@ def _point_distribution_scores(prediction: float, observed: np.ndarray) -> dict:
     return {"crps": error, "wasserstein": 100.0 * error}
 
 
+def _wasserstein_same_size(u: np.ndarray, v: np.ndarray) -> float:
+    """`scipy.stats.wasserstein_distance` of two equally long unweighted samples: the mean distance
+    between their sorted values (the same integral, without scipy's merge of the two CDFs)."""
+    return float(np.abs(np.sort(u) - np.sort(v)).mean())
+
+
 def score_predictions(scored: pd.DataFrame) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Scores from rows (annotator, prompt, score, prediction); NaN predictions are left out.
 
@@ -355,16 +408,23 @@ def score_predictions(scored: pd.DataFrame) -> tuple[dict, pd.DataFrame, pd.Data
         .reset_index()
     )
     rows = []
-    for prompt, group in scored.groupby("prompt", sort=False):
-        pred = group["prediction"].to_numpy(dtype=float)
-        true = group["score"].to_numpy(dtype=float)
+    # Prompts in order of first appearance and each prompt's rows in frame order, as groupby(sort=False)
+    # gives them, without building a frame per prompt.
+    codes, prompts = pd.factorize(scored["prompt"])
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(prompts) + 1))
+    predictions = scored["prediction"].to_numpy(dtype=float)[order]
+    scores = scored["score"].to_numpy(dtype=float)[order]
+    for g, prompt in enumerate(prompts):
+        pred = predictions[bounds[g] : bounds[g + 1]]
+        true = scores[bounds[g] : bounds[g + 1]]
         rows.append(
             {
                 "prompt": prompt,
                 "true_mean": true.mean(),
                 "pred_mean": pred.mean(),
                 "mae": np.abs(pred - true).mean(),
-                "wasserstein": stats.wasserstein_distance(pred * 100.0, true * 100.0),
+                "wasserstein": _wasserstein_same_size(pred * 100.0, true * 100.0),
                 "n": len(true),
             }
         )
@@ -624,11 +684,18 @@ def run_benchmark(
         return _run(*args, n_boot=n_boot, boot_seed=boot_seed)
 
 
-def _error_matrix(scored: pd.DataFrame, a_index: dict, p_index: dict):
-    """Dense annotators × prompts absolute errors of the scored rows (rows with a prediction)."""
-    scored = scored[scored["prediction"].notna()]
-    a = scored["annotator"].map(a_index).to_numpy()
-    p = scored["prompt"].map(p_index).to_numpy()
+def _positions(values: pd.Series, index: pd.Index) -> np.ndarray:
+    """Position of each value in `index`: the distinct values looked up once (a million string rows
+    hold only thousands of ids)."""
+    codes, uniques = pd.factorize(values)
+    return index.get_indexer(uniques)[codes]
+
+
+def _error_matrix(scored: pd.DataFrame, a: np.ndarray, p: np.ndarray):
+    """Dense annotators × prompts absolute errors of the scored rows (rows with a prediction); `a`, `p`:
+    each row's annotator and prompt as positions in the order of the bootstrap weights."""
+    keep = scored["prediction"].notna().to_numpy()
+    scored, a, p = scored[keep], a[keep], p[keep]
     a_codes, a_rows = np.unique(a, return_inverse=True)
     p_codes, p_cols = np.unique(p, return_inverse=True)
     errors = np.zeros((len(a_codes), len(p_codes)))
@@ -644,7 +711,7 @@ def _distribution_rows(predictor, task: Task, truth: pd.DataFrame, prediction: p
     predict_distribution = getattr(predictor, "predict_distribution", None)
     rows = []
     if callable(predict_distribution):
-        probabilities = np.asarray(predict_distribution(task.test.copy()), dtype=float)
+        probabilities = np.asarray(predict_distribution(task.test.copy(deep=False)), dtype=float)
         if probabilities.shape != (len(task.test), len(SUPPORT)):
             raise ValueError(f"predict_distribution must return {len(task.test)} × {len(SUPPORT)} probabilities")
         if (probabilities < -1e-12).any() or not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-6):
@@ -690,9 +757,12 @@ def _run(
         raise ValueError("each predictor may appear once")
 
     data = rated(df)
+    # The distinct ids (thousands), not the million rows, go through Python.
+    prompt_ids = df["prompt"].astype(str).unique()
+    annotator_ids = df["annotator"].astype(str).unique()
     splits = make_splits(
-        df["prompt"].astype(str),
-        df["annotator"].astype(str),
+        prompt_ids,
+        annotator_ids,
         n_splits=n_splits,
         seed=seed,
         test_fraction=test_fraction,
@@ -701,74 +771,101 @@ def _run(
     )
     # Shared two-way bootstrap weights over every annotator and prompt (natural order: independent of
     # the frame's row order and of the split seed).
-    all_annotators = sorted(set(df["annotator"].astype(str)), key=_natural_key)
-    all_prompts = sorted(set(df["prompt"].astype(str)), key=_natural_key)
-    a_index = {a: i for i, a in enumerate(all_annotators)}
-    p_index = {p: i for i, p in enumerate(all_prompts)}
+    all_annotators = sorted(set(annotator_ids), key=_natural_key)
+    all_prompts = sorted(set(prompt_ids), key=_natural_key)
+    a_index = pd.Index(all_annotators, dtype=object)
+    p_index = pd.Index(all_prompts, dtype=object)
     boot_rng = np.random.default_rng([boot_seed, 20_260_001])
     wa_all = bootstrap_weights(len(all_annotators), n_boot, boot_rng)
     wp_all = bootstrap_weights(len(all_prompts), n_boot, boot_rng)
+    shared = _SharedWeights(wa_all, wp_all) if n_boot else None
 
     plan = [(name, p, c) for name, p in resolved for c in conditions if c in p.conditions]
+    # Each row's annotator and prompt as positions in the bootstrap weights, looked up once per run.
+    data_a = _positions(data["annotator"], a_index)
+    data_p = _positions(data["prompt"], p_index)
     total = len(plan) * len(splits)
     done = 0
     split_rows, annotator_frames, prompt_frames = [], [], []
     boot: dict[tuple[str, str], list[np.ndarray]] = {}
-    tasks_cache: dict[tuple[int, str], list[Task]] = {}
     for split in splits:
-        for name, template, condition in plan:
-            key = (split.index, condition)
-            if key not in tasks_cache:
-                tasks_cache[key] = condition_tasks(data, split, condition)
-            scored_parts, extra, distribution_parts = [], {}, []
-            seconds = 0.0
-            for task in tasks_cache[key]:
-                predictor = _clone(template)
-                start = time.perf_counter()
-                try:
-                    predictor.fit(task.train.copy())
-                    prediction = predictor.predict(task.test.copy())
-                except Exception as error:
-                    raise RuntimeError(f"{name} failed in {condition}, split {split.index}: {error}") from error
-                prediction = _checked(prediction, task.test, name)
-                truth = task.truth
-                if condition == "aggregated":
+        # Condition by condition, every predictor on one task before the next task is built: one
+        # training frame in memory at a time.  Results are kept in the plan's order (predictor by
+        # predictor), as the rows of `per_split` always were.
+        outcomes = {}
+        for condition in conditions:
+            members = [(name, template) for name, template, c in plan if c == condition]
+            if not members:
+                continue
+            parts = {
+                name: {"scored": [], "rows": [], "extra": {}, "distribution": [], "seconds": 0.0} for name, _ in members
+            }
+            for task in _iter_condition_tasks(data, split, condition):
+                for name, template in members:
+                    part = parts[name]
+                    predictor = _clone(template)
+                    start = time.perf_counter()
                     try:
-                        distribution_parts.append(_distribution_rows(predictor, task, truth, prediction))
+                        # Shallow copies: with pandas' copy-on-write a predictor that writes into its frame
+                        # copies what it changes, so the task frames stay as they were for the next
+                        # predictor without copying a million rows for each one.
+                        predictor.fit(task.train.copy(deep=False))
+                        prediction = predictor.predict(task.test.copy(deep=False))
                     except Exception as error:
                         raise RuntimeError(f"{name} failed in {condition}, split {split.index}: {error}") from error
-                seconds += time.perf_counter() - start
-                for k, v in _collect_stats(predictor).items():
-                    extra[k] = extra.get(k, 0) + v
-                if condition == "aggregated":
-                    per_prompt = pd.Series(prediction.to_numpy(), index=task.test["prompt"].to_numpy())
-                    values = truth["prompt"].map(per_prompt)
-                else:
-                    values = prediction.reindex(truth.index)
-                scored_parts.append(truth.assign(prediction=values.to_numpy(dtype=float)))
-            scored = pd.concat(scored_parts, ignore_index=True)
-            overall, per_annotator, per_prompt = score_predictions(scored)
-            if distribution_parts:
-                dist = pd.concat(distribution_parts, ignore_index=True).set_index("prompt")
-                # In aggregated, Wasserstein is that of the predicted distribution (a point mass for a
-                # point predictor), not of the one prediction repeated for every annotator.
-                per_prompt = per_prompt.drop(columns="wasserstein").join(dist, on="prompt")
-                overall["wasserstein"] = float(per_prompt["wasserstein"].mean())
-                overall["crps"] = float(per_prompt["crps"].mean())
-                overall["distribution"] = str(dist["distribution"].iloc[0]) if len(dist) else "point mass"
-            if n_boot:
-                errors, rated_, a_codes, p_codes = _error_matrix(scored, a_index, p_index)
-                maes = _weighted_maes(errors, rated_, wa_all[:, a_codes], wp_all[:, p_codes])
+                    prediction = _checked(prediction, task.test, name)
+                    truth = task.truth
+                    if condition == "aggregated":
+                        try:
+                            part["distribution"].append(_distribution_rows(predictor, task, truth, prediction))
+                        except Exception as error:
+                            raise RuntimeError(f"{name} failed in {condition}, split {split.index}: {error}") from error
+                    part["seconds"] += time.perf_counter() - start
+                    for k, v in _collect_stats(predictor).items():
+                        part["extra"][k] = part["extra"].get(k, 0) + v
+                    if condition == "aggregated":
+                        per_prompt = pd.Series(prediction.to_numpy(), index=task.test["prompt"].to_numpy())
+                        values = truth["prompt"].map(per_prompt)
+                    else:
+                        values = prediction.reindex(truth.index)
+                    part["scored"].append(truth.assign(prediction=values.to_numpy(dtype=float)))
+                    part["rows"].append(truth.index.to_numpy())  # positions in `data` (a RangeIndex)
+            for name, _ in members:
+                part = parts[name]
+                scored = pd.concat(part["scored"], ignore_index=True)
+                overall, per_annotator, per_prompt = score_predictions(scored)
+                if part["distribution"]:
+                    dist = pd.concat(part["distribution"], ignore_index=True).set_index("prompt")
+                    # In aggregated, Wasserstein is that of the predicted distribution (a point mass for a
+                    # point predictor), not of the one prediction repeated for every annotator.
+                    per_prompt = per_prompt.drop(columns="wasserstein").join(dist, on="prompt")
+                    overall["wasserstein"] = float(per_prompt["wasserstein"].mean())
+                    overall["crps"] = float(per_prompt["crps"].mean())
+                    overall["distribution"] = str(dist["distribution"].iloc[0]) if len(dist) else "point mass"
+                maes = None
+                if n_boot:
+                    rows = np.concatenate(part["rows"])
+                    errors, rated_, a_codes, p_codes = _error_matrix(scored, data_a[rows], data_p[rows])
+                    maes = shared.maes(errors, rated_, a_codes, p_codes)
+                    overall["ci_low"], overall["ci_high"] = _percentiles(maes)
+                label = {"predictor": name, "condition": condition, "split": split.index}
+                outcomes[(name, condition)] = (
+                    {**label, **overall, "seconds": part["seconds"], **part["extra"]},
+                    per_annotator.assign(**label),
+                    per_prompt.assign(**label),
+                    maes,
+                )
+                parts[name] = None
+                done += 1
+                if progress is not None:
+                    progress(done / total, f"{name} · {condition} · split {split.index + 1}/{len(splits)}")
+        for name, _, condition in plan:
+            row, per_annotator, per_prompt, maes = outcomes[(name, condition)]
+            split_rows.append(row)
+            annotator_frames.append(per_annotator)
+            prompt_frames.append(per_prompt)
+            if maes is not None:
                 boot.setdefault((name, condition), []).append(maes)
-                overall["ci_low"], overall["ci_high"] = _percentiles(maes)
-            label = {"predictor": name, "condition": condition, "split": split.index}
-            split_rows.append({**label, **overall, "seconds": seconds, **extra})
-            annotator_frames.append(per_annotator.assign(**label))
-            prompt_frames.append(per_prompt.assign(**label))
-            done += 1
-            if progress is not None:
-                progress(done / total, f"{name} · {condition} · split {split.index + 1}/{len(splits)}")
-        tasks_cache = {k: v for k, v in tasks_cache.items() if k[0] != split.index}
 
     lead = ["predictor", "condition", "split"]
 

@@ -70,7 +70,10 @@ def _usable(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
     """Rows whose SafetyAnalyst features are all present (a study's own prompts may lack them)."""
     if not set(columns) <= set(frame.columns):
         return pd.Series(False, index=frame.index)
-    return frame[columns].apply(pd.to_numeric, errors="coerce").notna().all(axis=1)
+    values = frame[columns]
+    if not all(pd.api.types.is_numeric_dtype(dtype) for dtype in values.dtypes):
+        values = values.apply(pd.to_numeric, errors="coerce")  # text in a column counts as missing
+    return values.notna().all(axis=1)
 
 
 def _predict(weights: FeatureWeights, rows: pd.DataFrame, use_effects: bool) -> pd.Series:
@@ -103,7 +106,9 @@ class SafetyAnalystReference(Predictor):
         self.weights_ = reference
         if not self.calibrate:
             return self
-        train = train[_usable(train, _ACTIONS)]
+        usable = _usable(train, _ACTIONS)
+        if not usable.all():  # every row usable (the release, any study with its features): no copy
+            train = train[usable]
         if len(train) == 0 or train["score"].nunique() < 2:
             return self
         h = train[_ACTIONS].astype(float).to_numpy() @ reference.action
