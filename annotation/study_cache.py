@@ -78,6 +78,13 @@ def prompt_versions(study_id: int, prompt_ids: list[int]) -> tuple[int, list[int
 
 
 def _bump(keys: list[str]) -> None:
+    incr_existing = getattr(cache, "incr_existing", None)  # Redis (config.cache): one round trip for all
+    if incr_existing is not None:
+        try:
+            incr_existing(keys)
+        except Exception:
+            logger.warning("%s not bumped: cached pages may lag until they expire", keys, exc_info=True)
+        return
     for key in keys:
         try:
             cache.incr(key)

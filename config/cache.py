@@ -44,6 +44,17 @@ class Cache(RedisCache):
             value, _ = pipe.execute()
         return int(value)
 
+    # INCR only the keys that exist: a missing version must stay missing (annotation.study_cache).
+    _INCR_EXISTING = (
+        "for _, key in ipairs(KEYS) do if redis.call('EXISTS', key) == 1 then redis.call('INCR', key) end end"
+    )
+
+    def incr_existing(self, keys: list[str]) -> None:
+        """Add one to each of these counters that exists, leaving missing ones missing: one round trip
+        (Django's `incr` costs two per key and raises for a missing one)."""
+        keys = [self.make_and_validate_key(key) for key in keys]
+        self._cache.get_client(keys[0], write=True).eval(self._INCR_EXISTING, len(keys), *keys)
+
 
 def counter_add(cache, key: str, timeout: int) -> int:
     """One more on a windowed counter, in whichever cache the site has (Redis: one round trip)."""

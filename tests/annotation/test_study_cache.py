@@ -1,7 +1,10 @@
 """The researcher's pages read a study's figures from the cache (annotation.study_cache): after a rating,
 a revision, an exclusion, an import or a deletion, the next request shows the new numbers."""
 
+import uuid
+
 import pytest
+from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 
@@ -10,7 +13,8 @@ from annotation.models import Annotator, Rating, Study
 from annotation.services.prompt_bank import bank_parse, bank_rows_write
 from annotation.services.review import annotator_exclude
 from annotation.services.revision import rating_revise
-from annotation.study_cache import study_changed, study_version
+from annotation.study_cache import _prompt_key, prompt_versions, study_changed, study_version
+from config import settings as project
 from tests.annotation.test_take_flow import current, start_rating, submit
 from tests.annotation.test_take_flow import study as take_study  # noqa: F401  (the fixture)
 from tests.conftest import write_small_release
@@ -139,3 +143,17 @@ def test_a_lost_version_starts_anew_and_the_cache_failing_is_not_an_error(small_
     Rating.objects.filter(annotator__study=small_study).first().delete()
     study_changed(small_study.pk, ratings=True)
     assert _page(client, "study_detail", small_study)["counts"]["n_ratings"] == before["n_ratings"] - 1
+
+
+def test_the_configured_cache_bumps_existing_versions_only(settings, small_study):
+    """The project's own cache (Redis when REDIS_URL is set: one round trip, config.cache.incr_existing;
+    else the database cache): a version is bumped in place, a missing one stays missing."""
+    settings.CACHES = project.CACHES
+    study_id = uuid.uuid4().int % 10**9 + 10**9  # no study's: the cache may be shared
+    start = study_version(study_id)
+    study_changed(study_id, prompt_id=7)  # the prompt's version was never read: nothing to bump
+    assert study_version(study_id) == start + 1
+    assert cache.get(_prompt_key(study_id, 7)) is None
+    _, (prompt_version,) = prompt_versions(study_id, [7])
+    study_changed(study_id, prompt_id=7)
+    assert prompt_versions(study_id, [7])[1] == [prompt_version + 1]
