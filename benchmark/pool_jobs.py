@@ -27,6 +27,7 @@ from django.db import transaction
 from rest_framework import serializers
 
 from annotation.exports import spreadsheet_csv
+from annotation.services.prompt_bank import MAX_ID_CHARS
 from config.errors import ApplicationError
 from jobs.models import Job
 from jobs.params import StrictParams
@@ -99,18 +100,39 @@ def pool_variants_generate(
     *, pool: CandidatePool, template: str, attempts: int = 3, client=None, progress: Progress | None = None
 ) -> tuple[dict, list[dict]]:
     """Variants of each uploaded seed without variants yet; (the result with counts, per-seed outcomes)."""
-    from .science.curation.variants import LEVEL_KEYS, template_check, variants_generate  # noqa: PLC0415
+    from .science.curation.variants import (  # noqa: PLC0415
+        LEVEL_KEYS,
+        template_check,
+        variant_id,
+        variants_generate,
+    )
 
     template_check(template)
     client = client or curation_llm_client()
     done_seeds = set(pool.candidates.filter(seed__isnull=False).values_list("seed_id", flat=True))
-    seeds = [
-        c
-        for c in pool.candidates.filter(source=Candidate.Source.UPLOADED).order_by("order", "id")
-        if c.pk not in done_seeds
-    ]
-    total: dict = {"seeds": len(seeds), "skipped_with_variants": len(done_seeds), "candidates": 0}
-    outcomes: list[dict] = []
+    existing = set(pool.candidates.values_list("external_id", flat=True))
+    seeds, outcomes = [], []
+    for c in pool.candidates.filter(source=Candidate.Source.UPLOADED).order_by("order", "id"):
+        if c.pk in done_seeds:
+            continue
+        # a variant id that cannot be written would refuse its whole chunk: such a seed is skipped, and said
+        ids = [variant_id(c.external_id, level) for level in LEVEL_KEYS]
+        taken = next((i for i in ids if i in existing), None)
+        if taken or len(ids[-1]) > MAX_ID_CHARS:
+            why = (
+                f"the variant id {taken!r} is already a candidate of this pool"
+                if taken
+                else f"the variant ids (e.g. {ids[-1][:80]!r}) would be longer than {MAX_ID_CHARS} characters"
+            )
+            outcomes.append({"external_id": c.external_id, "status": "skipped", "attempts": 0, "why": why})
+            continue
+        seeds.append(c)
+    total: dict = {
+        "seeds": len(seeds),
+        "skipped_with_variants": len(done_seeds),
+        "skipped_id_conflict": len(outcomes),
+        "candidates": 0,
+    }
     for start in range(0, len(seeds), CHUNK):
         if progress:
             progress(
@@ -141,7 +163,10 @@ def pool_variants_generate(
     total.pop("items", None)
     result = {
         "pool": pool.pk,
-        "counts": {key: total.get(key, 0) for key in ("seeds", *COUNT_KEYS, "candidates", "skipped_with_variants")},
+        "counts": {
+            key: total.get(key, 0)
+            for key in ("seeds", *COUNT_KEYS, "candidates", "skipped_with_variants", "skipped_id_conflict")
+        },
         "levels": list(LEVEL_KEYS),
         "template": template,
         "not_accepted": [o for o in outcomes if o["status"] != "ok"][:SHOWN_PROBLEMS],

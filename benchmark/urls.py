@@ -37,6 +37,7 @@ urlpatterns = [
         "studies/<slug:slug>/pools/<int:pool_id>/variants/", pool_jobs.pool_variants_start, name="pool_variants_start"
     ),
     path("studies/<slug:slug>/pools/<int:pool_id>/trees/", pool_jobs.pool_trees_start, name="pool_trees_start"),
+    path("studies/<slug:slug>/pools/<int:pool_id>/generation/", pool_jobs.pool_generation, name="pool_generation"),
     path(
         "studies/<slug:slug>/pools/<int:pool_id>/candidates/<int:candidate_id>/",
         pools.candidate_detail,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from annotation.access import study_view
 from config.errors import ApplicationError, error_response
@@ -27,6 +27,17 @@ def _started(request, study, pool, job):
     if request.htmx:
         return render(request, "jobs/_job_card.html", {"job": job})
     return redirect("benchmark:pool_detail", slug=study.slug, pool_id=pool.pk)
+
+
+@require_GET
+@study_view("view")
+def pool_generation(request, study, pool_id: int):
+    """The pool page's generation panel (`_pool_jobs.html`), which reloads itself when a job of it ends."""
+    try:
+        pool = pool_for_study(study=study, pool_id=pool_id)
+    except ApplicationError as exc:
+        return error_response(request, exc.message, status=exc.status_code)
+    return render(request, "benchmark/_pool_jobs.html", {"study": study, "pool": pool})
 
 
 @require_POST

@@ -143,6 +143,13 @@ def test_variants_job_from_the_pool_page(
     page = html.unescape(client.get(reverse("benchmark:pool_detail", args=["bank", pool.pk])).content.decode())
     assert 'id="variants-counts"' in page and 'id="variants-not-accepted"' in page and TEMPLATE in page
     assert "the reply holds no JSON object" in page
+    assert 'hx-trigger="variants-finished from:body, trees-finished from:body"' in page
+    fragment = client.get(reverse("benchmark:pool_generation", args=["bank", pool.pk]), HTTP_HX_REQUEST="true")
+    assert (
+        fragment.status_code == 200 and b"<html" not in fragment.content and b'id="variants-counts"' in fragment.content
+    )
+    assert client.post(reverse("benchmark:pool_generation", args=["bank", pool.pk])).status_code == 405
+    assert client.get(reverse("benchmark:pool_generation", args=["bank", pool.pk + 99])).status_code == 404
     # a rerun asks only the seeds without variants; the refusal comes from the cache
     calls = len(endpoint.calls)
     again = _start_and_run(
@@ -316,3 +323,24 @@ def test_progress_messages_carry_the_counts_so_far(study, endpoint, monkeypatch)
     )
     assert [f for f, _ in messages] == sorted(f for f, _ in messages)
     assert result["counts"]["accepted"] == 2 and [o["status"] for o in outcomes] == ["ok", "refused", "ok"]
+
+
+def test_a_seed_whose_variant_ids_are_taken_is_skipped_and_said(study, endpoint):
+    pool = pool_create(study=study, name="Ids")
+    candidates_add(
+        pool=pool,
+        rows=[
+            {"external_id": "s1", "text": "GOOD a"},
+            {"external_id": "s1-h3", "text": "already here"},
+            {"external_id": "x" * 62, "text": "GOOD long id"},
+            {"external_id": "s2", "text": "GOOD b"},
+        ],
+        source=Candidate.Source.UPLOADED,
+    )
+    result, outcomes = pool_jobs.pool_variants_generate(pool=pool, template=TEMPLATE)
+    status = {o["external_id"]: (o["status"], o["why"]) for o in outcomes}
+    assert status["s1"] == ("skipped", "the variant id 's1-h3' is already a candidate of this pool")
+    assert status["x" * 62][0] == "skipped" and "longer than 64 characters" in status["x" * 62][1]
+    assert status["s2"][0] == "ok" and status["s1-h3"][0] == "ok"  # an uploaded candidate is a seed too
+    assert result["counts"]["skipped_id_conflict"] == 2 and result["counts"]["candidates"] == 22
+    assert {o["external_id"] for o in result["not_accepted"]} == {"s1", "x" * 62}

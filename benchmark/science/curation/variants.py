@@ -100,6 +100,11 @@ def reply_check(reply: str | None) -> tuple[dict[str, str] | None, str, str]:
     return variants, "ok", ""
 
 
+def variant_id(seed_id: str, level: str) -> str:
+    """A variant's external id: "<seed id>-h<level × 10>" (s1-h0 … s1-h10)."""
+    return f"{seed_id}-h{round(float(level) * 10)}"
+
+
 @dataclass
 class SeedOutcome:
     seed_id: str
@@ -159,7 +164,7 @@ def variants_generate(
         outcomes = list(pool.map(lambda s: _one_seed(client, template, s[0], s[1], max_attempts), seeds))
     rows = [
         {
-            "external_id": f"{o.seed_id}-h{round(float(level) * 10)}",
+            "external_id": variant_id(o.seed_id, level),
             "text": o.variants[level],
             "harm_level": float(level),
             "group": o.seed_id,
