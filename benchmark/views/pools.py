@@ -151,7 +151,7 @@ def _candidate_rows(page, topics_by_number) -> list[dict]:
     for c in page:
         features = c["features"] or {}
         best = {}
-        for prefix in ("action_", "effect_"):
+        for prefix in ("action_", "effect_", "value_topic_"):
             shares = {k: v for k, v in features.items() if k.startswith(prefix) and v}
             if shares:
                 key = max(shares, key=lambda k: abs(shares[k]))
@@ -161,7 +161,8 @@ def _candidate_rows(page, topics_by_number) -> list[dict]:
                 **c,
                 "top_action": best.get("action_", ""),
                 "top_effect": best.get("effect_", ""),
-                "topic_name": topics_by_number.get(c["topic__number"], ""),
+                # the clustered topic once there are topics, else the largest uploaded value-topic feature
+                "topic_name": topics_by_number.get(c["topic__number"], "") or best.get("value_topic_", ""),
             }
         )
     return rows

@@ -102,6 +102,8 @@ def test_release_prompts_csv_works(client, researcher, pool, release_dir):
     assert first.harm_level == pytest.approx(0.5) and len(first.features) == 16 + 7 + 39
     science = pool_selection_pool(pool=pool)
     assert len(science) == 150 and science.frame["group"].nunique() == 150
+    page = client.get(reverse("benchmark:pool_detail", args=["bank", pool.pk])).content.decode()
+    assert "150 candidates listed" in page and 'id="pool-values"' in page  # value topics as released
 
 
 def test_bad_rows_are_listed_and_nothing_is_written(client, researcher, pool):
@@ -489,3 +491,19 @@ def test_topics_with_the_offline_minilm(pool, release_dir):
     assert dict(pool.candidates.values_list("external_id", "topic__number")) == first
     assert list(pool.topics.order_by("number").values_list("name", flat=True)) == names
     assert sum(pool.topics.values_list("size", flat=True)) == 40
+
+
+def test_pool_page_queries_do_not_grow_with_candidates(client, researcher, pool):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(researcher)
+    url = reverse("benchmark:pool_detail", args=["bank", pool.pk])
+    _upload(client, pool, _csv(_graded_rows(1)))
+    client.get(url)  # warm caches (session, site settings)
+    with CaptureQueriesContext(connection) as few:
+        assert client.get(url).status_code == 200
+    _upload(client, pool, _csv(["external_id,text,harm_level,group"] + [f"x{i},t {i},0.5,g{i}" for i in range(120)]))
+    with CaptureQueriesContext(connection) as many:
+        assert client.get(url).status_code == 200
+    assert len(many.captured_queries) == len(few.captured_queries)
