@@ -139,6 +139,12 @@ def test_ids_already_in_the_pool_are_refused(client, researcher, pool):
     again = _upload(client, pool, _csv(["external_id,text", "b,new", "a,again"]))
     assert again.status_code == 400 and "already a candidate of this pool" in again.content.decode()
     assert list(pool.candidates.values_list("external_id", flat=True)) == ["a"]
+    # without htmx: a redirect to the pool, or the problems on their own page
+    url = reverse("benchmark:pool_upload", args=["bank", pool.pk])
+    plain = client.post(url, {"file": _csv(["external_id,text", "c,third"])})
+    assert plain.status_code == 302 and plain["Location"] == reverse("benchmark:pool_detail", args=["bank", pool.pk])
+    refused = client.post(url, {"file": _csv(["external_id,text", "c,again"])})
+    assert refused.status_code == 400 and b"<html" in refused.content and b"already a candidate" in refused.content
 
 
 def test_size_and_count_limits(client, researcher, pool, monkeypatch):
