@@ -14,6 +14,7 @@ BENCHMARKS = {
     "rating_submit": "bench.rating_submit",
     "analytics": "bench.analytics",
     "prediction": "bench.prediction",
+    "benchmark10k": "bench.benchmark10k",
     "steering": "bench.steering",
     "load": "bench.load",
     "stream": "bench.stream",

@@ -230,19 +230,27 @@ def condition_tasks(data: pd.DataFrame, split: Split, condition: str) -> list[Ta
     return list(_iter_condition_tasks(data, split, condition))
 
 
-def _iter_condition_tasks(data: pd.DataFrame, split: Split, condition: str) -> Iterator[Task]:
+def _iter_condition_tasks(
+    data: pd.DataFrame, split: Split, condition: str, shared: dict | None = None
+) -> Iterator[Task]:
     """`condition_tasks` one task at a time: a warm fold's training frame is most of the data (1.4
-    million rows at 10,000 annotators), so only one of them is held at once."""
+    million rows at 10,000 annotators), so only one of them is held at once.  `shared` (a dict per
+    split) lets individual and aggregated use one alignment frame: they train on the same rows."""
     in_test = data["prompt"].isin(split.test).to_numpy()
     in_align = data["prompt"].isin(split.alignment).to_numpy()
     truth_columns = ["annotator", "prompt", "score"]
+    if condition in ("individual", "aggregated"):
+        shared = {} if shared is None else shared
+        if "alignment" not in shared:
+            shared["alignment"] = data[in_align]
+        train = shared["alignment"]
     if condition == "individual":
         test = data[in_test]
-        yield Task(condition, split.index, 0, data[in_align], _without_answers(test), test[truth_columns])
+        yield Task(condition, split.index, 0, train, _without_answers(test), test[truth_columns])
     elif condition == "aggregated":
         test = _aggregate_rows(data, split.test)
         truth = data[in_test][truth_columns]
-        yield Task(condition, split.index, 0, data[in_align], test, truth)
+        yield Task(condition, split.index, 0, train, test, truth)
     elif condition == "new_annotator":
         held = data["annotator"].isin(split.held_out).to_numpy()
         test = data[held & in_test]
@@ -451,6 +459,17 @@ def score_predictions(scored: pd.DataFrame) -> tuple[dict, pd.DataFrame, pd.Data
 
 # ---------------------------------------------------------------------------------------------------
 # Running
+
+
+ALIGNMENT_CONDITIONS = ("individual", "aggregated")  # the two conditions that train on the same rows
+
+
+def _fitted_copy(predictor: Predictor) -> Predictor | None:
+    """A copy of a fitted predictor for the other alignment condition (None: it will be fitted again)."""
+    try:
+        return copy.deepcopy(predictor)
+    except Exception:  # e.g. a lock or a client in its state
+        return None
 
 
 def _clone(predictor: Predictor) -> Predictor:
@@ -778,9 +797,20 @@ def _run(
     boot_rng = np.random.default_rng([boot_seed, 20_260_001])
     wa_all = bootstrap_weights(len(all_annotators), n_boot, boot_rng)
     wp_all = bootstrap_weights(len(all_prompts), n_boot, boot_rng)
-    shared = _SharedWeights(wa_all, wp_all) if n_boot else None
+    boot_weights = _SharedWeights(wa_all, wp_all) if n_boot else None
 
     plan = [(name, p, c) for name, p in resolved for c in conditions if c in p.conditions]
+    # Individual and aggregated train on the same rows (every annotator's alignment ratings): a built-in
+    # predictor is fitted once for both, in whichever of the two comes first, and a copy of the fitted
+    # predictor predicts the other.  Not the configured ones (LLM endpoints, uploaded files).
+    share_fit = set()
+    if all(c in conditions for c in ALIGNMENT_CONDITIONS):
+        first = min(ALIGNMENT_CONDITIONS, key=conditions.index)
+        for name, predictor in resolved:
+            if all(c in predictor.conditions for c in ALIGNMENT_CONDITIONS) and not getattr(
+                predictor, "needs_config", False
+            ):
+                share_fit.add((name, first))
     # Each row's annotator and prompt as positions in the bootstrap weights, looked up once per run.
     data_a = _positions(data["annotator"], a_index)
     data_p = _positions(data["prompt"], p_index)
@@ -792,24 +822,31 @@ def _run(
         # Condition by condition, every predictor on one task before the next task is built: one
         # training frame in memory at a time.  Results are kept in the plan's order (predictor by
         # predictor), as the rows of `per_split` always were.
-        outcomes = {}
+        outcomes, frames, fitted = {}, {}, {}
         for condition in conditions:
             members = [(name, template) for name, template, c in plan if c == condition]
+            if condition not in ALIGNMENT_CONDITIONS:
+                frames.clear()
+                fitted.clear()
             if not members:
                 continue
             parts = {
                 name: {"scored": [], "rows": [], "extra": {}, "distribution": [], "seconds": 0.0} for name, _ in members
             }
-            for task in _iter_condition_tasks(data, split, condition):
+            for task in _iter_condition_tasks(data, split, condition, frames):
                 for name, template in members:
                     part = parts[name]
-                    predictor = _clone(template)
+                    predictor = fitted.pop(name, None) if condition in ALIGNMENT_CONDITIONS else None
                     start = time.perf_counter()
                     try:
-                        # Shallow copies: with pandas' copy-on-write a predictor that writes into its frame
-                        # copies what it changes, so the task frames stay as they were for the next
-                        # predictor without copying a million rows for each one.
-                        predictor.fit(task.train.copy(deep=False))
+                        if predictor is None:
+                            predictor = _clone(template)
+                            # Shallow copies: with pandas' copy-on-write a predictor that writes into its
+                            # frame copies what it changes, so the task frames stay as they were for the
+                            # next predictor without copying a million rows for each one.
+                            predictor.fit(task.train.copy(deep=False))
+                            if (name, condition) in share_fit:
+                                fitted[name] = _fitted_copy(predictor)
                         prediction = predictor.predict(task.test.copy(deep=False))
                     except Exception as error:
                         raise RuntimeError(f"{name} failed in {condition}, split {split.index}: {error}") from error
@@ -846,7 +883,7 @@ def _run(
                 if n_boot:
                     rows = np.concatenate(part["rows"])
                     errors, rated_, a_codes, p_codes = _error_matrix(scored, data_a[rows], data_p[rows])
-                    maes = shared.maes(errors, rated_, a_codes, p_codes)
+                    maes = boot_weights.maes(errors, rated_, a_codes, p_codes)
                     overall["ci_low"], overall["ci_high"] = _percentiles(maes)
                 label = {"predictor": name, "condition": condition, "split": split.index}
                 outcomes[(name, condition)] = (

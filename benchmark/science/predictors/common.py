@@ -250,8 +250,8 @@ def ramp_losses(grid: RampGrid, Y: np.ndarray, onehot: np.ndarray, S: np.ndarray
             s = np.where(np.isnan(s), 0.0, s)
             P = grid.apply(grid.v_lo[None, :, None], grid.v_hi[None, :, None], s[:, None, :])
             error[...] = np.abs(P - np.where(mask, y, 0.0)[:, None, :])
-        if not mask.all():  # × 1 changes nothing: only blocks with a missing rating need the mask
-            error *= mask[:, None, :]
+        for b in np.flatnonzero(~mask.all(axis=1)):  # zero the unrated prompts' columns (as × mask does)
+            error[b][:, ~mask[b]] = 0.0
         np.sum(error, axis=2, out=totals[start:stop])
         np.matmul(error, onehot, out=folds[: stop - start])
         np.sum(folds[: stop - start], axis=2, out=fold_totals[start:stop])
