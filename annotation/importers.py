@@ -29,7 +29,7 @@ from benchmark.science.release import (
 )
 from config.errors import ApplicationError
 
-from .bulk import bulk_insert_ratings
+from .bulk import bulk_insert_ratings, objects_copy
 from .models import Annotator, Assignment, Prompt, Rating, Study
 from .study_cache import study_changed
 
@@ -117,20 +117,21 @@ def _annotators_create(*, study: Study, release: Release, rows: range) -> np.nda
     """The release's participants in `rows`, with its ids ("P0001" … in row order) as pseudonyms."""
     demographics = release.demographics.iloc[rows.start : rows.stop].to_dict("records")
     pseudonyms = release.annotators
-    annotators = Annotator.objects.bulk_create(
-        [
-            Annotator(
-                study=study,
-                pseudonym=pseudonyms[i],
-                source_id=release.participants[i],
-                status=Annotator.Status.COMPLETED,
-                demographics=demographics[i - rows.start],
-                traits={c: _clean(v) for c, v in zip(FACTOR_COLUMNS, release.factors[i])},
-            )
-            for i in rows
-        ],
-        batch_size=1000,
-    )
+    annotators = [
+        Annotator(
+            study=study,
+            pseudonym=pseudonyms[i],
+            source_id=release.participants[i],
+            status=Annotator.Status.COMPLETED,
+            demographics=demographics[i - rows.start],
+            traits={c: _clean(v) for c, v in zip(FACTOR_COLUMNS, release.factors[i])},
+        )
+        for i in rows
+    ]
+    if connection.vendor == "postgresql":
+        objects_copy(annotators)
+    else:
+        Annotator.objects.bulk_create(annotators, batch_size=1000)
     return np.array([a.pk for a in annotators], dtype=np.int64)
 
 

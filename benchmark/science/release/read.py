@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .columns import (
     ANNOTATIONS_FILE,
@@ -42,6 +44,8 @@ PROMPT_COLUMN = re.compile(r"^(rating|trial)_(\d+)$")  # on a case-folded name
 MAX_PROMPT_DIGITS = 18
 # A trial position is stored as a 32-bit integer.
 MAX_TRIAL_POSITION = 2**31 - 1
+# A number `_number_block` parses column-wise: up to 9 digits, a point and up to 6 more.
+PLAIN_NUMBER = r"^[0-9]{1,9}(\.[0-9]{1,6})?$"
 
 
 class ReleaseFormatError(ValueError):
@@ -196,13 +200,36 @@ def _numbers(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return values, bad
 
 
+def _text_cells(frame: pd.DataFrame, columns: list[str]) -> pa.ChunkedArray:
+    """The cells of `columns`, column after column, as one arrow string array (no copy of the text)."""
+    chunks = []
+    for column in columns:
+        cells = pa.array(frame[column]).cast(pa.large_string())
+        chunks += cells.chunks if isinstance(cells, pa.ChunkedArray) else [cells]
+    return pa.chunked_array(chunks, type=pa.large_string())
+
+
 def _number_block(frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """`_numbers` over several columns at once (one pass, not one per column): (values, bad), n_rows × n_columns."""
+    """`_numbers` over several columns at once: (values, bad), n_rows × n_columns.
+
+    Column-wise in arrow: a plain number (`PLAIN_NUMBER`) is parsed by arrow's cast and an empty
+    cell is NaN, both exactly as `_numbers` reads them (every such number has at most 15 significant
+    digits, so any correctly rounding parser gives the same double); only the other cells (spaces,
+    signs, exponents, "nan", text: few in a real file) go through `_numbers` itself.
+    """
     n_rows = len(frame)
     if not columns:
         return np.empty((n_rows, 0)), np.zeros((n_rows, 0), dtype=bool)
-    cells = pd.Series(frame[columns].to_numpy(dtype=object).ravel(order="F"), dtype=object)
-    values, bad = _numbers(cells)
+    cells = _text_cells(frame, columns)
+    plain = pc.match_substring_regex(cells, PLAIN_NUMBER).to_numpy(zero_copy_only=False)
+    values = pc.cast(pc.if_else(plain, cells, None), pa.float64()).to_numpy(zero_copy_only=False)
+    values = np.array(values, dtype=float)  # writable; NaN where not plain
+    bad = np.zeros(len(values), dtype=bool)
+    other = np.flatnonzero(~plain & (pc.binary_length(cells).to_numpy(zero_copy_only=False) > 0))
+    if len(other):
+        odd_values, odd_bad = _numbers(pd.Series(cells.take(other).to_pylist(), dtype=object))
+        values[other] = odd_values
+        bad[other] = odd_bad
     shape = (n_rows, len(columns))
     return (
         np.ascontiguousarray(values.reshape(shape, order="F")),
