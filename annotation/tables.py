@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
-
 import django_tables2 as tables
 import numpy as np
 from django.urls import reverse
@@ -12,14 +10,16 @@ from django_tables2.data import TableListData
 from django_tables2.utils import OrderBy, OrderByTuple
 
 PER_PAGE = 25
+NUMERIC_TYPES = {int, float, bool, type(None), np.float64, np.int64}
 
 
 def _sort_key(values: list, descending: bool) -> np.ndarray | None:
     """A numpy key ordering `values` as django-tables2 orders a list (None before every number or string,
     after them when descending; ties keep their order), or None for values it cannot express."""
-    if all(v is None or isinstance(v, numbers.Real) for v in values):
-        key = np.array([np.nan if v is None else float(v) for v in values], dtype=float)
-    elif all(isinstance(v, str) for v in values):
+    kinds = set(map(type, values))
+    if kinds <= NUMERIC_TYPES:
+        key = np.array(values, dtype=float)  # None becomes NaN
+    elif kinds == {str}:
         key = np.unique(np.array(values), return_inverse=True)[1].astype(float)
     else:
         return None
@@ -29,22 +29,30 @@ def _sort_key(values: list, descending: bool) -> np.ndarray | None:
 
 
 class SortedRows(TableListData):
-    """Rows (dicts) for a table of thousands: sorted by numpy, not by django-tables2's comparison of two
-    rows at a time in Python (seconds for 10,000 annotators), and only the page shown is looked at."""
+    """Rows for a table of thousands, given by column ({name: [values]}, as the cache keeps them): sorted
+    by numpy, not by django-tables2's comparison of two rows at a time in Python (seconds for 10,000
+    annotators), and only the rows of the page shown are made into dicts."""
 
-    def __init__(self, data: list[dict]):
-        super().__init__(data)
-        self._order: np.ndarray | None = None
+    def __init__(self, columns: dict[str, list]):
+        super().__init__([])
+        self.columns = columns
+        self._n = len(next(iter(columns.values()), []))
+        self._order: np.ndarray | list | None = None
+
+    def _row(self, i: int) -> dict:
+        return {name: values[i] for name, values in self.columns.items()}
+
+    def __len__(self):
+        return self._n
 
     def __getitem__(self, key):
-        if self._order is None:
-            return self.data[key]
+        order = range(self._n) if self._order is None else self._order
         if isinstance(key, slice):
-            return [self.data[i] for i in self._order[key]]
-        return self.data[self._order[key]]
+            return [self._row(i) for i in order[key]]
+        return self._row(order[key])
 
     def __iter__(self):
-        return iter(self.data) if self._order is None else (self.data[i] for i in self._order)
+        return (self._row(i) for i in (range(self._n) if self._order is None else self._order))
 
     def order_by(self, aliases):
         accessors = []
@@ -56,12 +64,20 @@ class SortedRows(TableListData):
                 accessors += bound_column.order_by
         keys = []
         for accessor in reversed(OrderByTuple(accessors)):  # numpy.lexsort: the last key sorts first
-            key = _sort_key([row.get(accessor.bare) for row in self.data], accessor.is_descending)
-            if key is None:
+            values = self.columns.get(accessor.bare)
+            key = None if values is None else _sort_key(values, accessor.is_descending)
+            if key is None:  # something numpy cannot order as django-tables2 does: its own sort
+                self.data = [self._row(i) for i in range(self._n)]
+                super().order_by(aliases)
                 self._order = None
-                return super().order_by(aliases)
+                self.columns = _columns(self.data, self.columns)
+                return
             keys.append(key)
         self._order = np.lexsort(keys) if keys else None
+
+
+def _columns(rows: list[dict], like: dict) -> dict[str, list]:
+    return {name: [row[name] for row in rows] for name in like}
 
 
 def _number(value, digits: int = 2) -> str:

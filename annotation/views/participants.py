@@ -18,6 +18,7 @@ from annotation.models import Annotator
 from annotation.participants import (
     VERDICTS,
     annotator_trials,
+    participants_columns,
     participants_frame,
     participants_table,
     recruitment_ids_parse,
@@ -63,7 +64,7 @@ def participants(request, study):
         return error_response(request, exc.message, status=exc.status_code)
     latent_job, latent_running = latent_state(study=study)
     table = ParticipantsTable(
-        SortedRows(participants_table(study=study, status=status or None, latent_job=latent_job)), study=study
+        SortedRows(participants_columns(study=study, status=status or None, latent_job=latent_job)), study=study
     )
     RequestConfig(request, paginate={"per_page": per_page}).configure(table)
     context = {

@@ -45,7 +45,7 @@ def test_numpy_order_is_django_tables2_order(column, descending):
     rows = _rows(300)
     order = ("-" if descending else "") + column
     expected = ParticipantsTable(TableListData([dict(r) for r in rows]), study=study, order_by=order)
-    got = ParticipantsTable(SortedRows([dict(r) for r in rows]), study=study, order_by=order)
+    got = ParticipantsTable(SortedRows({k: [r[k] for r in rows] for k in rows[0]}), study=study, order_by=order)
     assert got.data._order is not None  # sorted by numpy, not by the fallback
     assert [id_row(r) for r in got.data] == [id_row(r) for r in expected.data]
     assert [id_row(r) for r in got.data[10:20]] == [id_row(r) for r in list(expected.data)[10:20]]
