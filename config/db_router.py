@@ -42,6 +42,12 @@ def replica_configured() -> bool:
     return REPLICA in connections.settings
 
 
+def replica_routable() -> bool:
+    """Whether reads inside `reading_from_replica()` would go to the replica on this thread now: there is one,
+    and the primary has no transaction open here."""
+    return replica_configured() and not connections[DEFAULT_DB_ALIAS].in_atomic_block
+
+
 @contextmanager
 def reading_from_replica() -> Iterator[None]:
     """Reads of the rows exports and analyses are made of go to the replica (when there is one)."""
@@ -92,12 +98,7 @@ class ReplicaRouter:
     """settings.DATABASE_ROUTERS: reads inside `reading_from_replica()` to the replica, the rest to the primary."""
 
     def db_for_read(self, model, **hints):
-        if (
-            _replica_reads.get()
-            and model._meta.app_label not in PRIMARY_APPS
-            and replica_configured()
-            and not connections[DEFAULT_DB_ALIAS].in_atomic_block
-        ):
+        if _replica_reads.get() and model._meta.app_label not in PRIMARY_APPS and replica_routable():
             return REPLICA
         # Explicitly the primary: left to Django, a related object of a row read on the replica would be read
         # on the replica too, outside the context.

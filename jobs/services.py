@@ -30,7 +30,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
-from config.db_router import reading_from_replica, replica_configured, replica_has
+from config.db_router import reading_from_replica, replica_has, replica_routable
 from config.errors import ApplicationError
 
 from .models import Job, JobArtifact
@@ -355,7 +355,7 @@ def _handler_reads(job: Job):
     """Where the handler reads the study's rows: from the replica for a kind that asks for it
     (`JobKind.replica_reads`) once the replica has the job's own row, hence everything committed before the
     job was created (its study, ratings, uploads); from the primary otherwise."""
-    if not kind_get(job.kind).replica_reads or not replica_configured():
+    if not kind_get(job.kind).replica_reads or not replica_routable():
         return nullcontext()
     if replica_has(Job, job.pk, wait=settings.DATABASE_REPLICA_WAIT):
         return reading_from_replica()

@@ -29,6 +29,9 @@ pytestmark = pytest.mark.django_db(transaction=True, databases=[DEFAULT_DB_ALIAS
 def replica_alias(django_db_setup):
     """The alias for this module's tests: set up after the test database (its name is the test database's)
     and before each test's database setup, which checks the aliases a test names."""
+    if REPLICA in connections.settings:  # DATABASE_REPLICA_URL is set: its alias already mirrors the test database
+        yield
+        return
     settings_dict = copy.deepcopy(connections[DEFAULT_DB_ALIAS].settings_dict)
     settings_dict["TEST"] = {**settings_dict.get("TEST", {}), "MIRROR": DEFAULT_DB_ALIAS}
     connections.settings[REPLICA] = settings_dict
