@@ -170,7 +170,7 @@ def participants_columns(*, study: Study, status: str | None = None, latent_job=
         latent_job = latent_latest(study=study)
     columns = study_cached(
         study,
-        f"participants:{latent_job.pk if latent_job else 0}",
+        f"participant-columns:{latent_job.pk if latent_job else 0}",
         lambda: _by_column(_participants_rows(study, latent_job)),
     )
     if status:
