@@ -131,6 +131,10 @@ def synthetic_long(n_annotators: int, seed: int = 0, *, release_dir: Path | str 
     for c, values in factors.items():
         columns[c] = values[row_a]
     columns["harm_level"] = harm[row_p]
-    for j, c in enumerate(features):
-        columns[c] = feat[row_p, j]
-    return pd.DataFrame(columns)
+    # The 62 feature columns as one block made in place (features × rows), the other columns inserted
+    # before it: a frame built from a dict of columns would copy them all once more (a second 0.7 GB at
+    # 1.5M rows) to consolidate them.
+    frame = pd.DataFrame(feat.T[:, row_p].T, columns=features, copy=False)
+    for position, (name, values) in enumerate(columns.items()):
+        frame.insert(position, name, values)
+    return frame

@@ -689,7 +689,7 @@ def _lasso_cv_select(x, y, groups, *, n_folds, alphas, rule, fold_seed):
     # One Gram matrix per fold; their sum is the whole Gram, and a fold's training Gram is the rest.
     folds = [np.flatnonzero(row_fold == k) for k in range(n_folds)]
     folds = [rows for rows in folds if len(rows)]
-    grams = [(x[rows].T @ x[rows], x[rows].T @ y[rows]) for rows in folds]
+    grams = [(xr.T @ xr, xr.T @ yr) for xr, yr in ((x[rows], y[rows]) for rows in folds)]
     gram, xy = sum(g for g, _ in grams), sum(v for _, v in grams)
     errors = []
     for rows, (g, v) in zip(folds, grams):
@@ -850,7 +850,8 @@ def select_interactions(
         gains = []
         for inside in halves if len(keep) else []:
             out = ~inside
-            xin, xout = x[inside][:, keep].astype(float), x[out][:, keep].astype(float)
+            xin = x[np.ix_(np.flatnonzero(inside), keep)].astype(float)
+            xout = x[np.ix_(np.flatnonzero(out), keep)].astype(float)
             yin, yout = y[inside].astype(float), y[out].astype(float)
             gamma = np.linalg.lstsq(xin, yin, rcond=None)[0]
             resid = yin - xin @ gamma
@@ -962,26 +963,32 @@ def interaction_tests(
     if n < 4:
         return {"terms": [], "n_candidates": 0, "reason": "fewer than 4 annotators with slopes"}
 
-    bc = B - B.mean(axis=0)  # the slopes do not move under a permutation of the traits
+    # Means and sums of squares do not move when traits are shuffled between annotators: centred once.
+    bc = B - B.mean(axis=0)
     bss = (bc**2).sum(axis=0)
+    tc = T - T.mean(axis=0)
+    stt = (tc**2).sum(axis=0)
+    tc_t = np.ascontiguousarray(tc.T)  # traits × annotators: a shuffle gathers along contiguous rows
 
-    def t_stats(t_matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        tc = t_matrix - t_matrix.mean(axis=0)
-        stt = (tc**2).sum(axis=0)
+    def t_stats(cross: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """From Σ tc·bc (traits × features, or a stack of them) to estimate, SE and t."""
         with np.errstate(invalid="ignore", divide="ignore"):
-            est = (tc.T @ bc) / stt[:, None]  # traits × features
+            est = cross / stt[:, None]
             resid_ss = bss[None, :] - est**2 * stt[:, None]
             se = np.sqrt(np.maximum(resid_ss, 0.0) / (n - 2) / stt[:, None])
             return est, se, est / se
 
-    est, se, t = t_stats(T)
+    est, se, t = t_stats(tc.T @ bc)
     p = 2.0 * stats.t.sf(np.abs(t), n - 2)
     rng = np.random.default_rng([seed, 4])
     observed = np.nan_to_num(np.abs(t))
     exceed = np.zeros_like(observed)
-    for _ in range(n_perm):
-        _, _, tp = t_stats(T[rng.permutation(n)])
-        exceed += np.nanmax(np.abs(tp)) >= observed
+    batch = max(1, min(64, int(2e7 // max(1, tc.size))))  # permutations per product
+    for start in range(0, n_perm, batch):
+        shuffled = np.concatenate([tc_t[:, rng.permutation(n)] for _ in range(min(batch, n_perm - start))], axis=0)
+        _, _, tp = t_stats((shuffled @ bc).reshape(-1, tc.shape[1], bc.shape[1]))
+        most = np.fmax.reduce(np.abs(tp).reshape(len(tp), -1), axis=1)  # NaN only if all are NaN
+        exceed += (most[:, None, None] >= observed[None]).sum(axis=0)
     p_max = (1.0 + exceed) / (1.0 + n_perm)
     names = [f"{a}:{b}" for a in traits for b in f_names]
     flat_p = p.ravel()
