@@ -13,6 +13,7 @@ from jobs.services import job_create
 
 from ..pool_curation import pool_for_study
 from ..pool_jobs import pool_variants_template_save
+from . import pools
 
 
 def _integer(request, name: str, default: str) -> int:
@@ -32,7 +33,10 @@ def _started(request, study, pool, job):
 @require_GET
 @study_view("view")
 def pool_generation(request, study, pool_id: int):
-    """The pool page's generation panel (`_pool_jobs.html`), which reloads itself when a job of it ends."""
+    """The pool page's generation panel (`_pool_jobs.html`), which reloads itself when a job of it ends;
+    without htmx, the whole pool page."""
+    if not request.htmx:
+        return pools.pool_detail(request, study.slug, pool_id)
     try:
         pool = pool_for_study(study=study, pool_id=pool_id)
     except ApplicationError as exc:

@@ -149,7 +149,10 @@ def test_variants_job_from_the_pool_page(
         fragment.status_code == 200 and b"<html" not in fragment.content and b'id="variants-counts"' in fragment.content
     )
     assert client.post(reverse("benchmark:pool_generation", args=["bank", pool.pk])).status_code == 405
-    assert client.get(reverse("benchmark:pool_generation", args=["bank", pool.pk + 99])).status_code == 404
+    whole = client.get(reverse("benchmark:pool_generation", args=["bank", pool.pk]))  # no htmx: the pool page
+    assert whole.status_code == 200 and b"<html" in whole.content and b'id="pool-variants"' in whole.content
+    missing = client.get(reverse("benchmark:pool_generation", args=["bank", pool.pk + 99]), HTTP_HX_REQUEST="true")
+    assert missing.status_code == 404
     # a rerun asks only the seeds without variants; the refusal comes from the cache
     calls = len(endpoint.calls)
     again = _start_and_run(

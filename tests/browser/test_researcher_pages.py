@@ -27,6 +27,7 @@ from playwright.sync_api import expect
 from annotation.importers import pluriharms_import
 from annotation.models import Collaborator
 from benchmark.latent import checkpoint_names
+from benchmark.pools import candidates_add, pool_create
 from jobs.models import Job
 from jobs.services import job_create, job_run
 from tests.conftest import write_small_release
@@ -50,6 +51,8 @@ class World:
     artifact: str
     collaborator: str
     checkpoint: str
+    pool: int
+    candidate: int
 
 
 @pytest.fixture
@@ -62,6 +65,10 @@ def world(small_study, researcher, django_user_model, monkeypatch):
     assert job_run(job_id=export.pk).status == Job.Status.SUCCEEDED
     colleague = django_user_model.objects.create_user("colleague", password="pw-colleague-1")
     Collaborator.objects.create(study=small_study, user=colleague)
+    pool = pool_create(study=small_study, name="Seeds")
+    (candidate,) = candidates_add(
+        pool=pool, rows=[{"external_id": "s1", "text": "A seed prompt", "harm_level": 0.5}], source="uploaded"
+    )
     return World(
         slug=small_study.slug,
         pseudonym=small_study.annotators.order_by("pseudonym").first().pseudonym,
@@ -70,6 +77,8 @@ def world(small_study, researcher, django_user_model, monkeypatch):
         artifact=export.artifacts.order_by("name").first().name,
         collaborator="colleague",
         checkpoint=checkpoint_names()[0],
+        pool=pool.pk,
+        candidate=candidate.pk,
     )
 
 
@@ -110,6 +119,9 @@ def arguments(name: str, params: list[str], world: World) -> dict:
         "job_id": world.job.pk,
         "username": world.collaborator,
         "section": "basics",
+        "pool_id": world.pool,
+        "candidate_id": world.candidate,
+        "number": 0,
     }
     by_route = {
         "benchmark:overview_csv": {"name": "progress"},
