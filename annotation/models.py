@@ -269,7 +269,9 @@ class Assignment(models.Model):
         PROMPT = "prompt"
         ATTENTION = "attention", "Attention check"
 
-    annotator = models.ForeignKey(Annotator, on_delete=models.CASCADE, related_name="assignments")
+    # No index of its own: assignment_unique_position (annotator, position) serves lookups by annotator, and
+    # every index costs each write (an import writes 1.5 million assignments).
+    annotator = models.ForeignKey(Annotator, on_delete=models.CASCADE, related_name="assignments", db_index=False)
     prompt = models.ForeignKey(Prompt, null=True, blank=True, on_delete=models.CASCADE, related_name="assignments")
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.PROMPT)
     # For attention checks: {"type": "instructional", "text": ..., "expected": 80}.
@@ -301,7 +303,8 @@ class Rating(models.Model):
     assignment = models.OneToOneField(Assignment, on_delete=models.CASCADE, related_name="rating")
     # Denormalized from the assignment so the one-rating-per-annotator-and-prompt rule is a database
     # constraint and reads need no join.
-    annotator = models.ForeignKey(Annotator, on_delete=models.CASCADE, related_name="ratings")
+    # No index of its own: rating_once_per_prompt (annotator, prompt) serves lookups by annotator.
+    annotator = models.ForeignKey(Annotator, on_delete=models.CASCADE, related_name="ratings", db_index=False)
     prompt = models.ForeignKey(Prompt, null=True, blank=True, on_delete=models.CASCADE, related_name="ratings")
     value = models.FloatField(null=True, blank=True)
     unsure = models.BooleanField(default=False)
@@ -312,9 +315,9 @@ class Rating(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=["annotator", "prompt"], condition=Q(prompt__isnull=False), name="rating_once_per_prompt"
-            ),
+            # Over every row (an attention check's NULL prompt never conflicts: NULLs are distinct), so
+            # that it is also the index for lookups by annotator.
+            models.UniqueConstraint(fields=["annotator", "prompt"], name="rating_once_per_prompt"),
             models.CheckConstraint(
                 # The study's own scale (Study.scale_min..scale_max) is checked by the rating service,
                 # which reads the study; a check constraint sees only this row, so it holds the widest
