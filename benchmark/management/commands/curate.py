@@ -11,6 +11,7 @@ import pandas as pd
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from benchmark.pool_jobs import curation_llm_client
 from benchmark.science.curation import (
     OPTIMIZERS,
     TARGET_PRESETS,
@@ -229,11 +230,10 @@ def _read_csv(name: str) -> pd.DataFrame:
 
 
 def _llm_client() -> ChatClient:
+    """The same client as the pool's variants and trees jobs (so each reuses the other's cached replies)."""
     if not settings.LLM_BASE_URL or not settings.LLM_MODEL:
         raise CommandError("set LLM_BASE_URL and LLM_MODEL (an OpenAI-compatible endpoint) in the environment")
-    return ChatClient(
-        settings.LLM_BASE_URL, settings.LLM_MODEL, settings.LLM_API_KEY or None, cache_dir=settings.LLM_CACHE_DIR
-    )
+    return curation_llm_client()
 
 
 def _write(frame: pd.DataFrame, counts: dict, out: str, report: str) -> None:
