@@ -80,8 +80,20 @@ def selection_run(
     if pilot:
         from .pilot import pilot_study_get, selection_disagreement, selection_score  # noqa: PLC0415
 
+        vectors = None
+        if embedding and pool_id is not None:
+            # a candidate pool keeps each candidate's MiniLM embedding (value topics): only new ones are embedded
+            from .pool_curation import _embeddings, pool_for_study  # noqa: PLC0415
+
+            scaled = (lambda f, message: progress(0.01 + 0.06 * f, message)) if progress else None
+            vectors = _embeddings(pool_for_study(study=study, pool_id=pool_id), scaled)[2].astype("float64")
         predicted, disagreement = selection_disagreement(
-            pool=pool, pilot=pilot_study_get(study=study, slug=pilot), embedding=embedding, seed=seed, progress=progress
+            pool=pool,
+            pilot=pilot_study_get(study=study, slug=pilot),
+            embedding=embedding,
+            embeddings=vectors,
+            seed=seed,
+            progress=progress,
         )
         score = selection_score(predicted)
     if progress:

@@ -100,14 +100,17 @@ def selection_disagreement(
     pool: Pool,
     pilot: Study,
     embedding: bool = True,
+    embeddings: np.ndarray | None = None,
     seed: int = 0,
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, dict]:
     """(each candidate's predicted rating SD, a plain-data report: the pilot's size, the model, its held-out
-    Spearman ρ against the harm-level heuristic's on the same prompts)."""
+    Spearman ρ against the harm-level heuristic's on the same prompts). With `embedding`, the candidates'
+    MiniLM `embeddings` in pool order if the caller has them, else computed here."""
     matrix = pilot_matrix(pool=pool, pilot=pilot)
-    embeddings = None
-    if embedding:
+    if not embedding:
+        embeddings = None
+    elif embeddings is None:
         if progress:
             progress(0.05, f"embedding {len(pool)} candidates (MiniLM)")
         from .science.predictors.common import embed_texts  # noqa: PLC0415  (torch: imported when used)

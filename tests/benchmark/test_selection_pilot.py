@@ -171,3 +171,18 @@ def test_pilot_for_a_selection_from_a_candidate_pool(researcher, pool_study, mon
     block = done.result["disagreement"]
     assert block["pilot_prompts"] == 60 and block["heldout"]["prompts"] == 60
     assert done.result["pool"]["id"] == pool.pk and len(done.result["selected"]) == 15
+
+    embedded = []
+
+    def embed(texts):  # instead of MiniLM: a fixed vector per text, counted
+        embedded.extend(texts)
+        return np.array([np.random.default_rng(abs(hash(t)) % 2**32).normal(size=384) for t in texts])
+
+    monkeypatch.setattr("benchmark.science.predictors.common.embed_texts", embed)
+    params = {**params, "embedding": True}
+    with_embedding = job_run(job_id=job_create(kind="selection", study=pool_study, params=params, user=researcher).pk)
+    assert with_embedding.status == "succeeded", with_embedding.error
+    assert "MiniLM" in with_embedding.result["disagreement"]["model"] and len(embedded) == 80
+    assert pool.candidates.filter(embedding__isnull=True).count() == 0  # kept on the pool's candidates
+    again = job_run(job_id=job_create(kind="selection", study=pool_study, params=params, user=researcher).pk)
+    assert again.result["disagreement"] == with_embedding.result["disagreement"] and len(embedded) == 80
