@@ -29,7 +29,7 @@ from benchmark.science.release import (
 )
 from config.errors import ApplicationError
 
-from .bulk import bulk_insert_ratings, objects_copy
+from .bulk import bulk_insert_ratings, objects_create
 from .models import Annotator, Assignment, Prompt, Rating, Study
 from .study_cache import study_changed
 
@@ -74,7 +74,7 @@ def prompts_create(
     `first_order`: the display order of the frame's first row, when a frame is written in parts.
     """
     values = prompts[feature_columns].to_numpy(dtype=float)
-    return Prompt.objects.bulk_create(
+    return objects_create(
         [
             Prompt(
                 study=study,
@@ -128,10 +128,7 @@ def _annotators_create(*, study: Study, release: Release, rows: range) -> np.nda
         )
         for i in rows
     ]
-    if connection.vendor == "postgresql":
-        objects_copy(annotators)
-    else:
-        Annotator.objects.bulk_create(annotators, batch_size=1000)
+    objects_create(annotators)
     return np.array([a.pk for a in annotators], dtype=np.int64)
 
 

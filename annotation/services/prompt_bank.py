@@ -43,6 +43,7 @@ from benchmark.science.release import (
 )
 from config.errors import ApplicationError
 
+from ..bulk import objects_create
 from ..exports import FORMULA_TRIGGERS
 from ..models import Prompt, Study, Upload
 from ..study_cache import study_changed
@@ -604,7 +605,7 @@ def bank_rows_write(*, study: Study, bank: Bank) -> int:
                 raise BankProblems(bank)
             last = study.prompts.aggregate(m=Max("order"))["m"]
             start = 0 if last is None else last + 1
-            Prompt.objects.bulk_create(
+            objects_create(
                 [
                     Prompt(
                         study=study,
