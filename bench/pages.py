@@ -250,7 +250,14 @@ def run(quick: bool = False) -> bool:
             f"| {name} | {w['median']:.1f} | {w['p95']:.1f} | {w['cpu']:.1f} | {c['median']:.1f} | {c['p95']:.1f} | "
             f"{c['max']:.1f} | {c['cpu']:.1f} | {verdict(w)} | {verdict(c)} |"
         )
-    lines += ["", "<!-- /bench:pages -->"]
+    lines += [
+        "",
+        "After a write, the participants table is recomputed for the whole study (its agreement and straight-lining "
+        "figures depend on every rating), then served from the cache until the next write; the prompt page recounts "
+        "its prompt's ratings with their annotators' demographics; the counters recount one prompt.",
+        "",
+        "<!-- /bench:pages -->",
+    ]
     text = "\n".join(lines)
     print(text)
     if not quick:
