@@ -395,3 +395,58 @@ def test_a_different_file_in_the_way_is_refused_and_nothing_written(full_study, 
     with pytest.raises(CommandError, match="a different file is already stored"):
         _restore(tmp_path / "dump.json")
     assert not Study.objects.exists() and path.read_bytes() == b"someone else's file" and not artifact.exists()
+
+
+def _pool(study):
+    """A candidate pool with a value topic, a seed, its variant (a reference within the part), an
+    embedding, and a selection job naming the pool in its params."""
+    from benchmark.models import Candidate, CandidatePool, ValueTopic
+
+    pool = CandidatePool.objects.create(study=study, name="seeds", meta={"variants": {"template": "{seed}"}})
+    topic = ValueTopic.objects.create(pool=pool, number=0, name="privacy", words=["privacy", "data"], size=2)
+    seed = Candidate.objects.create(pool=pool, external_id="s1", text="seed text", topic=topic, embedding=b"\x00\x01")
+    Candidate.objects.create(
+        pool=pool, external_id="s1-0.5", text="variant", harm_level=0.5, source="variant", seed=seed, topic=topic
+    )
+    Job.objects.create(study=study, kind="selection", params={"pool": pool.pk, "k": 1})
+    return pool
+
+
+def _pool_rows(study):
+    from benchmark.models import Candidate
+
+    return sorted(
+        Candidate.objects.filter(pool__study=study).values_list(
+            "external_id", "seed__external_id", "topic__name", "harm_level", "embedding", "pool__name"
+        ),
+        key=repr,
+    )
+
+
+def test_candidate_pools_restore_with_their_topics_seeds_and_jobs(full_study, tmp_path):
+    """Pools hang off a study: dumped, and restored with a variant's seed, topics and the job's pool id
+    translated, also when the old ids are taken by another study's pool."""
+    from benchmark.models import Candidate, CandidatePool
+
+    pool = _pool(full_study)
+    rows = _pool_rows(full_study)
+    assert rows[1][1] == "s1" and bytes(rows[0][4]) == b"\x00\x01"
+    _dump(full_study, tmp_path, "dump.json")
+    old_ids = list(Candidate.objects.filter(pool=pool).values_list("pk", flat=True))
+    full_study.delete()
+    assert not CandidatePool.objects.exists()
+    other = Study.objects.create(slug="other", title="Other")
+    taken = CandidatePool.objects.create(pk=pool.pk, study=other, name="taken")
+    Candidate.objects.bulk_create([Candidate(pk=pk, pool=taken, external_id=f"o{pk}", text="x") for pk in old_ids])
+
+    restored = Study.objects.get(slug=_restore_slug(tmp_path / "dump.json"))
+
+    assert [(r[0], r[1], r[2], r[3], bytes(r[4]) if r[4] else r[4], r[5]) for r in _pool_rows(restored)] == [
+        (r[0], r[1], r[2], r[3], bytes(r[4]) if r[4] else r[4], r[5]) for r in rows
+    ]
+    new_pool = CandidatePool.objects.get(study=restored)
+    assert new_pool.pk != pool.pk and new_pool.meta == {"variants": {"template": "{seed}"}}
+    variant = Candidate.objects.get(pool=new_pool, external_id="s1-0.5")
+    assert variant.seed.pool_id == new_pool.pk and variant.topic.pool_id == new_pool.pk
+    assert Job.objects.get(study=restored, kind="selection").params["pool"] == new_pool.pk
+    assert Candidate.objects.filter(pool=taken).count() == len(old_ids)

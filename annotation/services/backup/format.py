@@ -32,12 +32,15 @@ PARTS: tuple[tuple[str, str], ...] = (
     ("annotation.ratingrevision", "rating__annotator__study"),
     ("annotation.annotatorstatuschange", "annotator__study"),
     ("annotation.upload", "study"),
-    ("jobs.job", "study"),
+    ("benchmark.candidatepool", "study"),
+    ("benchmark.valuetopic", "pool__study"),
+    ("benchmark.candidate", "pool__study"),  # a variant names its seed: a reference within the part
+    ("jobs.job", "study"),  # after what its params name (JSON_REFERENCES)
     ("jobs.jobartifact", "job__study"),
 )
 PART_LABELS = tuple(label for label, _ in PARTS)
 # Ids of dumped rows inside JSON fields: (model, field) -> {key: model the id belongs to}.
-JSON_REFERENCES = {("jobs.job", "params"): {"upload": "annotation.upload"}}
+JSON_REFERENCES = {("jobs.job", "params"): {"upload": "annotation.upload", "pool": "benchmark.candidatepool"}}
 INSTRUMENT_KEY = ("key", "version")
 # Many-to-many fields that once had no model of their own, which older dumps list as usernames in the
 # row: (model, field) -> the values their link rows get on restore. Collaborators had no role before

@@ -122,6 +122,12 @@ def _sections(doc: dict, warnings: list[str]) -> list[_Section]:
     ids: dict[str, set] = {}
     for section in sections:
         width = len(section.fields) + len(section.m2m)
+        # A row may name another row of its own part (a variant its seed): the part's ids come first.
+        ids[section.label] = {
+            row[section.pk_index]
+            for row in section.rows
+            if isinstance(row, list) and len(row) == width and _is_id(row[section.pk_index])
+        }
         decoded = []
         for index, row in enumerate(section.rows):
             where = f"{section.label} row {index + 1}"
@@ -256,7 +262,16 @@ def _write(doc, sections, instruments, files, create_users, report: RestoreRepor
         model = section.model
         _rows_without_their_user(section, users, report.warnings)
         remap = _ids_taken(model, [row[section.pk_index] for row in section.rows])
-        objs = [model(**_attrs(section, row, remap, id_maps, users, instrument_ids)) for row in section.rows]
+        # References to rows of the same part (a variant's seed) are written once every row has its id.
+        inner = [
+            i
+            for i, (f, kind) in enumerate(zip(section.fields, section.kinds))
+            if kind == "row" and f.related_model._meta.label_lower == section.label
+        ]
+        objs = [
+            model(**_attrs(section, _without(row, inner), remap, id_maps, users, instrument_ids))
+            for row in section.rows
+        ]
         with _raw_timestamps(model):
             model._base_manager.bulk_create(objs, batch_size=2000)
         if remap and any(obj.pk is None for obj in objs):
@@ -266,6 +281,7 @@ def _write(doc, sections, instruments, files, create_users, report: RestoreRepor
         else:
             kept.append(model)
         id_maps[section.label] = {row[section.pk_index]: obj.pk for row, obj in zip(section.rows, objs)}
+        _inner_references_set(section, inner, objs, id_maps[section.label])
         _file_names(section, objs, names)
         for offset, f in enumerate(section.m2m, start=len(section.fields)):
             through = f.remote_field.through
@@ -284,6 +300,25 @@ def _write(doc, sections, instruments, files, create_users, report: RestoreRepor
             for sql in connection.ops.sequence_reset_sql(no_style(), kept):
                 cursor.execute(sql)
     report.study = Study.objects.get(slug=doc["study"])
+
+
+def _without(row: list, columns: list[int]) -> list:
+    return [None if i in columns else value for i, value in enumerate(row)] if columns else row
+
+
+def _inner_references_set(section: _Section, columns: list[int], objs: list, id_map: dict[int, int]) -> None:
+    """Second pass for references within one part: each to the new id of a row restored with it."""
+    for i in columns:
+        f = section.fields[i]
+        changed = []
+        for obj, row in zip(objs, section.rows):
+            if row[i] is None:
+                continue
+            if row[i] not in id_map:
+                raise BackupError(f"{section.label}.{f.name} = {row[i]} is a {section.label} row that was left out")
+            setattr(obj, f.attname, id_map[row[i]])
+            changed.append(obj)
+        section.model._base_manager.bulk_update(changed, [f.name], batch_size=2000)
 
 
 def _rows_without_their_user(section: _Section, users: dict[str, int], warnings: list[str]) -> None:
