@@ -276,3 +276,30 @@ def test_aggregated_with_the_individual_fit_equals_its_own_fit():
     both = both[both["condition"] == "aggregated"].reset_index(drop=True)
     for column in ("predictor", "split", "mae", "ci_low", "ci_high", "spearman", "wasserstein", "crps"):
         pd.testing.assert_series_equal(both[column], alone[column], check_exact=True)
+
+
+def test_safetyanalyst_reference_calibration_on_prompt_means_equals_the_per_rating_fit():
+    """The calibration's least squares with one residual per distinct prompt score (weighted by its
+    count, the spread kept as a constant) reaches the per-rating fit's optimum, on unequal counts."""
+    from scipy import optimize, special
+
+    from benchmark.science.harm_benefit import ACTION_FEATURE_COLUMNS, FeatureWeights
+    from benchmark.science.predictors.safetyanalyst import SafetyAnalystReference
+
+    rng = np.random.default_rng(3)
+    columns = list(ACTION_FEATURE_COLUMNS)
+    prompts = pd.DataFrame(rng.dirichlet(np.ones(len(columns)), 40), columns=columns).assign(prompt=range(40))
+    reference = FeatureWeights.reference()
+    h = prompts[columns].to_numpy() @ reference.action
+    counts = rng.integers(1, 30, 40)
+    rows = prompts.loc[np.repeat(np.arange(40), counts)].reset_index(drop=True)
+    truth = special.expit(-2.0 + 5.0 * np.repeat(h, counts))
+    rows["score"] = np.clip(truth + rng.normal(0, 0.15, len(rows)), 0, 1)
+    per_rating = optimize.least_squares(
+        lambda p: special.expit(p[1] + p[0] * np.repeat(h, counts)) - rows["score"].to_numpy(),
+        x0=[1.0, 0.0],
+        bounds=([0.0, -50.0], [200.0, 50.0]),
+    ).x
+    model = SafetyAnalystReference().fit(rows)
+    np.testing.assert_allclose([model.weights_.scale, model.weights_.offset], per_rating, rtol=1e-6, atol=1e-6)
+    assert per_rating[0] == pytest.approx(5.0, rel=0.2)  # a real fit, not the starting point
