@@ -25,6 +25,7 @@ def _roomy_cache(settings, request):
         }
     }
 
+
 PAGES = {
     "study page": ("annotation:study_detail", False),
     "collection dashboard": ("benchmark:overview", False),
