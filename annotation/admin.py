@@ -17,6 +17,28 @@ from .models import (
     SurveyResponse,
     Upload,
 )
+from .study_cache import study_changed
+
+
+class StudyDataAdmin(admin.ModelAdmin):
+    """An edit here bypasses the services, which write an annotator's row together with their ratings,
+    trials and questionnaires: tell the study's cached pages that any of its ratings may have changed."""
+
+    def _changed(self, obj) -> None:
+        study_changed(obj.annotator.study_id, ratings=True)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        self._changed(obj)
+
+    def delete_model(self, request, obj):
+        self._changed(obj)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for study_id in set(queryset.values_list("annotator__study_id", flat=True)):
+            study_changed(study_id, ratings=True)
+        super().delete_queryset(request, queryset)
 
 
 def _export_action(fmt: str):
@@ -71,14 +93,14 @@ class AnnotatorAdmin(admin.ModelAdmin):
 
 
 @admin.register(Assignment)
-class AssignmentAdmin(admin.ModelAdmin):
+class AssignmentAdmin(StudyDataAdmin):
     list_display = ["id", "annotator", "prompt", "kind", "position", "answered_at", "check_passed"]
     list_filter = ["kind", "annotator__study"]
     raw_id_fields = ["annotator", "prompt"]
 
 
 @admin.register(Rating)
-class RatingAdmin(admin.ModelAdmin):
+class RatingAdmin(StudyDataAdmin):
     list_display = ["id", "annotator", "prompt", "value", "unsure", "rt_ms", "created_at"]
     list_filter = ["unsure", "annotator__study"]
     raw_id_fields = ["assignment", "annotator", "prompt"]
@@ -104,7 +126,7 @@ class SurveyInstrumentAdmin(admin.ModelAdmin):
 
 
 @admin.register(SurveyResponse)
-class SurveyResponseAdmin(admin.ModelAdmin):
+class SurveyResponseAdmin(StudyDataAdmin):
     list_display = ["annotator", "instrument", "submitted_at"]
     raw_id_fields = ["annotator"]
 

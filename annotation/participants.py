@@ -1,9 +1,10 @@
 """Reads for the participants page, its CSV and the annotators API: one row per annotator with the
 figures a researcher reviews them by, one annotator's trials, and the recruitment-id lookup.
 
-`participants_table` reads the whole study in four queries whatever its size (annotators, their
-trials counted in the database, the prompt ratings, the questionnaires done) and computes the rest with
-pandas, so the table, the CSV download and the API share one definition of every column.
+`participants_table` is the one definition of every column, shared by the table, the CSV download and
+the API. The annotators' rows are read every time; their figures come from `participant_figures`, which
+reads the whole study once (four queries whatever its size, numpy for the rest) and afterwards only the
+annotators whose rows changed.
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from django.db.models import Count, Q
 
 from config.errors import ApplicationError
 
 from .latent import latent_by_pseudonym, latent_latest
-from .models import Annotator, Assignment, Study, SurveyResponse
-from .selectors import rating_rows
+from .models import Annotator, Assignment, Study
+from .participant_figures import study_figures
 from .services.recruitment import PLATFORM_ID, recruitment_hash
 from .study_cache import study_cached
 
@@ -66,97 +66,17 @@ def _none_if_nan(value):
     return None if np.isnan(value) else value
 
 
-def _group_medians(group: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
-    """Median of `values` (NaN left out) per group 0..k-1; NaN for a group with none."""
-    valid = ~np.isnan(values)
-    g, v = group[valid], values[valid]
-    order = np.lexsort((v, g))
-    g, v = g[order], v[order]
-    counts = np.bincount(g, minlength=k)
-    starts = np.cumsum(counts) - counts
-    lo = np.minimum(starts + (counts - 1) // 2, max(len(v) - 1, 0))
-    hi = np.minimum(starts + counts // 2, max(len(v) - 1, 0))
-    if not len(v):
-        return np.full(k, np.nan)
-    return np.where(counts > 0, (v[lo] + v[hi]) / 2.0, np.nan)
-
-
-def _rating_figures(ratings: pd.DataFrame, excluded_ids: set[int], min_seconds: float) -> dict[int, dict]:
-    """Per annotator id, from the rows of `rating_rows`: n_rated (prompt ratings), median_rt_s, too_fast,
-    straight_lining and agreement_r (NaN where undefined). Vectorised over the whole study (numpy, no
-    Python loop per row or per annotator): the participants page of a 100 × 150 study spends a few ms here."""
-    if not len(ratings):
-        return {}
-    who = ratings["annotator_id"].to_numpy(dtype=np.int64)
-    order = np.lexsort((ratings["trial"].to_numpy(dtype=np.int64), who))  # trial order within annotator
-    who = who[order]
-    prompt = ratings["prompt_id"].to_numpy(dtype=np.int64)[order]
-    value = ratings["rating"].to_numpy(dtype=float)[order]
-    unsure = ratings["unsure"].to_numpy(dtype=bool)[order]
-    rt = ratings["rt_ms"].to_numpy(dtype=float, na_value=np.nan)[order]
-    server_rt = ratings["server_rt_ms"].to_numpy(dtype=float, na_value=np.nan)[order]
-    ids, group = np.unique(who, return_inverse=True)
-    k = len(ids)
-    n_rated = np.bincount(group, minlength=k)
-
-    # The browser's active time, else the server's shown-to-saved time; NaN where neither was measured
-    # (imported ratings), which neither counts as too fast nor enters the median.
-    seconds = np.where(np.isnan(rt), server_rt, rt) / 1000.0
-    median_rt = _group_medians(group, seconds, k)
-    too_fast = np.bincount(group, weights=seconds < min_seconds, minlength=k)
-
-    # The same answer as the previous trial of the same annotator: equal values, or Unsure twice.
-    same_who = np.r_[False, who[1:] == who[:-1]]
-    prev_unsure = np.r_[False, unsure[:-1]]
-    prev_value = np.r_[np.nan, value[:-1]]
-    identical = same_who & ((unsure & prev_unsure) | (~unsure & ~prev_unsure & (value == prev_value)))
-    pairs = np.bincount(group, weights=same_who, minlength=k)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        straight = np.where(pairs > 0, np.bincount(group, weights=identical, minlength=k) / pairs, np.nan)
-
-    # Leave-one-out consensus from the annotators not excluded (an excluded one is compared to all of them).
-    rated = ~unsure
-    included = rated & ~np.isin(who, np.fromiter(excluded_ids, dtype=np.int64, count=len(excluded_ids)))
-    _, item = np.unique(prompt, return_inverse=True)
-    own = np.where(included, value, 0.0)
-    total = np.bincount(item, weights=own)[item]
-    n_others = np.bincount(item, weights=included)[item] - included
-    with np.errstate(invalid="ignore", divide="ignore"):
-        others = np.where(n_others > 0, (total - own) / n_others, np.nan)
-    use = rated & ~np.isnan(others)
-    g, x, m = group[use], value[use], others[use]
-    n = np.bincount(g, minlength=k).astype(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        xd = x - (np.bincount(g, weights=x, minlength=k) / n)[g]
-        md = m - (np.bincount(g, weights=m, minlength=k) / n)[g]
-        sxy = np.bincount(g, weights=xd * md, minlength=k)
-        sxx = np.bincount(g, weights=xd * xd, minlength=k)
-        syy = np.bincount(g, weights=md * md, minlength=k)
-        # Variance zero up to rounding (every rating the same) leaves r undefined, not ±1 of noise.
-        ok = (n >= 3) & (sxx > 1e-9 * n) & (syy > 1e-9 * n)
-        agreement = np.where(ok, np.clip(sxy / np.sqrt(sxx * syy), -1.0, 1.0), np.nan)
-    return {
-        int(pk): {
-            "median_rt_s": median_rt[i],
-            "too_fast": too_fast[i],
-            "straight_lining": straight[i],
-            "agreement_r": agreement[i],
-            "n_rated": n_rated[i],
-        }
-        for i, pk in enumerate(ids)
-    }
-
-
 _UNSET = object()
 
 
 def participants_table(*, study: Study, status: str | None = None, latent_job=_UNSET) -> list[dict]:
     """One dict per annotator of the study (in arrival order), with the keys of PARTICIPANT_COLUMNS.
 
-    Five queries, whatever the number of annotators and ratings (the fifth reads the latest latent-state
-    job's per-annotator summary; a caller that has that job already passes it as `latent_job`), and
-    none of the first four while the study has not changed: the rows are cached per study version
-    (annotation.study_cache). `status` keeps one status only.
+    Cached per study version (annotation.study_cache): no query but the latent job's while the study has
+    not changed. After a change, the annotators are read again, and the ratings, trials and
+    questionnaires of those whose rows changed (participant_figures); the latest latent-state job's
+    per-annotator summary is read unless the caller passes that job as `latent_job`. `status` keeps one
+    status only.
     Figures that cannot be computed (nothing rated, no timings) are None.
     """
     columns = participants_columns(study=study, status=status, latent_job=latent_job)
@@ -189,55 +109,32 @@ def _participants_rows(study: Study, latent_job) -> list[dict]:
         .order_by("id")
         .values_list("id", "pseudonym", "status", "exclusion_reason", "consented_at", "completed_at", "last_seen_at")
     )
-    trials = {
-        row["annotator_id"]: row
-        for row in Assignment.objects.filter(annotator__study=study)
-        .values("annotator_id")
-        .annotate(
-            assigned=Count("id"),
-            # Answered checks: an answer decides passed or failed. Answered prompts are counted from the
-            # ratings below: counting ratings here would join 1.5 million of them to their trials again.
-            checks_answered=Count("id", filter=Q(kind=Assignment.Kind.ATTENTION, check_passed__isnull=False)),
-            checks_passed=Count("id", filter=Q(kind=Assignment.Kind.ATTENTION, check_passed=True)),
-            checks_failed=Count("id", filter=Q(kind=Assignment.Kind.ATTENTION, check_passed=False)),
-        )
-        .order_by()
-    }
-    required = list(dict.fromkeys(study.instruments or []))
-    surveys_done: dict[int, int] = {}
-    if required:
-        surveys_done = dict(
-            SurveyResponse.objects.filter(annotator__study=study, instrument__key__in=required)
-            .values("annotator_id")
-            .annotate(n=Count("instrument__key", distinct=True))
-            .order_by()
-            .values_list("annotator_id", "n")
-        )
-    excluded = {pk for pk, _, st, *_ in people if st == Annotator.Status.EXCLUDED}
-    figures = _rating_figures(rating_rows(study=study), excluded, study.min_seconds_per_rating)
+    # What a change to an annotator's ratings, trials or questionnaires also changes (participant_figures).
+    marks = [(pk, st, last_seen_at, completed_at) for pk, _, st, _, _, completed_at, last_seen_at in people]
+    figures, agreement_r = study_figures(study, marks)
+    columns = figures.columns
     latent = latent_by_pseudonym(latent_job)
+    required = len(dict.fromkeys(study.instruments or []))
 
     rows = []
-    for pk, pseudonym, st, reason, consented_at, completed_at, last_seen_at in people:
-        counts = trials.get(pk, {})
-        mine = figures.get(pk, {})
+    for i, (_, pseudonym, st, reason, consented_at, completed_at, last_seen_at) in enumerate(people):
         states = latent.get(pseudonym, {})
         rows.append(
             {
                 "pseudonym": pseudonym,
                 "status": st,
                 "exclusion_reason": reason if st == Annotator.Status.EXCLUDED else "",
-                "answered": int(mine.get("n_rated", 0)) + counts.get("checks_answered", 0),
-                "assigned": counts.get("assigned", 0),
+                "answered": int(columns["n_rated"][i]) + int(columns["checks_answered"][i]),
+                "assigned": int(columns["assigned"][i]),
                 "time_on_task_s": _seconds(consented_at, completed_at or last_seen_at),
-                "median_rt_s": _none_if_nan(mine.get("median_rt_s")),
-                "checks_passed": counts.get("checks_passed", 0),
-                "checks_failed": counts.get("checks_failed", 0),
-                "too_fast": int(mine.get("too_fast") or 0),
-                "straight_lining": _none_if_nan(mine.get("straight_lining")),
-                "surveys_done": surveys_done.get(pk, 0),
-                "surveys_required": len(required),
-                "agreement_r": _none_if_nan(mine.get("agreement_r")),
+                "median_rt_s": _none_if_nan(columns["median_rt_s"][i]),
+                "checks_passed": int(columns["checks_passed"][i]),
+                "checks_failed": int(columns["checks_failed"][i]),
+                "too_fast": int(columns["too_fast"][i]),
+                "straight_lining": _none_if_nan(columns["straight_lining"][i]),
+                "surveys_done": int(columns["surveys_done"][i]),
+                "surveys_required": required,
+                "agreement_r": _none_if_nan(agreement_r[i]),
                 "expected_disengaged": states.get("expected_disengaged"),
                 "latent_flag": states.get("flag_review"),
             }

@@ -15,7 +15,9 @@ also expire after ENTRY_SECONDS. Without a cache (an error from it) pages comput
 ORM saves of annotators, prompts, trials and questionnaires, and deletions of annotators and prompts,
 bump through signals (the admin, services that save rows one by one); the paths that write in bulk or
 in SQL (the rating statement, revisions, imports, queryset updates and deletes) call `study_changed`
-themselves. No deletion receiver is connected to Rating or Assignment: Django would then fetch every
+themselves, and so does the admin for ratings, trials and questionnaires (as a change to many ratings:
+annotation.participant_figures relies on every other writer of those also writing the annotator's row).
+No deletion receiver is connected to Rating or Assignment: Django would then fetch every
 row of a large delete to send it.
 """
 
@@ -68,6 +70,12 @@ def _versions(keys: list[str]) -> list[int]:
 def study_version(study_id: int) -> int:
     """The study's current data version: it changes with every write `study_changed` is told of."""
     return _versions([_version_key(study_id)])[0]
+
+
+def ratings_version(study_id: int) -> int:
+    """The version of all the study's ratings: it changes with a change to many of them at once (an
+    import, a deletion, a restore), not with a single new or revised rating."""
+    return _versions([_ratings_key(study_id)])[0]
 
 
 def prompt_versions(study_id: int, prompt_ids: list[int]) -> tuple[int, list[int]]:
@@ -188,9 +196,14 @@ def signals_connect() -> None:
     that call `study_changed` themselves (the rating statement is SQL)."""
     from .models import Annotator, Assignment, Prompt, SurveyResponse  # noqa: PLC0415
 
-    saved = {Annotator: _own_study, Prompt: _own_study, Assignment: _via_annotator, SurveyResponse: _via_annotator}
+    saved = {Annotator: _own_study, Prompt: _own_study, SurveyResponse: _via_annotator}
     for model, study_of in saved.items():
         post_save.connect(_receiver(study_of), sender=model, weak=False, dispatch_uid=f"study_cache.{model.__name__}")
+    # The services write trials in bulk or in SQL, together with the annotator's row; a trial saved alone
+    # (the admin, a script) changes an annotator's figures behind that row (participant_figures).
+    post_save.connect(
+        _receiver(_via_annotator, ratings=True), sender=Assignment, weak=False, dispatch_uid="study_cache.Assignment"
+    )
     # Deleting these fetches their rows anyway (their ratings and trials cascade); not Rating or Assignment.
     for model in (Annotator, Prompt):
         post_delete.connect(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.utils import timezone
 
 from config.errors import ApplicationError
 
@@ -75,5 +76,7 @@ def rating_revise(*, annotator: Annotator, assignment_id: int, raw_value: str | 
     rating.value = value
     rating.unsure = value is None
     rating.save(update_fields=["value", "unsure"])
+    # A step forward like an answer: the annotator's row changes with their ratings (participant_figures).
+    Annotator.objects.filter(pk=locked.pk).update(last_seen_at=timezone.now())
     study_changed(locked.study_id, prompt_id=rating.prompt_id)
     return ReviseOutcome(rating=rating, revision=revision, created=True)

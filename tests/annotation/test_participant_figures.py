@@ -1,0 +1,196 @@
+"""The participants table's figures kept up to date by annotator (annotation.participant_figures): after each
+kind of write the table equals one computed from scratch, and only the annotators whose rows changed were
+read again; writes that bypass the annotator's row rebuild the whole state."""
+
+import math
+
+import numpy as np
+import pytest
+from django.core.cache import cache
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from annotation.admin import RatingAdmin
+from annotation.models import Annotator, Assignment, Rating
+from annotation.participant_figures import _state_key, agreement
+from annotation.participants import _participants_rows, participants_table
+from annotation.services.review import annotator_exclude
+from annotation.services.revision import rating_revise
+from tests.annotation.test_take_flow import current, start_rating, submit
+from tests.annotation.test_take_flow import study as take_study  # noqa: F401  (the fixture)
+
+pytestmark = pytest.mark.django_db
+
+# Per annotator, the ratings of their first trials in order (None: Unsure).
+ANSWERS = {
+    "5f3c2a9e8b7d6c5b4a392801": ["10", "80", None],
+    "5f3c2a9e8b7d6c5b4a392802": ["20", "30", "90", "60"],
+    "5f3c2a9e8b7d6c5b4a392803": ["70", "70", "70"],
+    "5f3c2a9e8b7d6c5b4a392804": ["0", "50", "100", "25"],
+}
+
+
+def _answer(client, study, annotator, value) -> Assignment:
+    trial = current(annotator)
+    data = {"unsure": "1"} if value is None else {"rating": value}
+    assert submit(client, study, trial, **data).status_code in (200, 204)  # 204: done, to the end page
+    return trial
+
+
+def _rated(study) -> dict[str, tuple[Client, Annotator]]:
+    people = {}
+    for pid, answers in ANSWERS.items():
+        client = Client()
+        annotator = start_rating(client, study, pid=pid)
+        for value in answers:
+            _answer(client, study, annotator, value)
+        people[pid] = (client, annotator)
+    return people
+
+
+def _scratch(study) -> list[dict]:
+    """The rows computed from the whole study, leaving the kept state as it was."""
+    kept = cache.get(_state_key(study.pk))
+    cache.delete(_state_key(study.pk))
+    try:
+        return _participants_rows(study, None)
+    finally:
+        cache.set(_state_key(study.pk), kept)
+
+
+def _same(rows: list[dict], expected: list[dict]) -> None:
+    assert [r["pseudonym"] for r in rows] == [r["pseudonym"] for r in expected]
+    for row, want in zip(rows, expected):
+        for name, value in want.items():
+            got = row[name]
+            if isinstance(value, float) and isinstance(got, float):
+                assert math.isclose(got, value, rel_tol=1e-9, abs_tol=1e-12), (row["pseudonym"], name, got, value)
+            else:
+                assert got == value, (row["pseudonym"], name, got, value)
+
+
+def _check(study, reread: int) -> dict[str, dict]:
+    """The table as the page gets it equals the table from scratch, and the refresh read `reread` annotators."""
+    rows = participants_table(study=study)
+    assert cache.get(_state_key(study.pk)).reread == reread
+    _same(rows, _scratch(study))
+    return {row["pseudonym"]: row for row in rows}
+
+
+def test_each_write_rereads_its_annotator_only_and_matches_a_table_from_scratch(take_study):  # noqa: F811
+    study = take_study
+    people = _rated(study)
+    first = _check(study, reread=4)  # built from the whole study
+    assert first["P0001"]["answered"] == 3 and first["P0003"]["straight_lining"] == 1.0
+    assert first["P0002"]["agreement_r"] is not None
+
+    # A new rating: its annotator's own figures and everyone's agreement move.
+    client, annotator = people["5f3c2a9e8b7d6c5b4a392801"]
+    trial = _answer(client, study, annotator, "35")
+    rated = _check(study, reread=1)
+    assert rated["P0001"]["answered"] == 4
+    assert rated["P0002"]["agreement_r"] != first["P0002"]["agreement_r"]  # the consensus of that prompt moved
+
+    # A revision of that answer (it touches the annotator's row like an answer does).
+    rating_revise(
+        annotator=Annotator.objects.get(pk=annotator.pk), assignment_id=trial.pk, raw_value="95", unsure=False
+    )
+    revised = _check(study, reread=1)
+    assert revised["P0002"]["agreement_r"] != rated["P0002"]["agreement_r"]
+
+    # An exclusion: the excluded annotator leaves the others' consensus.
+    staff = study.owner
+    annotator_exclude(annotator=Annotator.objects.get(pseudonym="P0004", study=study), reason="test", user=staff)
+    excluded = _check(study, reread=1)
+    assert excluded["P0004"]["status"] == "excluded"
+    assert excluded["P0002"]["agreement_r"] != revised["P0002"]["agreement_r"]
+
+    # A newcomer who rates.
+    newcomer = Client()
+    fifth = start_rating(newcomer, study, pid="5f3c2a9e8b7d6c5b4a392805")
+    for value in ("15", "45", "75"):
+        _answer(newcomer, study, fifth, value)
+    arrived = _check(study, reread=1)
+    assert arrived[fifth.pseudonym]["answered"] == 3
+
+    # Nothing changed: the state is used as it is (the page itself would not even ask: its cache holds).
+    _same(_participants_rows(study, None), list(arrived.values()))
+    assert cache.get(_state_key(study.pk)).reread == 0
+
+
+def test_a_trial_written_behind_the_annotators_row_rebuilds_everything(take_study):  # noqa: F811
+    study = take_study
+    _rated(study)
+    before = {r["pseudonym"]: r for r in participants_table(study=study)}
+    annotator = Annotator.objects.get(study=study, pseudonym="P0003")
+    # As a script or the admin would: a trial answered and its rating, the annotator's row untouched.
+    trial = current(annotator)
+    trial.answered_at = timezone.now()
+    trial.save()
+    Rating.objects.create(assignment=trial, annotator=annotator, prompt=trial.prompt, value=5.0)
+    after = _check(study, reread=4)
+    assert after["P0003"]["answered"] == before["P0003"]["answered"] + 1
+    assert after["P0003"]["straight_lining"] < 1.0
+
+
+def test_a_rating_edited_in_the_admin_reaches_the_table(take_study, rf, staff):  # noqa: F811
+    study = take_study
+    _rated(study)
+    before = {r["pseudonym"]: r for r in participants_table(study=study)}
+    rating = Rating.objects.filter(annotator__pseudonym="P0003", annotator__study=study).order_by("id").first()
+    rating.value = 10.0
+    request = rf.post("/")
+    request.user = staff
+    RatingAdmin(Rating, None).save_model(request, rating, form=None, change=True)
+    after = {r["pseudonym"]: r for r in participants_table(study=study)}
+    assert before["P0003"]["straight_lining"] == 1.0 and after["P0003"]["straight_lining"] == 0.5
+    _same(list(after.values()), _scratch(study))
+
+
+def test_the_page_survives_a_cache_that_fails(take_study, researcher, monkeypatch):  # noqa: F811
+    from django.core.cache import caches
+
+    study = take_study
+    _rated(study)
+    expected = _scratch(study)
+    client = Client()
+    client.force_login(researcher)
+    backend = caches["default"]  # the backend itself (the proxy would undo the patches on another one)
+
+    def broken(*args, **kwargs):
+        raise ConnectionError("cache down")
+
+    for name in ("get", "get_many", "set", "set_many", "add", "incr"):
+        monkeypatch.setattr(backend, name, broken)
+    response = client.get(reverse("annotation:participants", args=[study.slug]))
+    assert response.status_code == 200
+    _same(list(response.context["table"].data), expected)
+
+
+def test_agreement_is_the_leave_one_out_correlation_of_its_definition():
+    rng = np.random.default_rng(5)
+    k, n_items = 12, 9
+    who, item = np.meshgrid(np.arange(k), np.arange(n_items), indexing="ij")
+    who, item = who.ravel(), item.ravel()
+    keep = rng.random(len(who)) < 0.8
+    who, item = who[keep], item[keep]
+    value = rng.integers(0, 101, len(who)).astype(float)
+    value[rng.random(len(value)) < 0.1] = np.nan  # Unsure
+    excluded = np.zeros(k, dtype=bool)
+    excluded[[2, 7]] = True
+    got = agreement(who, item, value, excluded)
+    for a in range(k):
+        xs, ms = [], []
+        for i in range(n_items):
+            mine = (who == a) & (item == i)
+            if not mine.any() or np.isnan(value[mine][0]):
+                continue
+            others = (who != a) & (item == i) & ~np.isnan(value) & ~excluded[who]
+            if others.any():
+                xs.append(value[mine][0])
+                ms.append(value[others].mean())
+        if len(xs) >= 3 and np.std(xs) > 0 and np.std(ms) > 0:
+            assert got[a] == pytest.approx(np.corrcoef(xs, ms)[0, 1], rel=1e-9)
+        else:
+            assert np.isnan(got[a])
