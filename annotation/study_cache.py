@@ -52,6 +52,10 @@ def _prompt_key(study_id: int, prompt_id: int) -> str:
     return f"study-prompt-version:{int(study_id)}:{int(prompt_id)}"
 
 
+def _people_key(study_id: int) -> str:
+    return f"study-people-version:{int(study_id)}"
+
+
 def _versions(keys: list[str]) -> list[int]:
     """The current value of each version key, a missing one created at a random value."""
     _local.reads = getattr(_local, "reads", 0) + 1
@@ -85,6 +89,12 @@ def prompt_versions(study_id: int, prompt_ids: list[int]) -> tuple[int, list[int
     return versions[0], versions[1:]
 
 
+def people_version(study_id: int) -> int:
+    """The version of the study's annotators' demographics and statuses (`study_changed(…, people=True)`):
+    a new rating leaves it alone, so data derived from the annotators alone outlives it."""
+    return _versions([_people_key(study_id)])[0]
+
+
 def _bump(keys: list[str]) -> None:
     incr_existing = getattr(cache, "incr_existing", None)  # Redis (config.cache): one round trip for all
     if incr_existing is not None:
@@ -114,7 +124,9 @@ class _Bump:
         _bump(self.keys)
 
 
-def study_changed(study_id: int | None, *, prompt_id: int | None = None, ratings: bool = False) -> None:
+def study_changed(
+    study_id: int | None, *, prompt_id: int | None = None, ratings: bool = False, people: bool = False
+) -> None:
     """The study's data changed: its cached page data is stale now and again from the commit of this
     transaction on. Now, for the transaction's own later reads (and tests, which never commit); at the
     commit, for entries computed meanwhile by others from the data before it. Once per change and
@@ -122,7 +134,10 @@ def study_changed(study_id: int | None, *, prompt_id: int | None = None, ratings
 
     Say which ratings changed: `prompt_id`, the ratings of that prompt (a new or revised rating);
     `ratings=True`, any of the study's ratings (an import, a deletion). Without either, the change is
-    to annotators, trials or prompts only, and per-prompt rating tallies stay valid.
+    to annotators, trials or prompts only, and per-prompt rating tallies stay valid. `people=True`: the
+    demographics or the status of some annotators changed (a questionnaire, an exclusion); implied by
+    `ratings=True` (an import, a restore or a deletion writes annotators too). Saving an annotator through
+    the ORM says so by itself (a signal, below).
     """
     if study_id is None:
         return
@@ -131,6 +146,8 @@ def study_changed(study_id: int | None, *, prompt_id: int | None = None, ratings
         keys.append(_ratings_key(study_id))
     elif prompt_id is not None:
         keys.append(_prompt_key(study_id, prompt_id))
+    if people or ratings:
+        keys.append(_people_key(study_id))
     connection = transaction.get_connection()
     if not connection.in_atomic_block:  # autocommit: the write is committed already
         _bump(keys)
@@ -145,6 +162,24 @@ def study_changed(study_id: int | None, *, prompt_id: int | None = None, ratings
     elif pending.reads != reads:  # read since the last bump: bump again for the transaction's own reads
         _bump(keys)
         pending.reads = reads
+
+
+def people_cached(study_id: int, name: str, compute: Callable[[], T], *, timeout: int = ENTRY_SECONDS) -> T:
+    """`compute()`, cached under the version of the study's annotators (`people_version`) and `name`: for
+    data that depends on the annotators' demographics and statuses alone, which new ratings leave valid."""
+    try:
+        key = f"study-people:{int(study_id)}:{people_version(study_id)}:{name}"
+        value = cache.get(key)
+    except Exception:
+        logger.warning("cache unavailable: study %s annotator data computed uncached", study_id, exc_info=True)
+        return compute()
+    if value is None:
+        value = compute()
+        try:
+            cache.set(key, value, timeout)
+        except Exception:
+            logger.warning("cache unavailable: study %s annotator data not stored", study_id, exc_info=True)
+    return value
 
 
 def study_cached(study, name: str, compute: Callable[[], T], *, timeout: int = ENTRY_SECONDS) -> T:
@@ -191,6 +226,16 @@ def _receiver(study_of, *, ratings: bool = False):
     return receiver
 
 
+PEOPLE_FIELDS = frozenset({"demographics", "status"})
+
+
+def _annotator_people_saved(sender, instance, raw=False, update_fields=None, **kwargs):
+    """An annotator saved with new demographics or status (a questionnaire, an exclusion or reinstatement,
+    the admin; a save that names no fields may change either)."""
+    if not raw and (update_fields is None or PEOPLE_FIELDS & set(update_fields)):
+        study_changed(instance.study_id, people=True)
+
+
 def signals_connect() -> None:
     """Connect the ORM receivers (AnnotationConfig.ready). Ratings and revisions are written by services
     that call `study_changed` themselves (the rating statement is SQL)."""
@@ -212,3 +257,6 @@ def signals_connect() -> None:
             weak=False,
             dispatch_uid=f"study_cache.{model.__name__}.delete",
         )
+    post_save.connect(
+        _annotator_people_saved, sender=Annotator, weak=False, dispatch_uid="study_cache.Annotator.people"
+    )

@@ -188,13 +188,14 @@ def rating_submit(
     if connection.vendor == "postgresql" and not connection.in_atomic_block:
         outcome = _submit_in_one_statement(**submission)
         if outcome is not None:
-            study_changed(annotator.study_id, prompt_id=outcome.rating.prompt_id)  # committed: one statement
+            # Committed: one statement. An annotator excluded by the attention checks changes who the pages count.
+            study_changed(annotator.study_id, prompt_id=outcome.rating.prompt_id, people=outcome.excluded)
             return outcome
     try:
         with transaction.atomic():
             outcome = _rating_submit(**submission)
             if outcome.created:
-                study_changed(annotator.study_id, prompt_id=outcome.rating.prompt_id)
+                study_changed(annotator.study_id, prompt_id=outcome.rating.prompt_id, people=outcome.excluded)
             return outcome
     except IntegrityError:  # a concurrent twin got there first, or the key was used for another trial
         twin = _rating_twin(assignment_id)

@@ -11,14 +11,16 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.core.cache import cache
+from django.db.models import Q
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation.access import study_view
 from annotation.exports import spreadsheet_csv, spreadsheet_safe
+from annotation.models import Annotator
 from annotation.selectors import study_overview as study_overview_data
-from annotation.study_cache import ENTRY_SECONDS, study_cached
+from annotation.study_cache import ENTRY_SECONDS, people_cached, study_cached
 from config.errors import ApplicationError, error_response
 from jobs.models import Job
 from jobs.services import job_create
@@ -364,25 +366,65 @@ def _tree_context(tree) -> dict:
         return {"tree_actions": None, "tree_raw": json.dumps(tree, indent=2), "tree_error": str(exc)}
 
 
+def _annotator_groups(study_id: int, *, also: np.ndarray | None = None) -> dict:
+    """The study's annotators as the prompt page groups them: {"ids" (sorted), "excluded" (one flag per id),
+    "columns": {demographic key: {"groups" (sorted labels), "codes" (each annotator's group), "has" (whether
+    the annotator's demographics hold the key)}}}. A label is the answer as text, stripped, or
+    figures.MISSING_GROUP. It depends on the annotators alone: cached under `people_version`, which new
+    ratings leave alone (annotation.study_cache). `also`: annotators to read whatever their study."""
+    people = Annotator.objects.filter(Q(study_id=study_id) | Q(id__in=[] if also is None else also.tolist()))
+    rows = list(people.order_by("id").values_list("id", "status", "demographics"))
+    answers = [demo or {} for *_, demo in rows]
+    columns = {}
+    for column in sorted({k for demo in answers for k in demo}):
+        labels = np.array([str(demo.get(column, figures.MISSING_GROUP)).strip() for demo in answers])
+        groups, codes = np.unique(labels, return_inverse=True)
+        has = np.fromiter((column in demo for demo in answers), dtype=bool, count=len(answers))
+        columns[column] = {"groups": [str(g) for g in groups], "codes": codes.astype(np.int32), "has": has}
+    return {
+        "ids": np.array([pk for pk, *_ in rows], dtype=np.int64),
+        "excluded": np.array([status == Annotator.Status.EXCLUDED for _, status, _ in rows], dtype=bool),
+        "columns": columns,
+    }
+
+
+def _positions(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray | None:
+    """Where each of `wanted` is in the sorted `ids`; None if some are not there."""
+    if not len(wanted):
+        return np.zeros(0, dtype=np.int64)
+    if not len(ids):
+        return None
+    at = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
+    return at if np.array_equal(ids[at], wanted) else None
+
+
 def _prompt_histograms(prompt) -> dict:
     """The prompt's ratings (excluded annotators left out) in the histogram's bins, overall (column "")
     and by every demographic column its raters have: {"by_column": {column: {group: counts}},
-    "n_unsure"}. Two queries; numpy over the ratings, not a loop per rating and column."""
-    rows = list(
-        prompt.ratings.filter(unsure=False)
-        .exclude(annotator__status="excluded")
-        .values_list("value", "annotator__demographics")
-    )
+    "n_unsure"} (Unsure answers of every annotator). One query for the prompt's ratings, three columns of
+    them; the annotators' groups and exclusions from `_annotator_groups`, cached apart from the ratings;
+    numpy over the ratings, not a loop per rating and column."""
+    rows = list(prompt.ratings.values_list("annotator_id", "value", "unsure"))
+    rated = np.array([a for a, _, _ in rows], dtype=np.int64)
+    values = np.array([v for _, v, _ in rows], dtype=float)
+    unsure = np.array([u for *_, u in rows], dtype=bool)
+    people = people_cached(prompt.study_id, "prompt-page-groups", lambda: _annotator_groups(prompt.study_id))
+    at = _positions(people["ids"], rated)
+    if at is None:  # a rater the cached annotators do not hold (written by a path that did not say so)
+        people = _annotator_groups(prompt.study_id, also=rated)
+        at = _positions(people["ids"], rated)
+    counted = ~unsure & ~people["excluded"][at]
+    kept = at[counted]
     n_bins = len(figures.HISTOGRAM_EDGES) - 1
-    bins = np.clip((np.array([v for v, _ in rows], dtype=float) // 10).astype(int), 0, n_bins - 1)
+    bins = np.clip((values[counted] // 10).astype(int), 0, n_bins - 1)
     by_column: dict[str, dict[str, list[int]]] = {"": {"all annotators": np.bincount(bins, minlength=n_bins).tolist()}}
-    for column in sorted({k for _, demo in rows for k in (demo or {})}):
-        labels = np.array([str((demo or {}).get(column, figures.MISSING_GROUP)).strip() for _, demo in rows])
-        groups, which = np.unique(labels, return_inverse=True)
-        counts = np.zeros((len(groups), n_bins), dtype=int)
-        np.add.at(counts, (which, bins), 1)
-        by_column[column] = {str(g): counts[i].tolist() for i, g in enumerate(groups)}
-    return {"by_column": by_column, "n_unsure": prompt.ratings.filter(unsure=True).count()}
+    for column, group in people["columns"].items():
+        if not group["has"][kept].any():
+            continue  # none of this prompt's counted raters answered it
+        counts = np.zeros((len(group["groups"]), n_bins), dtype=int)
+        np.add.at(counts, (group["codes"][kept], bins), 1)
+        by_column[column] = {group["groups"][i]: counts[i].tolist() for i in np.flatnonzero(counts.sum(axis=1))}
+    return {"by_column": by_column, "n_unsure": int(unsure.sum())}
 
 
 @require_GET
