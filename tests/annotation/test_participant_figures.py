@@ -22,12 +22,13 @@ from tests.annotation.test_take_flow import study as take_study  # noqa: F401  (
 
 pytestmark = pytest.mark.django_db
 
-# Per annotator, the ratings of their first trials in order (None: Unsure).
+# Per annotator, the ratings of their first trials in order (None: Unsure); the second and the fourth rate
+# all five prompts, so that every prompt's consensus is in the second's agreement.
 ANSWERS = {
     "5f3c2a9e8b7d6c5b4a392801": ["10", "80", None],
-    "5f3c2a9e8b7d6c5b4a392802": ["20", "30", "90", "60"],
+    "5f3c2a9e8b7d6c5b4a392802": ["20", "30", "90", "60", "45"],
     "5f3c2a9e8b7d6c5b4a392803": ["70", "70", "70"],
-    "5f3c2a9e8b7d6c5b4a392804": ["0", "50", "100", "25"],
+    "5f3c2a9e8b7d6c5b4a392804": ["0", "50", "100", "25", "75"],
 }
 
 
@@ -87,7 +88,7 @@ def test_each_write_rereads_its_annotator_only_and_matches_a_table_from_scratch(
 
     # A new rating: its annotator's own figures and everyone's agreement move.
     client, annotator = people["5f3c2a9e8b7d6c5b4a392801"]
-    trial = _answer(client, study, annotator, "35")
+    trial = _answer(client, study, annotator, "37")  # no mean of the others: the consensus moves
     rated = _check(study, reread=1)
     assert rated["P0001"]["answered"] == 4
     assert rated["P0002"]["agreement_r"] != first["P0002"]["agreement_r"]  # the consensus of that prompt moved
