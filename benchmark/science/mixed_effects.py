@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from scipy import linalg, optimize, sparse, stats
-from sklearn.linear_model import lasso_path
 from threadpoolctl import threadpool_limits
 
 from .release import FACTOR_COLUMNS, FEATURE_PREFIXES
@@ -683,6 +682,8 @@ def _eligible_traits(traits: pd.DataFrame, min_group_size: int) -> tuple[list[st
 
 def _lasso_cv_select(x, y, groups, *, n_folds, alphas, rule, fold_seed):
     """Lasso path cross-validated with folds of whole annotators; returns (coef at the chosen penalty, index)."""
+    from sklearn.linear_model import lasso_path  # noqa: PLC0415  (scikit-learn is slow to import: not at URL-conf time)
+
     labels = np.unique(groups)
     fold_of = np.random.default_rng(fold_seed).permutation(np.arange(len(labels)) % n_folds)
     row_fold = fold_of[np.searchsorted(labels, groups)]

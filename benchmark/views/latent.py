@@ -15,7 +15,6 @@ from config.errors import ApplicationError, error_response
 from jobs.services import job_create
 
 from .. import figures
-from ..latent import checkpoint_names, checkpoint_report
 
 _NAME = re.compile(r"^[a-z][a-z-]{0,40}$")
 
@@ -42,6 +41,8 @@ def latent_start(request, study):
 
 
 def _report_or_404(request, name: str):
+    from ..latent import checkpoint_names, checkpoint_report  # noqa: PLC0415  (torch: not at URL-conf time)
+
     if not _NAME.match(name) or name not in checkpoint_names():
         raise ApplicationError(f"No checkpoint {name!r}; shipped: {', '.join(checkpoint_names())}.", status_code=404)
     return checkpoint_report(name)
@@ -83,6 +84,8 @@ def _calibration_figure(report: dict) -> dict:
 @require_GET
 @login_required
 def latent_checkpoints(request):
+    from ..latent import checkpoint_names, checkpoint_report  # noqa: PLC0415  (torch: not at URL-conf time)
+
     rows = []
     for name in checkpoint_names():
         report = checkpoint_report(name)

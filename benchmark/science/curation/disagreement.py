@@ -22,7 +22,6 @@ import warnings
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
-from sklearn.linear_model import LinearRegression, RidgeCV
 
 from .pool import FEATURE_DIMENSIONS, Pool
 
@@ -77,6 +76,8 @@ class _Ridge:
         return X
 
     def fit(self, features, y, embeddings=None):
+        from sklearn.linear_model import RidgeCV  # noqa: PLC0415  (scikit-learn is slow to import: only on a fit)
+
         if self.use_embedding and embeddings is None:
             raise ValueError("use_embedding needs the embeddings")
         keep = np.isfinite(y)
@@ -131,6 +132,8 @@ class DisagreementModel:
         return score
 
     def fit(self, features, pilot_mean, pilot_sd, harm_level, embeddings=None) -> DisagreementModel:
+        from sklearn.linear_model import LinearRegression  # noqa: PLC0415  (as in _Ridge.fit)
+
         if self.use_embedding and embeddings is None:
             raise ValueError("use_embedding needs the embeddings")
         n = len(features)

@@ -18,10 +18,6 @@ from collections import OrderedDict
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingRegressor
-from sklearn.linear_model import RidgeCV
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from benchmark.science.predictors.base import Predictor, register
 from benchmark.science.predictors.common import (
@@ -44,6 +40,12 @@ def _representation(kind: str, table: pd.DataFrame) -> np.ndarray:
 
 
 def _learner(model: str, seed: int):
+    # scikit-learn takes a second and ~60 MB to import: only when a model is fitted, not when the URL conf
+    # (benchmark.uploads → this package) is loaded.
+    from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingRegressor  # noqa: PLC0415
+    from sklearn.linear_model import RidgeCV  # noqa: PLC0415
+    from sklearn.pipeline import make_pipeline  # noqa: PLC0415
+    from sklearn.preprocessing import StandardScaler  # noqa: PLC0415
 
     if model == "ridge_features":
         return "features", make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-1, 4, 26)))
