@@ -305,15 +305,28 @@ class RatingsParts:
     def prompt_rows(self) -> np.ndarray:
         return self.items.index.get_indexer(self.rows["prompt_id"])
 
-    def frame(self, *, traits: bool = True, features: bool = True) -> pd.DataFrame:
+    def frame(self, *, traits: bool | Sequence[str] = True, features: bool | Sequence[str] = True) -> pd.DataFrame:
+        """The long frame: the per-rating columns, then the annotator columns (`trait_columns`) and the prompt
+        columns (`feature_columns`), all of them (True), none (False) or those of them named (a list).
+        A reader that needs few of the 62 prompt features asks for those alone: at 1.5 million ratings each
+        float column joined is 12 MB."""
         frame = self.base
-        if traits:
-            joined = self.people[self.trait_columns].reindex(self.rows["annotator_id"]).reset_index(drop=True)
+        wanted_traits = _chosen(self.trait_columns, traits)
+        if wanted_traits:
+            joined = self.people[wanted_traits].reindex(self.rows["annotator_id"]).reset_index(drop=True)
             frame = pd.concat([frame, joined], axis=1)
-        if features:
-            joined = self.items[self.feature_columns].reindex(self.rows["prompt_id"]).reset_index(drop=True)
+        wanted_features = _chosen(self.feature_columns, features)
+        if wanted_features:
+            joined = self.items[wanted_features].reindex(self.rows["prompt_id"]).reset_index(drop=True)
             frame = pd.concat([frame, joined], axis=1)
         return frame
+
+
+def _chosen(columns: list[str], asked: bool | Sequence[str]) -> list[str]:
+    if isinstance(asked, bool):
+        return list(columns) if asked else []
+    named = set(asked)
+    return [c for c in columns if c in named]
 
 
 def ratings_parts(
@@ -322,6 +335,12 @@ def ratings_parts(
     rows = rating_rows(study=study, annotator_ids=annotator_ids)
     people = annotators_frame(study=study, annotator_ids=annotator_ids)
     items = prompts if prompts is not None else prompts_frame(study=study)
+    return ratings_parts_of(rows, people, items)
+
+
+def ratings_parts_of(rows: pd.DataFrame, people: pd.DataFrame, items: pd.DataFrame) -> RatingsParts:
+    """`ratings_parts` of rows read already: `rating_rows`, `annotators_frame` and `prompts_frame` (or frames of
+    the same shape, such as a benchmark's synthetic study)."""
     base = pd.DataFrame(
         {
             "annotator": people["pseudonym"].reindex(rows["annotator_id"]).to_numpy(),
@@ -348,8 +367,8 @@ def ratings_frame(
     *,
     study: Study,
     annotator_ids: Sequence[int] | None = None,
-    traits: bool = True,
-    features: bool = True,
+    traits: bool | Sequence[str] = True,
+    features: bool | Sequence[str] = True,
     prompts: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The long table: one row per (annotator, prompt) rating.
@@ -357,7 +376,8 @@ def ratings_frame(
     Columns: `annotator` (pseudonym), `prompt` (external id), `rating` (0–100, NaN when unsure),
     `unsure`, `trial` (display position), `rt_ms` (browser active time), `server_rt_ms`, `revised` (the
     annotator changed the answer once, from the next card: `rating` is the final one); then,
-    if asked, annotator status, demographics and trait scores, then `harm_level` and prompt features.
+    if asked, annotator status, demographics and trait scores, then `harm_level` and prompt features (`traits`
+    and `features`: all, none, or a list of the columns wanted; see `RatingsParts.frame`).
     """
     parts = ratings_parts(study=study, annotator_ids=annotator_ids, prompts=prompts)
     return parts.frame(traits=traits, features=features)

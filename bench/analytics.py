@@ -5,7 +5,10 @@ Cases, each in a fresh process so that its peak memory is its own:
   * descriptive report on a generated 10,000 × 150 study, 1.5 million ratings: ≤ 10 s, ≤ 1.5 GiB;
   * RQ1–RQ3 mixed-effects models (and the BIC ladder) on the release: ≤ 60 s;
   * RQ1–RQ3 (and the BIC ladder) on the 10,000 × 150 study, all 1.5 million ratings: ≤ 60 s.
-Timed from a ready DataFrame (the science core's own work); reading the frame from the database is
+Timed from the frame the analysis job gives each step: the study in the shape the job reads it from the
+database (rating rows of ids, annotators, prompts: `bench.analytics_data.parts_of_long`), joined by the job's
+own code (`benchmark.analysis.descriptive_frame`: only the columns the descriptive report reads;
+`mixed_frame`: the whole study frame, prompt features included). Reading the rows from the database is
 measured separately by the import/export benchmark. Memory: *step peak* is the process's peak resident
 memory while the step runs (the frame it reads included; the kernel's high-water mark is reset once the
 frame is built), *process peak* also covers building the frame.
@@ -24,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import REPO, machine_info, write_section
+from bench.common import REPO, django_setup, machine_info, write_section
 
 RELEASE = REPO / "benchmark" / "datasets" / "pluriharms"
 RESULT = "BENCH_ANALYTICS "
@@ -66,10 +69,19 @@ def _reset_high_water() -> None:
 def _step(kind: str, n_annotators: int) -> None:
     """Run in the child process: build the frame, time the step, print one JSON line."""
     sys.path.insert(0, str(REPO))
-    from bench.analytics_data import synthetic_long
+    django_setup("sqlite:///:memory:")  # the product's selectors import its models; no database is read
+    from bench.analytics_data import parts_of_long, synthetic_long
+    from benchmark.analysis import descriptive_frame, mixed_frame
     from benchmark.science.release import release_read
 
-    frame = release_read(RELEASE).long() if n_annotators == 0 else synthetic_long(n_annotators, seed=1)
+    # The study as the analysis job reads it from the database (rows of ids, annotators, prompts), and the
+    # frame the job gives the step, joined by the job's own code (benchmark.analysis.study_report).
+    parts = parts_of_long(release_read(RELEASE).long() if n_annotators == 0 else synthetic_long(n_annotators, seed=1))
+    if kind == "descriptive":
+        frame = descriptive_frame(parts)  # the job keeps `parts` meanwhile, to join the mixed models' frame after
+    else:
+        frame = mixed_frame(parts)
+        del parts
     _release_free_memory()  # what building the frame freed goes back to the system before the step
     base_mb = _resident_mb()
     _reset_high_water()
@@ -155,10 +167,14 @@ def run(quick: bool = False) -> bool:
             "|---|---:|---:|---:|---:|---:|---:|---|---|---|",
             *rows,
             "",
-            "Each case runs in its own process; *Seconds* (wall) and *CPU s* time the step from a ready long "
-            "DataFrame (the release files, or a seeded synthetic study from `bench/analytics_data.py`); *Frame MB* "
-            "is the process's resident memory when the step starts (the long frame, 1.24 GB of it at 1.5M rows with "
-            "its 62 float64 prompt-feature columns, and the libraries; memory freed while building the frame is "
+            "Each case runs in its own process; *Seconds* (wall) and *CPU s* time the step from the frame the "
+            "analysis job gives it (the release files, or a seeded synthetic study from `bench/analytics_data.py`, "
+            "in the shape the job reads a study from the database, joined by the job's own code: "
+            "`benchmark.analysis.descriptive_frame`, the columns the descriptive report reads, and "
+            "`mixed_frame`, the whole study frame with its 62 float64 prompt features); *Frame MB* "
+            "is the process's resident memory when the step starts (the frame, the libraries, Django, and for the "
+            "descriptive report the study's rows the job keeps to join the mixed models' frame after it; memory "
+            "freed while building the frame is "
             "returned to the system first); *Step peak MB* is the peak resident memory during the step, the frame "
             "included (the memory target applies to it), so the step's own need is the difference; *Process peak "
             "MB* also covers building the frame. The mixed models are fitted "

@@ -138,3 +138,62 @@ def synthetic_long(n_annotators: int, seed: int = 0, *, release_dir: Path | str 
     for position, (name, values) in enumerate(columns.items()):
         frame.insert(position, name, values)
     return frame
+
+
+def synthetic_parts(n_annotators: int, seed: int = 0, *, release_dir: Path | str = RELEASE):
+    """The same study as `synthetic_long`, in the shape the product reads a study from the database
+    (`annotation.selectors.ratings_parts`): see `parts_of_long`."""
+    return parts_of_long(synthetic_long(n_annotators, seed, release_dir=release_dir))
+
+
+def parts_of_long(long: pd.DataFrame):
+    """A long frame (`synthetic_long`, or the release's) as the product reads a study from the database
+    (`annotation.selectors.ratings_parts`): rating rows of ids, an annotators frame and a prompts frame as
+    `rating_rows`, `annotators_frame` and `prompts_frame` return them. The frames the analyses get are then
+    joined by the product's own code (`benchmark.analysis.descriptive_frame`, `mixed_frame`), so that the
+    benchmark times and weighs what the analysis job builds. Needs Django set up (the selectors import models).
+    """
+    from annotation.selectors import ratings_parts_of
+
+    a_codes, pseudonyms = pd.factorize(long["annotator"], sort=False)
+    p_codes, external_ids = pd.factorize(long["prompt"], sort=False)
+    first_a = np.unique(a_codes, return_index=True)[1]
+    first_p = np.unique(p_codes, return_index=True)[1]
+    n = len(long)
+    rows = pd.DataFrame(
+        {
+            "annotator_id": a_codes.astype(np.int64) + 1,
+            "prompt_id": p_codes.astype(np.int64) + 1,
+            "rating": long["rating"].to_numpy(dtype=float),
+            "unsure": long["unsure"].to_numpy(dtype=bool),
+            "trial": long["trial"].to_numpy(dtype=np.int64),
+            "rt_ms": pd.arrays.IntegerArray(np.full(n, 3000, dtype=np.int64), np.zeros(n, dtype=bool)),
+            "server_rt_ms": pd.arrays.IntegerArray(np.full(n, 3100, dtype=np.int64), np.zeros(n, dtype=bool)),
+            "revised": np.zeros(n, dtype=bool),
+        }
+    )
+    demographics = [c for c in DEMOGRAPHIC_COLUMNS if c in long.columns]
+    factors = [c for c in FACTOR_COLUMNS if c in long.columns]
+    # As annotators_frame builds it: one Python value per annotator and column (None when unanswered).
+    people_data: dict[str, object] = {
+        "pseudonym": [str(p) for p in pseudonyms],
+        "source_id": [str(p) for p in pseudonyms],
+        "annotator_status": ["completed"] * len(pseudonyms),
+        "exclusion_reason": [""] * len(pseudonyms),
+    }
+    for c in demographics:
+        people_data[c] = [None if pd.isna(v) else str(v) for v in long[c].to_numpy(dtype=object)[first_a]]
+    for c in factors:
+        people_data[c] = long[c].to_numpy(dtype=float)[first_a]
+    people = pd.DataFrame(people_data, index=pd.Index(np.arange(1, len(pseudonyms) + 1), name="annotator_id"))
+    people.attrs["demographic_columns"] = demographics
+    people.attrs["trait_columns"] = factors
+    taken = {"annotator", "prompt", "rating", "unsure", "trial", *demographics, *factors}
+    items = pd.DataFrame(
+        {"external_id": [str(q) for q in external_ids], "text": [""] * len(external_ids)},
+        index=pd.Index(np.arange(1, len(external_ids) + 1), name="prompt_id"),
+    )
+    for c in long.columns:
+        if c not in taken:
+            items[c] = long[c].to_numpy(dtype=float)[first_p]
+    return ratings_parts_of(rows, people, items)
