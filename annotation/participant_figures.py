@@ -5,8 +5,10 @@ After a new rating, the page of a 10,000 × 150 study used to read all 1.5 milli
 again (about 6 s). Most of its figures are an annotator's own (trials, checks, response times,
 straight-lining, questionnaires): a rating changes them for its annotator only. The exception is the
 agreement with the leave-one-out consensus, which a rating moves for everyone who rated that prompt;
-it is recomputed for the whole study on each refresh, but from compact arrays of the ratings kept in
-the cache (annotator position, prompt position, value), with numpy group sums, not from the database.
+it is recomputed for the whole study on each refresh, but from a matrix of the ratings kept in the cache
+(annotator × prompt, single precision where that holds the values exactly: 6 MB for 10,000 × 150), with
+numpy row and column sums, not from the database. A partial design costs the same matrix as a full one
+(annotators × prompts cells, rated or not).
 
 `StudyFigures` (that state) lives in the cache under the study, whatever its version. A refresh
 compares each annotator's row with the one the state was built from: every write that changes an
@@ -61,8 +63,8 @@ class StudyFigures:
 
     `ids` are the annotators' ids in ascending order; `marks` each one's row (status, last answer,
     completion) when their figures were read; `columns` the COLUMNS, one value per annotator.
-    `who`, `item`, `value`: one entry per prompt rating, its annotator's position in `ids`, its prompt's
-    position in `prompts`, its value (NaN for Unsure), in the smallest dtypes that hold them exactly.
+    `values`: the ratings, one row per annotator (as `ids`) and one column per prompt (as `prompts`,
+    ascending ids); NaN for Unsure and for a prompt not rated; float32 when that holds them exactly.
     """
 
     basis: tuple
@@ -70,9 +72,7 @@ class StudyFigures:
     marks: list
     columns: dict[str, np.ndarray]
     prompts: np.ndarray
-    who: np.ndarray
-    item: np.ndarray
-    value: np.ndarray
+    values: np.ndarray
     reread: int = field(default=0, compare=False)  # annotators read again by the last refresh (for tests)
 
 
@@ -121,32 +121,29 @@ def own_figures(ratings: pd.DataFrame, ids: np.ndarray, min_seconds: float) -> d
     return {"n_rated": n_rated, "median_rt_s": median_rt, "too_fast": too_fast, "straight_lining": straight}
 
 
-def agreement(who: np.ndarray, item: np.ndarray, value: np.ndarray, excluded: np.ndarray) -> np.ndarray:
-    """Per annotator (position 0..len(excluded)-1), the Pearson correlation over the prompts they rated
-    between their ratings and the mean of the other non-excluded annotators' ratings of each prompt
-    (an excluded annotator is compared with all of them). NaN with fewer than 3 such prompts or no
-    variance. `value` is NaN for Unsure. Group sums over all ratings: no sort, no loop."""
+def agreement(values: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+    """Per annotator (row of `values`, annotators × prompts, NaN where not rated or Unsure), the Pearson
+    correlation over the prompts they rated between their ratings and the mean of the other non-excluded
+    annotators' ratings of each prompt (an excluded annotator is compared with all of them). NaN with fewer
+    than 3 such prompts or no variance. Row and column sums: no sort, no loop."""
     k = len(excluded)
-    if not len(value):
+    if not values.size:
         return np.full(k, np.nan)
-    value = value.astype(float, copy=False)
-    rated = ~np.isnan(value)
-    included = rated & ~excluded[who]
-    own = np.where(included, value, 0.0)
-    n_items = int(item.max()) + 1
-    total = np.bincount(item, weights=own, minlength=n_items)[item]
-    n_others = np.bincount(item, weights=included, minlength=n_items)[item] - included
+    x = values.astype(float)
+    rated = ~np.isnan(x)
+    included = rated & ~excluded[:, None]
+    own = np.where(included, x, 0.0)
+    n_others = included.sum(axis=0)[None, :] - included
+    use = rated & (n_others > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        others = np.where(n_others > 0, (total - own) / n_others, np.nan)
-    use = rated & ~np.isnan(others)
-    g, x, m = who[use], value[use], others[use]
-    n = np.bincount(g, minlength=k).astype(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        xd = x - (np.bincount(g, weights=x, minlength=k) / n)[g]
-        md = m - (np.bincount(g, weights=m, minlength=k) / n)[g]
-        sxy = np.bincount(g, weights=xd * md, minlength=k)
-        sxx = np.bincount(g, weights=xd * xd, minlength=k)
-        syy = np.bincount(g, weights=md * md, minlength=k)
+        others = np.where(use, (own.sum(axis=0)[None, :] - own) / n_others, 0.0)
+        x = np.where(use, x, 0.0)
+        n = use.sum(axis=1).astype(float)
+        xd = np.where(use, x - (x.sum(axis=1) / n)[:, None], 0.0)
+        md = np.where(use, others - (others.sum(axis=1) / n)[:, None], 0.0)
+        sxy = np.einsum("ij,ij->i", xd, md)
+        sxx = np.einsum("ij,ij->i", xd, xd)
+        syy = np.einsum("ij,ij->i", md, md)
         # Variance zero up to rounding (every rating the same) leaves r undefined, not ±1 of noise.
         ok = (n >= 3) & (sxx > 1e-9 * n) & (syy > 1e-9 * n)
         return np.where(ok, np.clip(sxy / np.sqrt(sxx * syy), -1.0, 1.0), np.nan)
@@ -185,15 +182,6 @@ def _surveys_done(study: Study, required: list[str], ids: list[int] | None) -> d
     )
 
 
-def _compact(values: np.ndarray, kinds: tuple) -> np.ndarray:
-    """`values` in the first dtype of `kinds` that holds every one of them exactly."""
-    for kind in kinds:
-        small = values.astype(kind)
-        if np.array_equal(small.astype(values.dtype), values, equal_nan=values.dtype.kind == "f"):
-            return small
-    return values
-
-
 def _read(study: Study, ids: np.ndarray, only: list[int] | None) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
     """The COLUMNS of the annotators `ids` (all of them, or the positions of `only`'s ids) read from the
     database, and their prompt ratings; `only=None` reads the whole study in three queries."""
@@ -219,19 +207,34 @@ def _basis(study: Study) -> tuple:
     return (ratings_version(study.pk), stamp)
 
 
+def _matrix(ratings: pd.DataFrame, ids: np.ndarray, prompts: np.ndarray, into=None) -> np.ndarray:
+    """`ratings` (of annotators in `ids`, prompts in `prompts`) written into an annotators × prompts matrix
+    (a new one full of NaN, or `into`)."""
+    if into is None:
+        into = np.full((len(ids), len(prompts)), np.nan)
+    rows = np.searchsorted(ids, ratings["annotator_id"].to_numpy(dtype=np.int64))
+    cols = np.searchsorted(prompts, ratings["prompt_id"].to_numpy(dtype=np.int64))
+    value = np.where(ratings["unsure"].to_numpy(dtype=bool), np.nan, ratings["rating"].to_numpy(dtype=float))
+    into[rows, cols] = value
+    return into
+
+
+def _compact(values: np.ndarray) -> np.ndarray:
+    """`values` in single precision when that holds every one of them exactly (ratings on a 0–100 scale do)."""
+    small = values.astype(np.float32)
+    return small if np.array_equal(small, values, equal_nan=True) else values
+
+
 def _build(study: Study, basis: tuple, ids: np.ndarray, marks: list) -> StudyFigures:
     columns, ratings = _read(study, ids, None)
-    prompts, item = np.unique(ratings["prompt_id"].to_numpy(dtype=np.int64), return_inverse=True)
-    value = np.where(ratings["unsure"].to_numpy(dtype=bool), np.nan, ratings["rating"].to_numpy(dtype=float))
+    prompts = np.unique(ratings["prompt_id"].to_numpy(dtype=np.int64))
     return StudyFigures(
         basis=basis,
         ids=ids,
         marks=marks,
         columns=columns,
         prompts=prompts,
-        who=_compact(np.searchsorted(ids, ratings["annotator_id"].to_numpy(dtype=np.int64)), (np.int32,)),
-        item=_compact(item, (np.int16, np.int32)),
-        value=_compact(value, (np.float32,)),
+        values=_compact(_matrix(ratings, ids, prompts)),
         reread=len(ids),
     )
 
@@ -243,46 +246,37 @@ def _refresh(study: Study, state: StudyFigures, ids: np.ndarray, marks: list) ->
     changed = [int(pk) for pk, mark in zip(ids, marks) if old.get(int(pk)) != mark]
     if len(changed) > REREAD_SHARE * len(ids):
         return _build(study, state.basis, ids, marks)
-
-    # Positions in the new order of the annotators kept as they were (-1: gone or read again).
-    where = np.searchsorted(ids, state.ids)
-    where = np.minimum(where, max(len(ids) - 1, 0))
-    kept = (ids[where] == state.ids) if len(ids) else np.zeros(len(state.ids), dtype=bool)
-    kept &= ~np.isin(state.ids, np.asarray(changed, dtype=np.int64))
-    position = np.where(kept, where, -1)
-
-    columns = {}
     fresh, ratings = _read(study, ids, changed)
-    fresh_at = np.searchsorted(ids, np.asarray(changed, dtype=np.int64))
-    for name in COLUMNS:
-        column = np.zeros(len(ids), dtype=state.columns[name].dtype)
-        column[position[kept]] = state.columns[name][kept]
-        column[fresh_at] = fresh[name]
-        columns[name] = column
+    at = np.searchsorted(ids, np.asarray(changed, dtype=np.int64))
+    prompts = np.union1d(state.prompts, ratings["prompt_id"].to_numpy(dtype=np.int64))
 
-    stay = kept[state.who]
-    new_prompts = ratings["prompt_id"].to_numpy(dtype=np.int64)
-    prompts = np.union1d(state.prompts, new_prompts)
-    new_value = np.where(ratings["unsure"].to_numpy(dtype=bool), np.nan, ratings["rating"].to_numpy(dtype=float))
+    # The rows kept as they were: every row but the changed ones, where the annotators are the same (a
+    # rating, a revision); else the rows of the annotators still here, moved to their new positions.
+    same_people = np.array_equal(ids, state.ids)
+    same_prompts = len(prompts) == len(state.prompts)
+    if same_people and same_prompts:
+        values = state.values if state.values.dtype == np.float64 else state.values.astype(np.float64)
+        values[at] = np.nan
+        columns = {name: state.columns[name].astype(fresh[name].dtype, copy=True) for name in COLUMNS}
+    else:
+        where = np.minimum(np.searchsorted(ids, state.ids), max(len(ids) - 1, 0))
+        kept = (ids[where] == state.ids) if len(ids) else np.zeros(len(state.ids), dtype=bool)
+        values = np.full((len(ids), len(prompts)), np.nan)
+        values[np.ix_(where[kept], np.searchsorted(prompts, state.prompts))] = state.values[kept]
+        values[at] = np.nan
+        columns = {}
+        for name in COLUMNS:
+            columns[name] = np.zeros(len(ids), dtype=fresh[name].dtype)
+            columns[name][where[kept]] = state.columns[name][kept]
+    for name in COLUMNS:
+        columns[name][at] = fresh[name]
     return StudyFigures(
         basis=state.basis,
         ids=ids,
         marks=marks,
         columns=columns,
         prompts=prompts,
-        who=_compact(
-            np.concatenate(
-                [position[state.who[stay]], np.searchsorted(ids, ratings["annotator_id"].to_numpy(dtype=np.int64))]
-            ),
-            (np.int32,),
-        ),
-        item=_compact(
-            np.concatenate(
-                [np.searchsorted(prompts, state.prompts)[state.item[stay]], np.searchsorted(prompts, new_prompts)]
-            ),
-            (np.int16, np.int32),
-        ),
-        value=_compact(np.concatenate([state.value[stay].astype(float), new_value]), (np.float32,)),
+        values=_compact(_matrix(ratings, ids, prompts, into=values)),
         reread=len(changed),
     )
 
@@ -309,4 +303,4 @@ def study_figures(study: Study, people: list[tuple]) -> tuple[StudyFigures, np.n
         except Exception:
             logger.warning("cache unavailable: participants of study %s not kept", study.pk, exc_info=True)
     excluded = np.array([p[1] == Annotator.Status.EXCLUDED for p in people], dtype=bool)
-    return state, agreement(state.who.astype(np.intp), state.item.astype(np.intp), state.value, excluded)
+    return state, agreement(state.values, excluded)

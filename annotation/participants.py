@@ -59,13 +59,6 @@ def _seconds(start, end) -> float | None:
     return max(0.0, (end - start).total_seconds())
 
 
-def _none_if_nan(value):
-    if value is None:
-        return None
-    value = float(value)
-    return None if np.isnan(value) else value
-
-
 _UNSET = object()
 
 
@@ -91,7 +84,7 @@ def participants_columns(*, study: Study, status: str | None = None, latent_job=
     columns = study_cached(
         study,
         f"participant-columns:{latent_job.pk if latent_job else 0}",
-        lambda: _by_column(_participants_rows(study, latent_job)),
+        lambda: _participants_columns(study, latent_job),
     )
     if status:
         keep = [i for i, value in enumerate(columns["status"]) if value == status]
@@ -99,11 +92,19 @@ def participants_columns(*, study: Study, status: str | None = None, latent_job=
     return columns
 
 
-def _by_column(rows: list[dict]) -> dict[str, list]:
-    return {name: [row[name] for row in rows] for name in PARTICIPANT_COLUMNS}
+def _numbers(values: np.ndarray) -> list:
+    """Python floats, None where NaN."""
+    values = np.asarray(values, dtype=float)
+    return np.where(np.isnan(values), None, values).tolist()
 
 
-def _participants_rows(study: Study, latent_job) -> list[dict]:
+def _whole(values: np.ndarray) -> list[int]:
+    return np.asarray(values).astype(np.int64).tolist()
+
+
+def _participants_columns(study: Study, latent_job) -> dict[str, list]:
+    """Every column of PARTICIPANT_COLUMNS for every annotator, built column by column (numpy; no dict per
+    annotator)."""
     people = list(
         Annotator.objects.filter(study=study)
         .order_by("id")
@@ -112,34 +113,30 @@ def _participants_rows(study: Study, latent_job) -> list[dict]:
     # What a change to an annotator's ratings, trials or questionnaires also changes (participant_figures).
     marks = [(pk, st, last_seen_at, completed_at) for pk, _, st, _, _, completed_at, last_seen_at in people]
     figures, agreement_r = study_figures(study, marks)
-    columns = figures.columns
+    own = figures.columns
     latent = latent_by_pseudonym(latent_job)
-    required = len(dict.fromkeys(study.instruments or []))
-
-    rows = []
-    for i, (_, pseudonym, st, reason, consented_at, completed_at, last_seen_at) in enumerate(people):
-        states = latent.get(pseudonym, {})
-        rows.append(
-            {
-                "pseudonym": pseudonym,
-                "status": st,
-                "exclusion_reason": reason if st == Annotator.Status.EXCLUDED else "",
-                "answered": int(columns["n_rated"][i]) + int(columns["checks_answered"][i]),
-                "assigned": int(columns["assigned"][i]),
-                "time_on_task_s": _seconds(consented_at, completed_at or last_seen_at),
-                "median_rt_s": _none_if_nan(columns["median_rt_s"][i]),
-                "checks_passed": int(columns["checks_passed"][i]),
-                "checks_failed": int(columns["checks_failed"][i]),
-                "too_fast": int(columns["too_fast"][i]),
-                "straight_lining": _none_if_nan(columns["straight_lining"][i]),
-                "surveys_done": int(columns["surveys_done"][i]),
-                "surveys_required": required,
-                "agreement_r": _none_if_nan(agreement_r[i]),
-                "expected_disengaged": states.get("expected_disengaged"),
-                "latent_flag": states.get("flag_review"),
-            }
-        )
-    return rows
+    pseudonyms = [row[1] for row in people]
+    statuses = [row[2] for row in people]
+    states = [latent.get(pseudonym, {}) for pseudonym in pseudonyms]
+    columns = {
+        "pseudonym": pseudonyms,
+        "status": statuses,
+        "exclusion_reason": [reason if st == Annotator.Status.EXCLUDED else "" for (_, _, st, reason, *_) in people],
+        "answered": _whole(own["n_rated"] + own["checks_answered"]),
+        "assigned": _whole(own["assigned"]),
+        "time_on_task_s": [_seconds(row[4], row[5] or row[6]) for row in people],
+        "median_rt_s": _numbers(own["median_rt_s"]),
+        "checks_passed": _whole(own["checks_passed"]),
+        "checks_failed": _whole(own["checks_failed"]),
+        "too_fast": _whole(own["too_fast"]),
+        "straight_lining": _numbers(own["straight_lining"]),
+        "surveys_done": _whole(own["surveys_done"]),
+        "surveys_required": [len(dict.fromkeys(study.instruments or []))] * len(people),
+        "agreement_r": _numbers(agreement_r),
+        "expected_disengaged": [state.get("expected_disengaged") for state in states],
+        "latent_flag": [state.get("flag_review") for state in states],
+    }
+    return columns
 
 
 def participants_frame(*, study: Study, status: str | None = None) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from django.utils import timezone
 from annotation.admin import RatingAdmin
 from annotation.models import Annotator, Assignment, Rating
 from annotation.participant_figures import _state_key, agreement
-from annotation.participants import _participants_rows, participants_table
+from annotation.participants import _participants_columns, participants_table
 from annotation.services.review import annotator_exclude
 from annotation.services.revision import rating_revise
 from tests.annotation.test_take_flow import current, start_rating, submit
@@ -50,12 +50,17 @@ def _rated(study) -> dict[str, tuple[Client, Annotator]]:
     return people
 
 
+def _rows(study) -> list[dict]:
+    columns = _participants_columns(study, None)
+    return [dict(zip(columns, values)) for values in zip(*columns.values())]
+
+
 def _scratch(study) -> list[dict]:
     """The rows computed from the whole study, leaving the kept state as it was."""
     kept = cache.get(_state_key(study.pk))
     cache.delete(_state_key(study.pk))
     try:
-        return _participants_rows(study, None)
+        return _rows(study)
     finally:
         cache.set(_state_key(study.pk), kept)
 
@@ -116,7 +121,7 @@ def test_each_write_rereads_its_annotator_only_and_matches_a_table_from_scratch(
     assert arrived[fifth.pseudonym]["answered"] == 3
 
     # Nothing changed: the state is used as it is (the page itself would not even ask: its cache holds).
-    _same(_participants_rows(study, None), list(arrived.values()))
+    _same(_rows(study), list(arrived.values()))
     assert cache.get(_state_key(study.pk)).reread == 0
 
 
@@ -180,7 +185,9 @@ def test_agreement_is_the_leave_one_out_correlation_of_its_definition():
     value[rng.random(len(value)) < 0.1] = np.nan  # Unsure
     excluded = np.zeros(k, dtype=bool)
     excluded[[2, 7]] = True
-    got = agreement(who, item, value, excluded)
+    matrix = np.full((k, n_items), np.nan)
+    matrix[who, item] = value
+    got = agreement(matrix, excluded)
     for a in range(k):
         xs, ms = [], []
         for i in range(n_items):
