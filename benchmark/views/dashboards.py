@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Q
+from django.db.models import Q, TextField
+from django.db.models.functions import Cast
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -373,12 +374,16 @@ def _annotator_groups(study_id: int, *, also: np.ndarray | None = None) -> dict:
     figures.MISSING_GROUP. It depends on the annotators alone: cached under `people_version`, which new
     ratings leave alone (annotation.study_cache). `also`: annotators to read whatever their study."""
     people = Annotator.objects.filter(Q(study_id=study_id) | Q(id__in=[] if also is None else also.tolist()))
-    rows = list(people.order_by("id").values_list("id", "status", "demographics"))
-    answers = [demo or {} for *_, demo in rows]
+    rows = list(people.order_by("id").values_list("id", "status", Cast("demographics", TextField())))
+    # The JSON as text, decoded in one call: 10,000 calls of the JSONField's decoder cost three times as much.
+    answers = [demo or {} for demo in json.loads("[" + ",".join(text or "null" for *_, text in rows) + "]")]
     columns = {}
     for column in sorted({k for demo in answers for k in demo}):
-        labels = np.array([str(demo.get(column, figures.MISSING_GROUP)).strip() for demo in answers])
-        groups, codes = np.unique(labels, return_inverse=True)
+        labels = [str(demo.get(column, figures.MISSING_GROUP)).strip() for demo in answers]
+        # Hashed first, then the few distinct labels sorted as numpy sorts them (np.unique of all is 5× slower).
+        first, distinct = pd.factorize(np.array(labels, dtype=object))
+        groups, order = np.unique(np.array(list(distinct), dtype=str), return_inverse=True)
+        codes = order[first]
         has = np.fromiter((column in demo for demo in answers), dtype=bool, count=len(answers))
         columns[column] = {"groups": [str(g) for g in groups], "codes": codes.astype(np.int32), "has": has}
     return {
