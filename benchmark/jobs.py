@@ -330,12 +330,9 @@ class SelectionParams(StrictParams):
         study: Study | None = self.context.get("study")
         if study is not None:
             if attrs.get("pool") is not None:
-                from .pool_curation import pool_for_study  # noqa: PLC0415
+                from .pool_curation import pool_for_params  # noqa: PLC0415
 
-                try:
-                    n = pool_for_study(study=study, pool_id=attrs["pool"]).candidates.count()
-                except ApplicationError as exc:
-                    raise serializers.ValidationError({"pool": exc.message}) from None
+                n = pool_for_params(study=study, pool_id=attrs["pool"]).candidates.count()
                 if attrs["k"] > n:
                     raise serializers.ValidationError({"k": f"K = {attrs['k']} is more than the pool's {n} candidates"})
             else:

@@ -35,6 +35,14 @@ def pool_for_study(*, study, pool_id) -> CandidatePool:
     return pool
 
 
+def pool_for_params(*, study, pool_id) -> CandidatePool:
+    """`pool_for_study` for a job's parameter check: its refusal is the serializer's error on `pool`."""
+    try:
+        return pool_for_study(study=study, pool_id=pool_id)
+    except ApplicationError as exc:
+        raise serializers.ValidationError({"pool": exc.message}) from None
+
+
 # --- value topics ----------------------------------------------------------------------------------
 
 
@@ -195,10 +203,7 @@ class PoolTopicsParams(StrictParams):
     def validate(self, attrs):
         study = self.context.get("study")
         if study is not None:
-            try:
-                pool = pool_for_study(study=study, pool_id=attrs["pool"])
-            except ApplicationError as exc:
-                raise serializers.ValidationError({"pool": exc.message}) from None
+            pool = pool_for_params(study=study, pool_id=attrs["pool"])
             n = pool.candidates.count()
             if attrs["k"] > n:
                 raise serializers.ValidationError({"k": f"K = {attrs['k']} is more than the pool's {n} candidates"})

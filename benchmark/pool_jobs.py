@@ -35,7 +35,7 @@ from jobs.registry import JobKind, Progress
 from jobs.services import artifact_dir, artifact_save
 
 from .models import Candidate, CandidatePool
-from .pool_curation import pool_for_study
+from .pool_curation import pool_for_params, pool_for_study
 from .pools import candidates_add, candidates_trees_set
 
 CHUNK = 20  # seeds (variants) or candidates (trees) per write and progress point
@@ -194,10 +194,7 @@ class VariantsParams(StrictParams):
 
         study = self.context.get("study")
         if study is not None:
-            try:
-                pool = pool_for_study(study=study, pool_id=attrs["pool"])
-            except ApplicationError as exc:
-                raise serializers.ValidationError({"pool": exc.message}) from None
+            pool = pool_for_params(study=study, pool_id=attrs["pool"])
             if not attrs["template"].strip():
                 attrs["template"] = variants_template(pool=pool)
             if not pool.candidates.filter(source=Candidate.Source.UPLOADED).exists():
@@ -298,10 +295,7 @@ class TreesParams(StrictParams):
     def validate(self, attrs):
         study = self.context.get("study")
         if study is not None:
-            try:
-                pool = pool_for_study(study=study, pool_id=attrs["pool"])
-            except ApplicationError as exc:
-                raise serializers.ValidationError({"pool": exc.message}) from None
+            pool = pool_for_params(study=study, pool_id=attrs["pool"])
             if not pool.candidates.exists():
                 raise serializers.ValidationError({"pool": "the pool has no candidates"})
         _llm_configured()

@@ -228,6 +228,31 @@ def test_variants_and_trees_start_through_the_api(client, researcher, pool, endp
     assert unknown.status_code == 400 and "no candidate pool" in unknown.json()["message"]
 
 
+@pytest.mark.parametrize(
+    "kind, params",
+    [
+        ("pool_topics", {"k": 2}),
+        ("variants", {"template": TEMPLATE}),
+        ("trees", {}),
+        ("selection", {"k": 2}),
+    ],
+)
+def test_every_pool_job_refuses_another_studys_pool_on_its_pool_field(client, researcher, pool, endpoint, kind, params):
+    """The four validators that name a pool share one lookup: the same 400 on `pool`, and no job."""
+    client.force_login(researcher)
+    other = pool_create(study=Study.objects.create(slug="other", title="Other", owner=researcher), name="Other")
+    for pool_id in (other.pk, other.pk + 99):
+        response = client.post(
+            "/api/jobs/",
+            {"kind": kind, "study": "bank", "params": {"pool": pool_id, **params}},
+            content_type="application/json",
+        )
+        body = response.json()
+        assert response.status_code == 400, body
+        assert body["extra"]["field"] == "pool" and f"no candidate pool #{pool_id} in this study" in body["message"]
+    assert not Job.objects.exists()
+
+
 def test_trees_job_writes_trees_and_features_and_reports_failures(
     client, researcher, study, endpoint, monkeypatch, django_capture_on_commit_callbacks
 ):
