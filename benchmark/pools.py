@@ -27,6 +27,7 @@ from annotation.services.prompt_bank import (
     MAX_TEXT_CHARS,
     Bank,
     BankProblems,
+    bank_existing_refuse,
     bank_read,
 )
 from annotation.services.uploads import MAX_UPLOAD_BYTES
@@ -101,16 +102,8 @@ def _read_upload(upload, max_bytes: int | None = None) -> bytes:
 
 def pool_bank_check(*, pool: CandidatePool, bank: Bank) -> None:
     """Row-level problems for ids already in the pool and for a pool that would grow past its limit."""
-    column = dict((role, c) for c, role in bank.columns).get("external id", "external_id")
     existing = set(pool.candidates.values_list("external_id", flat=True))
-    bank.n_existing = len(existing)
-    kept = []
-    for r in bank.rows:
-        if r.external_id in existing:
-            bank.problem(f"external id {r.external_id!r} is already a candidate of this pool", r.row, column)
-        else:
-            kept.append(r)
-    bank.rows = kept
+    bank_existing_refuse(bank, existing, already="a candidate of this pool")
     if len(existing) + len(bank.rows) > MAX_POOL_CANDIDATES:
         bank.problem(
             f"the pool would hold {len(existing) + len(bank.rows):,} candidates; at most {MAX_POOL_CANDIDATES:,}"

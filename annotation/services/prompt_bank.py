@@ -552,18 +552,25 @@ def bank_parse_objects(*, study: Study, objects: Any, name: str = "request body"
     return bank
 
 
-def _existing_check(study: Study, bank: Bank) -> None:
-    """Ids already in the study are refused (row-level), as are ids repeated in the file (by the parsers)."""
-    existing = set(study.prompts.values_list("external_id", flat=True))
+def bank_existing_refuse(bank: Bank, existing: set[str], *, already: str) -> None:
+    """Refuse (row-level, on the id column) and drop the bank's rows whose id is in `existing`, the ids the
+    target already holds ("external id 'x' is already {already}"), and set `bank.n_existing`. Shared by a
+    study's prompt bank (`_existing_check`) and a candidate pool's uploads (benchmark.pools)."""
     bank.n_existing = len(existing)
     column = dict((role, c) for c, role in bank.columns).get("external id", ID)
     kept = []
     for r in bank.rows:
         if r.external_id in existing:
-            bank.problem(f"external id {r.external_id!r} is already a prompt of this study", r.row, column)
+            bank.problem(f"external id {r.external_id!r} is already {already}", r.row, column)
         else:
             kept.append(r)
     bank.rows = kept
+
+
+def _existing_check(study: Study, bank: Bank) -> None:
+    """Ids already in the study are refused (row-level), as are ids repeated in the file (by the parsers)."""
+    existing = set(study.prompts.values_list("external_id", flat=True))
+    bank_existing_refuse(bank, existing, already="a prompt of this study")
 
 
 # --- the two steps ----------------------------------------------------------------------------------
