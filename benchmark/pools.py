@@ -34,7 +34,6 @@ from annotation.services.uploads import MAX_UPLOAD_BYTES
 from config.errors import ApplicationError
 
 from .models import Candidate, CandidatePool
-from .science.harm_benefit import TreeError, tree_validate
 from .science.release.columns import FEATURE_PREFIXES, is_feature_column
 
 MAX_POOL_NAME = CandidatePool._meta.get_field("name").max_length
@@ -192,6 +191,10 @@ def _features_clean(features: Any, row: int | None, problems: list) -> dict[str,
 def _tree_clean(tree: Any, row: int | None, problems: list) -> list | None:
     if tree is None:
         return None
+    # Here, not at the top: the package imports scipy (~0.5 s), which every process would pay at start-up
+    # (the benchmark app's ready() imports this module through benchmark.pool_jobs).
+    from .science.harm_benefit import TreeError, tree_validate  # noqa: PLC0415
+
     try:
         return tree_validate(tree)
     except TreeError as exc:

@@ -33,7 +33,6 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
-from benchmark.science.harm_benefit import TreeError, tree_validate
 from benchmark.science.release import (
     FEATURE_PREFIXES,
     PROMPT_TEXT,
@@ -217,6 +216,10 @@ def _number(value: Any, bank: Bank, row: int, column: str, *, unit: bool = False
 def _tree(value: Any, bank: Bank, row: int, column: str) -> list | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
+    # Here, not at the top: the package imports scipy (~0.5 s), which every process would pay at start-up
+    # (the benchmark app's ready() imports this module through benchmark.pool_jobs).
+    from benchmark.science.harm_benefit import TreeError, tree_validate  # noqa: PLC0415
+
     try:
         tree = tree_validate(value)
         unstorable = _unstorable(tree)  # a JSON cell may spell a NUL or a lone surrogate as an escape
