@@ -1,8 +1,9 @@
 """Fast writes of many rows: binary COPY on PostgreSQL, batched inserts elsewhere.
 
 On PostgreSQL the rows go straight into their tables with `COPY … (FORMAT binary)`, the buffers built
-with numpy in blocks (no Python object per row). Ids are drawn from the table's own sequence first, so
-a rating can name its assignment without a round trip. The per-row foreign-key triggers are the
+with numpy in blocks (no Python object per row). The assignments take their ids from their column
+default during the COPY, and the ratings then name them: the ids are known from the sequence's values
+before and after (`_copied_ids`), without reading 1.5 million rows back. The per-row foreign-key triggers are the
 largest cost of such a write (7.5 million checks for 1.5 million ratings, each one a query, run at
 commit); when the database role may, the write skips them for its own rows (`SET LOCAL
 session_replication_role = replica`, undone right after the COPY) and checks the same keys set-wise
@@ -12,12 +13,14 @@ the rows are written and logged as usual, in the caller's transaction.
 
 from __future__ import annotations
 
+import itertools
+import json
 import struct
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import psycopg
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection, models, transaction
 from django.utils import timezone
 from psycopg import sql
 
@@ -79,13 +82,17 @@ def _copy_binary(cursor, table: str, names: list[str], columns: list, n: int) ->
     return cursor.rowcount
 
 
+def _sequence_of(cursor, table: str) -> str:
+    cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
+    return cursor.fetchone()[0]
+
+
 def ids_reserve(cursor, table: str, n: int) -> np.ndarray:
     """Draw n ids from the sequence of `table`'s id column, as its default would, in ascending order.
 
     The server sends them as runs of consecutive ids (one run unless another session drew ids meanwhile).
     """
-    cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
-    sequence = cursor.fetchone()[0]
+    sequence = _sequence_of(cursor, table)
     cursor.execute(
         "SELECT min(id), max(id) FROM ("
         "  SELECT id, id - row_number() OVER (ORDER BY id) AS run"
@@ -119,6 +126,45 @@ def objects_copy(objects: list) -> list:
                 obj._state.adding = False
                 obj._state.db = connection.alias
     return objects
+
+
+def columns_copy(template, columns: dict[str, list]) -> np.ndarray:
+    """PostgreSQL: len(values) rows of `template`'s model by one COPY, without a model object per row;
+    returns their ids, in row order.
+
+    `columns` maps field names to one value per row (JSON fields as Python values, the others as the
+    database takes them); every other field of every row is what saving `template` would write
+    (its defaults, `auto_now_add` times, its foreign keys).
+    """
+    meta = template._meta
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    unknown = set(columns) - {f.name for f in fields}
+    if unknown:
+        raise ValueError(f"not fields of {meta.label}: {', '.join(sorted(unknown))}")
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) != 1:
+        raise ValueError("every column needs one value per row")
+    n = lengths.pop()
+    per_row = []
+    for f in fields:
+        if f.name not in columns:
+            per_row.append(itertools.repeat(f.get_db_prep_save(f.pre_save(template, True), connection), n))
+        elif isinstance(f, models.JSONField):
+            per_row.append([json.dumps(v, cls=f.encoder) for v in columns[f.name]])
+        else:
+            per_row.append(columns[f.name])
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(meta.db_table), sql.SQL(", ").join(sql.Identifier(f.column) for f in [meta.pk, *fields])
+    )
+    with connection.cursor() as wrapper, connection.wrap_database_errors:
+        cursor = wrapper.cursor
+        ids = ids_reserve(cursor, meta.db_table, n)
+        with cursor.copy(statement) as copy:
+            for row in zip(ids.tolist(), *per_row):
+                copy.write_row(row)
+        if cursor.rowcount != n:
+            raise DatabaseError(f"COPY wrote {cursor.rowcount} rows to {meta.db_table}, expected {n}")
+    return ids
 
 
 def objects_create(objects: list, *, batch_size: int = 1000) -> list:
@@ -157,8 +203,34 @@ def _references_check(cursor, parents: list[tuple[str, np.ndarray]]) -> None:
             raise DatabaseError(f"{len(ids) - found} referenced row(s) missing from {table}")
 
 
+def _copied_ids(cursor, table: str, sequence: str, before: int, annotator_ids: np.ndarray, n: int) -> np.ndarray:
+    """The ids the column default drew, in row order, for the n rows just COPYed into `table`.
+
+    `before` is a value this session drew from the sequence just before the COPY. The COPY drew n
+    values, one per row in row order, each larger than the one before; if the last is before + n, they
+    are exactly before + 1 … before + n. Otherwise another session drew values meanwhile, and the rows'
+    own ids are read back (ascending, so in row order).
+    """
+    cursor.execute("SELECT currval(%s::regclass)", [sequence])
+    last = cursor.fetchone()[0]
+    if last - before == n:
+        return np.arange(before + 1, last + 1, dtype=np.int64)
+    cursor.execute(
+        sql.SQL("SELECT id FROM {} WHERE id > %s AND id <= %s AND annotator_id = ANY(%s) ORDER BY id").format(
+            sql.Identifier(table)
+        ),
+        [before, last, np.unique(annotator_ids).tolist()],
+    )
+    ids = np.array([row[0] for row in cursor.fetchall()], dtype=np.int64)
+    if len(ids) != n:
+        raise DatabaseError(f"found {len(ids)} of the {n} rows just written to {table}")
+    return ids
+
+
 def _bulk_insert_postgresql(annotator_ids, prompt_ids, positions, values, unsure, now) -> None:
-    """Assignments and ratings by binary COPY, their ids drawn from the assignment sequence first."""
+    """Assignments and ratings by binary COPY; the assignments' ids come from their column default
+    (one sequence draw per row, in the COPY itself) and are then known without reading the rows back
+    (`_copied_ids`)."""
     n = len(annotator_ids)
     annotator_ids = np.asarray(annotator_ids, dtype=np.int64)
     prompt_ids = np.asarray(prompt_ids, dtype=np.int64)
@@ -168,14 +240,15 @@ def _bulk_insert_postgresql(annotator_ids, prompt_ids, positions, values, unsure
     assignment, rating = Assignment._meta, Rating._meta
     with transaction.atomic(), connection.cursor() as wrapper, connection.wrap_database_errors:
         cursor = wrapper.cursor  # psycopg's own cursor, for COPY; its errors raised as Django's
-        assignment_ids = ids_reserve(cursor, assignment.db_table, n)
+        sequence = _sequence_of(cursor, assignment.db_table)
+        cursor.execute("SELECT nextval(%s::regclass)", [sequence])
+        before = cursor.fetchone()[0]
         restore = _row_triggers_skipped(cursor)
         written = _copy_binary(
             cursor,
             assignment.db_table,
-            ["id", "annotator_id", "prompt_id", "kind", "position"],
+            ["annotator_id", "prompt_id", "kind", "position"],
             [
-                (assignment_ids, None),
                 (annotator_ids, None),
                 (prompt_ids, None),
                 (Assignment.Kind.PROMPT.value.encode(), None),
@@ -183,6 +256,9 @@ def _bulk_insert_postgresql(annotator_ids, prompt_ids, positions, values, unsure
             ],
             n,
         )
+        if written != n:
+            raise DatabaseError(f"COPY wrote {written} assignments, expected {n}")
+        assignment_ids = _copied_ids(cursor, assignment.db_table, sequence, before, annotator_ids, n)
         written += _copy_binary(
             cursor,
             rating.db_table,

@@ -29,7 +29,7 @@ from benchmark.science.release import (
 )
 from config.errors import ApplicationError
 
-from .bulk import bulk_insert_ratings, objects_create
+from .bulk import bulk_insert_ratings, columns_copy, objects_create
 from .models import Annotator, Assignment, Prompt, Rating, Study
 from .study_cache import study_changed
 
@@ -115,18 +115,31 @@ def _study_meta(release: Release) -> dict:
 
 def _annotators_create(*, study: Study, release: Release, rows: range) -> np.ndarray:
     """The release's participants in `rows`, with its ids ("P0001" … in row order) as pseudonyms."""
-    demographics = release.demographics.iloc[rows.start : rows.stop].to_dict("records")
-    pseudonyms = release.annotators
+    columns = list(release.demographics.columns)
+    part = release.demographics.iloc[rows.start : rows.stop]
+    demographics = [dict(zip(columns, values)) for values in zip(*(part[c].tolist() for c in columns))]
+    traits = [
+        {c: _clean(v) for c, v in zip(FACTOR_COLUMNS, factors)}
+        for factors in release.factors[rows.start : rows.stop].tolist()
+    ]
+    pseudonyms = release.annotators[rows.start : rows.stop]
+    source_ids = release.participants[rows.start : rows.stop]
+    template = Annotator(study=study, status=Annotator.Status.COMPLETED)
+    if connection.vendor == "postgresql":  # one COPY, no model object per annotator
+        return columns_copy(
+            template,
+            {"pseudonym": pseudonyms, "source_id": source_ids, "demographics": demographics, "traits": traits},
+        )
     annotators = [
         Annotator(
             study=study,
-            pseudonym=pseudonyms[i],
-            source_id=release.participants[i],
+            pseudonym=pseudonym,
+            source_id=source_id,
             status=Annotator.Status.COMPLETED,
-            demographics=demographics[i - rows.start],
-            traits={c: _clean(v) for c, v in zip(FACTOR_COLUMNS, release.factors[i])},
+            demographics=demographic,
+            traits=trait,
         )
-        for i in rows
+        for pseudonym, source_id, demographic, trait in zip(pseudonyms, source_ids, demographics, traits)
     ]
     objects_create(annotators)
     return np.array([a.pk for a in annotators], dtype=np.int64)

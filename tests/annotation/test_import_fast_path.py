@@ -195,3 +195,73 @@ def test_a_role_that_may_not_skip_the_triggers_keeps_them(small_study):
         assert _replication_role() == "origin"
         assert bulk._row_triggers_skipped(cursor.cursor) == "origin"
         assert _replication_role() == "replica"
+
+
+def _ratings_match_their_assignments(study) -> int:
+    """Ratings of `study` whose assignment has the same annotator and prompt (every one, if the ids held)."""
+    return Rating.objects.filter(
+        annotator__study=study, assignment__annotator_id=F("annotator_id"), assignment__prompt_id=F("prompt_id")
+    ).count()
+
+
+@postgresql_only
+@pytest.mark.parametrize("other_draws", [0, 1, 7])
+def test_assignment_ids_are_known_even_when_another_writer_draws_from_the_sequence(tmp_path, monkeypatch, other_draws):
+    """The assignments take their ids from the column default in the COPY; the ratings name them. When
+    another session draws ids meanwhile (simulated: values drawn between the marker and the COPY), the ids
+    are read back instead of assumed consecutive."""
+    directory, frame = _big_release(tmp_path, n_annotators=40)
+    real_copy, real_ids = bulk._copy_binary, bulk._copied_ids
+    read_back = []
+
+    def copy_after_others(cursor, table, *args):
+        if table == Assignment._meta.db_table and other_draws:
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id')::regclass) FROM generate_series(1, %s)",
+                [table, other_draws],
+            )
+        return real_copy(cursor, table, *args)
+
+    def spy(cursor, table, sequence, before, annotator_ids, n):
+        ids = real_ids(cursor, table, sequence, before, annotator_ids, n)
+        read_back.append(ids[0] != before + 1)
+        return ids
+
+    monkeypatch.setattr(bulk, "_copy_binary", copy_after_others)
+    monkeypatch.setattr(bulk, "_copied_ids", spy)
+    study = pluriharms_import(directory=directory, slug="gap")
+    assert read_back == [other_draws > 0]
+    n = 40 * 5
+    assert Rating.objects.filter(annotator__study=study).count() == n
+    assert _ratings_match_their_assignments(study) == n
+    expected = frame.set_index("Participant_ID")
+    for participant, prompt, position in Rating.objects.filter(annotator__study=study).values_list(
+        "annotator__source_id", "prompt__external_id", "assignment__position"
+    ):
+        assert int(expected.loc[participant, f"Trial_{prompt}"]) == position
+
+
+def test_annotators_keep_every_field_of_the_release(small_release):
+    """The annotators are written column-wise on PostgreSQL, as model objects elsewhere: the same rows."""
+    study = pluriharms_import(directory=small_release, slug="fields")
+    source = pd.read_csv(small_release / "annotations.csv", dtype=str, keep_default_na=False)
+    annotators = list(study.annotators.order_by("id"))
+    assert [a.pseudonym for a in annotators] == [f"P{i:04d}" for i in range(1, len(source) + 1)]
+    assert [a.source_id for a in annotators] == source["Participant_ID"].str.strip().tolist()
+    for annotator, (_, row) in zip(annotators, source.iterrows()):
+        assert annotator.status == Annotator.Status.COMPLETED
+        assert annotator.recruitment_hash == "" and annotator.exclusion == "" and annotator.order_seed == 0
+        assert annotator.created_at is not None and annotator.completed_at is None
+        assert set(annotator.demographics) == {c for c in source.columns if c in annotator.demographics}
+        assert all(annotator.demographics[c] == row[c] for c in annotator.demographics)
+        for column, value in annotator.traits.items():
+            assert (value is None and row[column] == "") or value == float(row[column])
+    assert len(annotators[0].demographics) == 10 and len(annotators[0].traits) == 3
+
+
+@postgresql_only
+def test_columns_copy_refuses_what_is_not_a_field(small_study):
+    with pytest.raises(ValueError, match="not fields of annotation.Annotator: nickname"):
+        bulk.columns_copy(Annotator(study=small_study), {"nickname": ["x"]})
+    with pytest.raises(ValueError, match="one value per row"):
+        bulk.columns_copy(Annotator(study=small_study), {"pseudonym": ["a", "b"], "source_id": ["1"]})
