@@ -33,7 +33,7 @@ class JobSerializer(serializers.ModelSerializer):
 
     study = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     artifacts = JobArtifactSerializer(many=True, read_only=True)
-    seconds = serializers.FloatField(read_only=True, allow_null=True, help_text="Run time; null until it has run.")
+    seconds = serializers.SerializerMethodField(help_text="Run time; null until it has run.")
 
     class Meta:
         model = Job
@@ -56,6 +56,10 @@ class JobSerializer(serializers.ModelSerializer):
             "artifacts",
         ]
         read_only_fields = fields
+
+    def get_seconds(self, job: Job) -> float | None:
+        """The run time in all: null while queued or running (`Job.seconds` also counts a running job's time)."""
+        return job.seconds if job.finished_at else None
 
 
 class JobDetailSerializer(JobSerializer):

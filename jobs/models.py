@@ -66,12 +66,6 @@ class Job(models.Model):
 
     @property
     def seconds(self) -> float | None:
-        if self.started_at and self.finished_at:
-            return (self.finished_at - self.started_at).total_seconds()
-        return None
-
-    @property
-    def duration_seconds(self) -> float | None:
         """Run time so far (running) or in all (ended); None before it starts."""
         if self.started_at is None:
             return None

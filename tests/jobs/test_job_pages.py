@@ -197,6 +197,31 @@ def test_the_api_cancels_as_the_page_does(cast, researcher, outsider):
     assert api.get(f"/api/jobs/{cast['queued_benchmark'].pk}/cancel/").status_code in (404, 405)
 
 
+def test_run_time_so_far_on_the_jobs_table_and_only_once_ended_in_the_api(client, researcher, cast):
+    """`Job.seconds` counts a running job's time (the jobs table shows it); the API's `seconds` stays null
+    until the job has ended; a queued job has neither."""
+    from rest_framework.test import APIClient
+
+    running = cast["running"]
+    running.started_at = timezone.now() - timezone.timedelta(seconds=30)
+    running.save(update_fields=["started_at"])
+    assert 30 <= running.seconds < 300 and cast["done"].seconds == 12.5 and cast["queued_export"].seconds is None
+    client.force_login(researcher)
+    html = client.get(reverse("jobs:study_jobs", args=["small"])).content.decode()
+    row = html.split(f'id="job-row-{running.pk}"')[1].split("</tr>")[0]
+    duration = row.split('class="num duration">')[1].split("</td>")[0]
+    assert duration.endswith(" s") and 30 <= float(duration.removesuffix(" s")) < 300
+    queued = html.split(f'id="job-row-{cast["queued_export"].pk}"')[1].split("</tr>")[0]
+    assert 'class="num duration">—</td>' in queued
+    api = APIClient()
+    api.force_authenticate(researcher)
+    seconds = {job["id"]: job["seconds"] for job in api.get("/api/jobs/", {"page_size": 100}).json()["results"]}
+    assert (
+        seconds[running.pk] is None and seconds[cast["done"].pk] == 12.5 and seconds[cast["queued_export"].pk] is None
+    )
+    assert api.get(f"/api/jobs/{running.pk}/").json()["seconds"] is None
+
+
 def test_the_admin_cancels_the_selected_jobs(client, staff, cast):
     client.force_login(staff)
     selected = [cast["queued_export"].pk, cast["running"].pk, cast["done"].pk]
