@@ -269,8 +269,9 @@ def run(quick: bool = False) -> bool:
         )
     lines += [
         "",
-        "After a write, the participants table is recomputed for the whole study (its agreement and straight-lining "
-        "figures depend on every rating), then served from the cache until the next write; the prompt page reads "
+        "After a write, the participants table rereads the annotators whose rows changed and recomputes the "
+        "agreement column for the whole study from cached arrays (annotation/participant_figures.py), then is "
+        "served from the cache until the next write; the prompt page reads "
         "its prompt's ratings (annotator, value, Unsure: 10,000 rows) and takes the annotators' demographic groups "
         "and exclusions from data cached under the study's annotator version, which a rating leaves alone (rebuilt "
         "when a questionnaire, an exclusion or an import changes the annotators); the counters recount one prompt.",
