@@ -79,6 +79,10 @@ class RatingsMatrix:
             if annotator_columns
             else pd.DataFrame(index=annotators)
         )
+        for column in annotator_table.columns:  # a frame may carry a column as a categorical: read its values
+            dtype = annotator_table[column].dtype
+            if isinstance(dtype, pd.CategoricalDtype):
+                annotator_table[column] = annotator_table[column].astype(dtype.categories.dtype)
         prompt_table = pd.DataFrame(index=prompts)
         if "harm_level" in df.columns:
             first_p = _first_index(p_codes, n_p)
