@@ -1,5 +1,5 @@
 from django.contrib import admin, messages
-from django.db import models
+from django.db import models, transaction
 
 from jobs.services import job_create
 
@@ -22,23 +22,31 @@ from .study_cache import study_changed
 
 class StudyDataAdmin(admin.ModelAdmin):
     """An edit here bypasses the services, which write an annotator's row together with their ratings,
-    trials and questionnaires: tell the study's cached pages that any of its ratings may have changed."""
+    trials and questionnaires: tell the study's cached pages that any of its ratings may have changed
+    (the study the row belonged to as well, should the edit move it to another study's annotator).
+    Each write and its bump share a transaction, so the bump is made again once the write has committed."""
 
-    def _changed(self, obj) -> None:
-        study_changed(obj.annotator.study_id, ratings=True)
+    @staticmethod
+    def _changed(study_ids) -> None:
+        for study_id in set(study_ids):
+            study_changed(study_id, ratings=True)
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        self._changed(obj)
+        with transaction.atomic():
+            before = type(obj).objects.filter(pk=obj.pk).values_list("annotator__study_id", flat=True)
+            studies = list(before) if change else []
+            super().save_model(request, obj, form, change)
+            self._changed([*studies, obj.annotator.study_id])
 
     def delete_model(self, request, obj):
-        self._changed(obj)
-        super().delete_model(request, obj)
+        with transaction.atomic():
+            self._changed([obj.annotator.study_id])
+            super().delete_model(request, obj)
 
     def delete_queryset(self, request, queryset):
-        for study_id in set(queryset.values_list("annotator__study_id", flat=True)):
-            study_changed(study_id, ratings=True)
-        super().delete_queryset(request, queryset)
+        with transaction.atomic():
+            self._changed(queryset.values_list("annotator__study_id", flat=True))
+            super().delete_queryset(request, queryset)
 
 
 def _export_action(fmt: str):

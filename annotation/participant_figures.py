@@ -28,6 +28,7 @@ makes the next refresh read that annotator again.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,10 +43,12 @@ from .study_cache import ratings_version
 logger = logging.getLogger(__name__)
 
 # The state is checked against the database on every use; what that check cannot see is a write that
-# bypassed the annotator's row while the cache was unreachable (its ratings-version bump lost), so the
-# state expires, as cached pages do (study_cache.ENTRY_SECONDS), only later: a page looked at hourly
-# does not pay a rebuild each time.
+# bypassed the annotator's row while the cache was unreachable (its ratings-version bump lost), so a state
+# is rebuilt from the whole study once it is this old, however often it was refreshed meanwhile (as cached
+# pages expire after study_cache.ENTRY_SECONDS, only later: a busy study pays a rebuild an hour).
 STATE_SECONDS = 60 * 60
+# The layout of StudyFigures: a state kept by code with another layout is never read.
+STATE_FORMAT = 2
 # Re-reading more annotators than this share of the study one by one costs more than reading it whole.
 REREAD_SHARE = 0.25
 TRIAL_COLUMNS = ("assigned", "checks_answered", "checks_passed", "checks_failed")
@@ -54,7 +57,7 @@ COLUMNS = (*TRIAL_COLUMNS, "surveys_done", *OWN_COLUMNS)
 
 
 def _state_key(study_id: int) -> str:
-    return f"participant-figures:{int(study_id)}"
+    return f"participant-figures:v{STATE_FORMAT}:{int(study_id)}"
 
 
 @dataclass
@@ -68,12 +71,14 @@ class StudyFigures:
     """
 
     basis: tuple
+    built_at: float  # time.time() of the last build from the whole study
     ids: np.ndarray
     marks: list
     columns: dict[str, np.ndarray]
     prompts: np.ndarray
     values: np.ndarray
     reread: int = field(default=0, compare=False)  # annotators read again by the last refresh (for tests)
+    layout: int = STATE_FORMAT  # a state unpickled from another layout has another value, or none
 
 
 def _group_medians(group: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
@@ -230,6 +235,7 @@ def _build(study: Study, basis: tuple, ids: np.ndarray, marks: list) -> StudyFig
     prompts = np.unique(ratings["prompt_id"].to_numpy(dtype=np.int64))
     return StudyFigures(
         basis=basis,
+        built_at=time.time(),
         ids=ids,
         marks=marks,
         columns=columns,
@@ -272,6 +278,7 @@ def _refresh(study: Study, state: StudyFigures, ids: np.ndarray, marks: list) ->
         columns[name][at] = fresh[name]
     return StudyFigures(
         basis=state.basis,
+        built_at=state.built_at,
         ids=ids,
         marks=marks,
         columns=columns,
@@ -293,13 +300,19 @@ def study_figures(study: Study, people: list[tuple]) -> tuple[StudyFigures, np.n
     except Exception:
         logger.warning("cache unavailable: participants of study %s read whole", study.pk, exc_info=True)
         basis = state = None
-    if isinstance(state, StudyFigures) and state.basis == basis:
+    usable = (
+        isinstance(state, StudyFigures)
+        and vars(state).get("layout") == STATE_FORMAT  # the instance's own (a class default would pass)
+        and state.basis == basis
+        and time.time() - state.built_at < STATE_SECONDS
+    )
+    if usable:
         state = _refresh(study, state, ids, marks)
     else:
         state = _build(study, basis, ids, marks)
     if basis is not None:
         try:
-            cache.set(_state_key(study.pk), state, STATE_SECONDS)
+            cache.set(_state_key(study.pk), state, max(1, int(state.built_at + STATE_SECONDS - time.time())))
         except Exception:
             logger.warning("cache unavailable: participants of study %s not kept", study.pk, exc_info=True)
     excluded = np.array([p[1] == Annotator.Status.EXCLUDED for p in people], dtype=bool)

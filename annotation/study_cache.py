@@ -236,6 +236,16 @@ def _annotator_people_saved(sender, instance, raw=False, update_fields=None, **k
         study_changed(instance.study_id, people=True)
 
 
+def _annotator_deleted(sender, instance, raw=False, **kwargs):
+    """An annotator deleted: their ratings went with them, unless they never consented (the periodic
+    release of idle arrivals deletes only those): no product path gives such an annotator a rating, trial
+    or questionnaire, and the pages that list annotators see them gone without a rebuild."""
+    if raw:
+        return
+    never_consented = instance.status == type(instance).Status.NEW and instance.consented_at is None
+    study_changed(instance.study_id, ratings=not never_consented, people=True)
+
+
 def signals_connect() -> None:
     """Connect the ORM receivers (AnnotationConfig.ready). Ratings and revisions are written by services
     that call `study_changed` themselves (the rating statement is SQL)."""
@@ -250,13 +260,10 @@ def signals_connect() -> None:
         _receiver(_via_annotator, ratings=True), sender=Assignment, weak=False, dispatch_uid="study_cache.Assignment"
     )
     # Deleting these fetches their rows anyway (their ratings and trials cascade); not Rating or Assignment.
-    for model in (Annotator, Prompt):
-        post_delete.connect(
-            _receiver(_own_study, ratings=True),
-            sender=model,
-            weak=False,
-            dispatch_uid=f"study_cache.{model.__name__}.delete",
-        )
+    post_delete.connect(
+        _receiver(_own_study, ratings=True), sender=Prompt, weak=False, dispatch_uid="study_cache.Prompt.delete"
+    )
+    post_delete.connect(_annotator_deleted, sender=Annotator, weak=False, dispatch_uid="study_cache.Annotator.delete")
     post_save.connect(
         _annotator_people_saved, sender=Annotator, weak=False, dispatch_uid="study_cache.Annotator.people"
     )

@@ -17,7 +17,8 @@ from annotation.participant_figures import _state_key, agreement
 from annotation.participants import _participants_columns, participants_table
 from annotation.services.review import annotator_exclude
 from annotation.services.revision import rating_revise
-from tests.annotation.test_take_flow import current, start_rating, submit
+from annotation.study_cache import study_changed
+from tests.annotation.test_take_flow import current, link, start_rating, submit
 from tests.annotation.test_take_flow import study as take_study  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.django_db
@@ -202,3 +203,110 @@ def test_agreement_is_the_leave_one_out_correlation_of_its_definition():
             assert got[a] == pytest.approx(np.corrcoef(xs, ms)[0, 1], rel=1e-9)
         else:
             assert np.isnan(got[a])
+
+
+def test_a_state_of_another_layout_is_rebuilt_not_read(take_study):  # noqa: F811
+    """A state kept by code with another layout of StudyFigures (a deploy, a rolling restart) unpickles
+    into the current class without the current fields: it is rebuilt, never refreshed."""
+    study = take_study
+    people = _rated(study)
+    participants_table(study=study)
+    state = cache.get(_state_key(study.pk))
+    old = object.__new__(type(state))  # what unpickling an earlier layout gives
+    old.__dict__ = {k: v for k, v in vars(state).items() if k not in ("values", "layout")}
+    old.__dict__.update(who=np.zeros(3, dtype=np.int32), item=np.zeros(3, dtype=np.int16))
+    cache.set(_state_key(study.pk), old)
+    client, annotator = people["5f3c2a9e8b7d6c5b4a392801"]
+    _answer(client, study, annotator, "37")
+    _check(study, reread=4)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_admin_bulk_delete_reaches_a_page_computed_while_it_ran(take_study, staff, monkeypatch, rf):  # noqa: F811
+    """The admin's "delete selected" runs outside a transaction: its bump must also come after the delete
+    has committed, else a page computed in between keeps the deleted ratings under the new version."""
+    from django.contrib import admin as django_admin
+
+    study = take_study
+    people = _rated(study)
+    participants_table(study=study)
+    original = django_admin.ModelAdmin.delete_queryset
+
+    def with_a_page_in_between(self, request, queryset):
+        participants_table(study=study)  # another request, after the first bump, before the delete
+        return original(self, request, queryset)
+
+    monkeypatch.setattr(django_admin.ModelAdmin, "delete_queryset", with_a_page_in_between)
+    request = rf.post("/")
+    request.user = staff
+    first = people["5f3c2a9e8b7d6c5b4a392801"][1]
+    RatingAdmin(Rating, django_admin.site).delete_queryset(request, Rating.objects.filter(annotator=first))
+    rows = {r["pseudonym"]: r for r in participants_table(study=study)}
+    assert rows[first.pseudonym]["answered"] == 0
+    _same(list(rows.values()), _scratch(study))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lost_bump_is_made_good_once_the_state_is_old(take_study, staff, monkeypatch, rf):  # noqa: F811
+    """An admin edit while the cache cannot be bumped: the state, refreshed by later writes, is still
+    rebuilt from the whole study STATE_SECONDS after its last build."""
+    import django.core.cache.backends.locmem as locmem
+    from django.contrib import admin as django_admin
+    from django.core.cache import caches
+
+    from annotation import participant_figures
+
+    clock = {"now": 1_000_000.0}
+    fake = type("Clock", (), {"time": staticmethod(lambda: clock["now"])})
+    monkeypatch.setattr(locmem, "time", fake)
+    monkeypatch.setattr(participant_figures, "time", fake)
+    study = take_study
+    people = _rated(study)
+    participants_table(study=study)
+    third = people["5f3c2a9e8b7d6c5b4a392803"][1]
+    rating = Rating.objects.filter(annotator=third).order_by("id").first()
+    rating.value = 10.0  # 70, 70, 70 -> 10, 70, 70: straight-lining 1.0 -> 0.5
+    request = rf.post("/")
+    request.user = staff
+
+    def down(*args, **kwargs):
+        raise ConnectionError("cache down")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(caches["default"], "incr", down)
+        RatingAdmin(Rating, django_admin.site).save_model(request, rating, form=None, change=True)
+    client, annotator = people["5f3c2a9e8b7d6c5b4a392801"]
+    clock["now"] += 20 * 60
+    _answer(client, study, annotator, "37")  # a later write: refreshed, the edit unseen (its bump was lost)
+    assert {r["pseudonym"]: r for r in participants_table(study=study)}["P0003"]["straight_lining"] == 1.0
+    clock["now"] += 45 * 60  # past STATE_SECONDS since the build, though refreshed 45 minutes ago
+    study_changed(study.pk)  # any change: the page recomputes
+    rows = {r["pseudonym"]: r for r in participants_table(study=study)}
+    assert rows["P0003"]["straight_lining"] == 0.5
+    assert cache.get(_state_key(study.pk)).reread == 4
+
+
+def test_an_idle_arrival_released_leaves_the_ratings_alone(take_study, settings):  # noqa: F811
+    """The periodic release deletes arrivals who never consented: they have no ratings, so the study's
+    ratings version (per-prompt tallies, this state) stays; the table drops them without a rebuild."""
+    from datetime import timedelta
+
+    from annotation.services.recruitment import unconsented_release
+    from annotation.study_cache import ratings_version
+
+    study = take_study
+    _rated(study)
+    Client().get(link(study, "5f3c2a9e8b7d6c5b4a3928ff"))  # arrives, never consents
+    arrival = Annotator.objects.get(study=study, status=Annotator.Status.NEW)
+    assert arrival.pseudonym in {r["pseudonym"] for r in participants_table(study=study)}
+    version = ratings_version(study.pk)
+    later = timezone.now() + timedelta(minutes=settings.RECRUITMENT_UNCONSENTED_MINUTES + 1)
+    assert unconsented_release(study=study, now=later) == 1
+    assert ratings_version(study.pk) == version
+    rows = _check(study, reread=0)
+    assert arrival.pseudonym not in rows and len(rows) == 4
+
+    # An annotator who had consented takes their ratings with them: a rebuild.
+    Annotator.objects.get(study=study, pseudonym="P0003").delete()
+    assert ratings_version(study.pk) != version
+    _check(study, reread=3)
