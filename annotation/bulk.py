@@ -106,6 +106,23 @@ def ids_reserve(cursor, table: str, n: int) -> np.ndarray:
     return ids
 
 
+def _rows_copy(meta, fields: list, n: int, rows) -> np.ndarray:
+    """COPY n rows into `meta`'s table: ids drawn from its sequence first, then `rows(ids)` gives each row's
+    values for `fields` in order (without the id). Returns the ids, in row order."""
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(meta.db_table), sql.SQL(", ").join(sql.Identifier(f.column) for f in [meta.pk, *fields])
+    )
+    with connection.cursor() as wrapper, connection.wrap_database_errors:
+        cursor = wrapper.cursor
+        ids = ids_reserve(cursor, meta.db_table, n)
+        with cursor.copy(statement) as copy:
+            for pk, values in zip(ids.tolist(), rows(ids)):
+                copy.write_row([pk, *values])
+        if cursor.rowcount != n:
+            raise DatabaseError(f"COPY wrote {cursor.rowcount} rows to {meta.db_table}, expected {n}")
+    return ids
+
+
 def objects_copy(objects: list) -> list:
     """PostgreSQL: what `bulk_create` does (ids set on the objects, each field saved as the ORM saves it),
     by one COPY instead of INSERT statements. All objects are of one model."""
@@ -113,18 +130,16 @@ def objects_copy(objects: list) -> list:
         return objects
     meta = type(objects[0])._meta
     fields = [f for f in meta.concrete_fields if not f.primary_key]
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(meta.db_table), sql.SQL(", ").join(sql.Identifier(f.column) for f in [meta.pk, *fields])
-    )
-    with connection.cursor() as wrapper, connection.wrap_database_errors:
-        cursor = wrapper.cursor
-        ids = ids_reserve(cursor, meta.db_table, len(objects)).tolist()
-        with cursor.copy(statement) as copy:
-            for obj, pk in zip(objects, ids):
-                obj.pk = pk
-                copy.write_row([pk, *(f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields)])
-                obj._state.adding = False
-                obj._state.db = connection.alias
+
+    def rows(ids):
+        for obj, pk in zip(objects, ids.tolist()):
+            obj.pk = pk
+            values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+            obj._state.adding = False
+            obj._state.db = connection.alias
+            yield values
+
+    _rows_copy(meta, fields, len(objects), rows)
     return objects
 
 
@@ -153,18 +168,7 @@ def columns_copy(template, columns: dict[str, list]) -> np.ndarray:
             per_row.append([json.dumps(v, cls=f.encoder) for v in columns[f.name]])
         else:
             per_row.append(columns[f.name])
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(meta.db_table), sql.SQL(", ").join(sql.Identifier(f.column) for f in [meta.pk, *fields])
-    )
-    with connection.cursor() as wrapper, connection.wrap_database_errors:
-        cursor = wrapper.cursor
-        ids = ids_reserve(cursor, meta.db_table, n)
-        with cursor.copy(statement) as copy:
-            for row in zip(ids.tolist(), *per_row):
-                copy.write_row(row)
-        if cursor.rowcount != n:
-            raise DatabaseError(f"COPY wrote {cursor.rowcount} rows to {meta.db_table}, expected {n}")
-    return ids
+    return _rows_copy(meta, fields, n, lambda ids: zip(*per_row))
 
 
 def objects_create(objects: list, *, batch_size: int = 1000) -> list:

@@ -141,7 +141,7 @@ def _annotators_create(*, study: Study, release: Release, rows: range) -> np.nda
         )
         for pseudonym, source_id, demographic, trait in zip(pseudonyms, source_ids, demographics, traits)
     ]
-    objects_create(annotators)
+    Annotator.objects.bulk_create(annotators, batch_size=1000)
     return np.array([a.pk for a in annotators], dtype=np.int64)
 
 

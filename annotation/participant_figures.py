@@ -38,7 +38,7 @@ from django.db.models import Count, Q
 
 from .models import Annotator, Assignment, Study, SurveyResponse
 from .selectors import rating_rows
-from .study_cache import ratings_version
+from .study_cache import ratings_version, settings_stamp
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +154,15 @@ def agreement(values: np.ndarray, excluded: np.ndarray) -> np.ndarray:
         return np.where(ok, np.clip(sxy / np.sqrt(sxx * syy), -1.0, 1.0), np.nan)
 
 
+def positions_in(ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(position of each of `wanted` in the ascending `ids`, whether it is there at all): where it is not,
+    its position is meaningless."""
+    if not len(ids):
+        return np.zeros(len(wanted), dtype=np.int64), np.zeros(len(wanted), dtype=bool)
+    at = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
+    return at, ids[at] == wanted
+
+
 def _trial_counts(study: Study, ids: list[int] | None) -> dict[int, dict]:
     trials = Assignment.objects.filter(annotator__study=study)
     if ids is not None:
@@ -192,10 +201,8 @@ def _read(study: Study, ids: np.ndarray, only: list[int] | None) -> tuple[dict[s
     database, and their prompt ratings; `only=None` reads the whole study in three queries."""
     target = ids if only is None else np.asarray(only, dtype=np.int64)
     ratings = rating_rows(study=study, annotator_ids=only)
-    if only is None and len(ratings):  # leave out annotators who arrived after `ids` was read
-        who = ratings["annotator_id"].to_numpy(dtype=np.int64)
-        at = np.minimum(np.searchsorted(target, who), max(len(target) - 1, 0))
-        known = target[at] == who if len(target) else np.zeros(len(who), dtype=bool)
+    if only is None:  # leave out annotators who arrived after `ids` was read
+        _, known = positions_in(target, ratings["annotator_id"].to_numpy(dtype=np.int64))
         if not known.all():
             ratings = ratings[known].reset_index(drop=True)
     columns = own_figures(ratings, target, study.min_seconds_per_rating)
@@ -208,8 +215,7 @@ def _read(study: Study, ids: np.ndarray, only: list[int] | None) -> tuple[dict[s
 
 
 def _basis(study: Study) -> tuple:
-    stamp = study.updated_at.timestamp() if study.updated_at else 0
-    return (ratings_version(study.pk), stamp)
+    return (ratings_version(study.pk), settings_stamp(study))
 
 
 def _matrix(ratings: pd.DataFrame, ids: np.ndarray, prompts: np.ndarray, into=None) -> np.ndarray:
@@ -265,8 +271,7 @@ def _refresh(study: Study, state: StudyFigures, ids: np.ndarray, marks: list) ->
         values[at] = np.nan
         columns = {name: state.columns[name].astype(fresh[name].dtype, copy=True) for name in COLUMNS}
     else:
-        where = np.minimum(np.searchsorted(ids, state.ids), max(len(ids) - 1, 0))
-        kept = (ids[where] == state.ids) if len(ids) else np.zeros(len(state.ids), dtype=bool)
+        where, kept = positions_in(ids, state.ids)
         values = np.full((len(ids), len(prompts)), np.nan)
         values[np.ix_(where[kept], np.searchsorted(prompts, state.prompts))] = state.values[kept]
         values[at] = np.nan

@@ -164,42 +164,48 @@ def study_changed(
         pending.reads = reads
 
 
-def people_cached(study_id: int, name: str, compute: Callable[[], T], *, timeout: int = ENTRY_SECONDS) -> T:
-    """`compute()`, cached under the version of the study's annotators (`people_version`) and `name`: for
-    data that depends on the annotators' demographics and statuses alone, which new ratings leave valid."""
+def settings_stamp(study) -> float:
+    """When the study's settings last changed (every settings write moves `updated_at`)."""
+    return study.updated_at.timestamp() if study.updated_at else 0
+
+
+def _cached(key: Callable[[], str], compute: Callable[[], T], timeout: int, what: str) -> T:
+    """`compute()`, cached under `key()` (which reads versions from the cache); computed uncached, with a
+    warning, when the cache fails."""
     try:
-        key = f"study-people:{int(study_id)}:{people_version(study_id)}:{name}"
-        value = cache.get(key)
+        name = key()
+        value = cache.get(name)
     except Exception:
-        logger.warning("cache unavailable: study %s annotator data computed uncached", study_id, exc_info=True)
+        logger.warning("cache unavailable: %s computed uncached", what, exc_info=True)
         return compute()
     if value is None:
         value = compute()
         try:
-            cache.set(key, value, timeout)
+            cache.set(name, value, timeout)
         except Exception:
-            logger.warning("cache unavailable: study %s annotator data not stored", study_id, exc_info=True)
+            logger.warning("cache unavailable: %s not stored", what, exc_info=True)
     return value
+
+
+def people_cached(study_id: int, name: str, compute: Callable[[], T], *, timeout: int = ENTRY_SECONDS) -> T:
+    """`compute()`, cached under the version of the study's annotators (`people_version`) and `name`: for
+    data that depends on the annotators' demographics and statuses alone, which new ratings leave valid."""
+    return _cached(
+        lambda: f"study-people:{int(study_id)}:{people_version(study_id)}:{name}",
+        compute,
+        timeout,
+        f"study {study_id} annotator data",
+    )
 
 
 def study_cached(study, name: str, compute: Callable[[], T], *, timeout: int = ENTRY_SECONDS) -> T:
     """`compute()`, cached under the study's current version, its settings' last change and `name`
     (which must say everything else the value depends on)."""
-    try:
-        version = study_version(study.pk)
-        stamp = study.updated_at.timestamp() if study.updated_at else 0
-        key = f"study-data:{study.pk}:{version}:{stamp}:{name}"
-        value = cache.get(key)
-    except Exception:
-        logger.warning("cache unavailable: study %s page data computed uncached", study.pk, exc_info=True)
-        return compute()
-    if value is None:
-        value = compute()
-        try:
-            cache.set(key, value, timeout)
-        except Exception:
-            logger.warning("cache unavailable: study %s page data not stored", study.pk, exc_info=True)
-    return value
+
+    def key() -> str:
+        return f"study-data:{study.pk}:{study_version(study.pk)}:{settings_stamp(study)}:{name}"
+
+    return _cached(key, compute, timeout, f"study {study.pk} page data")
 
 
 # ----------------------------------------------------------------------------- ORM writes

@@ -20,27 +20,15 @@ from __future__ import annotations
 
 import ctypes
 import json
-import re
 import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-from bench.common import REPO, django_setup, machine_info, write_section
+from bench.common import REPO, django_setup, load_average, machine_info, proc_status_mb, write_section
 
 RELEASE = REPO / "benchmark" / "datasets" / "pluriharms"
 RESULT = "BENCH_ANALYTICS "
-
-
-def _high_water_mb() -> float | None:
-    """This process's peak resident memory since the last reset (VmHWM), or None off Linux."""
-    try:
-        status = Path("/proc/self/status").read_text()
-    except OSError:
-        return None
-    found = re.search(r"^VmHWM:\s*(\d+) kB", status, re.M)
-    return int(found.group(1)) / 1024 if found else None
 
 
 def _release_free_memory() -> None:
@@ -48,14 +36,6 @@ def _release_free_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc keeps freed heap pages otherwise
     except (OSError, AttributeError):
         pass
-
-
-def _resident_mb() -> float | None:
-    try:
-        found = re.search(r"^VmRSS:\s*(\d+) kB", Path("/proc/self/status").read_text(), re.M)
-    except OSError:
-        return None
-    return int(found.group(1)) / 1024 if found else None
 
 
 def _reset_high_water() -> None:
@@ -83,7 +63,7 @@ def _step(kind: str, n_annotators: int) -> None:
         frame = mixed_frame(parts)
         del parts
     _release_free_memory()  # what building the frame freed goes back to the system before the step
-    base_mb = _resident_mb()
+    base_mb = proc_status_mb("VmRSS")
     _reset_high_water()
     cpu = time.process_time()
     start = time.perf_counter()
@@ -100,7 +80,7 @@ def _step(kind: str, n_annotators: int) -> None:
     seconds = time.perf_counter() - start
     cpu = time.process_time() - cpu
     process_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # this process only
-    step_mb = _high_water_mb() or process_mb
+    step_mb = proc_status_mb("VmHWM") or process_mb
     print(
         RESULT
         + json.dumps(
@@ -135,7 +115,7 @@ def run(quick: bool = False) -> bool:
         ("RQ1–RQ3 mixed models + BIC ladder, release", "mixed", 0, 60.0, None),
         (f"RQ1–RQ3 mixed models + BIC ladder, synthetic {big:,} × 150", "mixed", big, 60.0, None),
     ]
-    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else ["?"] * 3
+    load = load_average()
     rows, passed = [], True
     for name, kind, n, target_s, target_mb in cases:
         print(f"  {name} …", flush=True)

@@ -140,12 +140,6 @@ def synthetic_long(n_annotators: int, seed: int = 0, *, release_dir: Path | str 
     return frame
 
 
-def synthetic_parts(n_annotators: int, seed: int = 0, *, release_dir: Path | str = RELEASE):
-    """The same study as `synthetic_long`, in the shape the product reads a study from the database
-    (`annotation.selectors.ratings_parts`): see `parts_of_long`."""
-    return parts_of_long(synthetic_long(n_annotators, seed, release_dir=release_dir))
-
-
 def parts_of_long(long: pd.DataFrame):
     """A long frame (`synthetic_long`, or the release's) as the product reads a study from the database
     (`annotation.selectors.ratings_parts`): rating rows of ids, an annotators frame and a prompts frame as

@@ -24,10 +24,9 @@ import os
 import resource
 import sys
 import time
-from pathlib import Path
 
-from bench.analytics import _high_water_mb, _reset_high_water
-from bench.common import REPO, machine_info, write_section
+from bench.analytics import _reset_high_water
+from bench.common import REPO, load_average, machine_info, proc_status_mb, write_section
 
 N_ANNOTATORS = 10_000
 N_SPLITS = 10
@@ -59,11 +58,6 @@ def study_frame(n_annotators: int):
     return frame
 
 
-def _load() -> str:
-    path = Path("/proc/loadavg")
-    return " ".join(path.read_text().split()[:3]) if path.exists() else "?"
-
-
 def run(quick: bool = False) -> bool:
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
@@ -72,7 +66,7 @@ def run(quick: bool = False) -> bool:
     names = fast_predictors()
     from benchmark.science.protocol import run_benchmark
 
-    load_before = _load()
+    load_before = " ".join(load_average())
     busy_before = os.getloadavg()[0] > (os.cpu_count() or 1)
     start = time.perf_counter()
     frame = study_frame(n_annotators)
@@ -92,9 +86,9 @@ def run(quick: bool = False) -> bool:
     result = run_benchmark(frame, names, n_splits=n_splits, seed=0, progress=progress)
     total = time.perf_counter() - start
     cpu = time.process_time() - cpu
-    load_after = _load()
+    load_after = " ".join(load_average())
     process_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    run_mb = _high_water_mb() or process_mb
+    run_mb = proc_status_mb("VmHWM") or process_mb
 
     per_split = result.per_split
     seconds = per_split.groupby("predictor", sort=False)["seconds"].sum()

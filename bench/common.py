@@ -57,6 +57,20 @@ def _read(path: str) -> str:
         return ""
 
 
+def proc_status_mb(key: str) -> float | None:
+    """A memory line of /proc/self/status in MB (VmRSS resident now, VmHWM its peak), or None off Linux."""
+    found = re.search(rf"^{key}:\s*(\d+) kB", _read("/proc/self/status"), re.M)
+    return int(found.group(1)) / 1024 if found else None
+
+
+def load_average() -> list[str]:
+    """The 1, 5 and 15-minute load averages as printed, or "?" each off Linux."""
+    try:
+        return [f"{x:.2f}" for x in os.getloadavg()]
+    except OSError:
+        return ["?"] * 3
+
+
 def machine_info() -> dict[str, str]:
     try:
         from django.db import connection

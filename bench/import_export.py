@@ -42,6 +42,7 @@ from bench.common import (
     REPO,
     database_url,
     django_setup,
+    load_average,
     machine_info,
     prepare_database,
     write_section,
@@ -371,7 +372,7 @@ def _step_case(name: str, rows: int, *args: str, url: str, target_s: float | Non
 
 def run(quick: bool = False, sqlite_annotators: int | None = None) -> bool:
     url, owned = database_url()
-    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else ["?"] * 3
+    load = load_average()
     print(f"import/export benchmark on {url if owned else 'DATABASE_URL'}" + (" (quick)" if quick else ""))
     prepare_database(url, owned)
     django_setup(url)

@@ -62,14 +62,15 @@ def study_report(
     after it, the whole `study_frame` (they need the prompt features), joined from the same rows."""
     report_progress = progress or (lambda fraction, message: None)
     report_progress(0.05, "reading ratings")
-    parts = ratings_parts(study=study)
+    prompts = prompts_frame(study=study)
+    parts = ratings_parts(study=study, prompts=prompts)
     frame = descriptive_frame(parts, include_excluded=include_excluded)
     if not mixed_effects:
-        parts = None  # nothing else joins from them: their memory goes before the report's
+        del parts  # nothing else joins from them: their memory goes before the report's
     report_progress(0.2, f"agreement statistics over {len(frame):,} ratings")
     report = descriptive_report(frame, seed=seed, n_boot=n_boot)
     del frame
-    if parts is not None:
+    if mixed_effects:
         report_progress(0.6, "mixed-effects models (RQ1–RQ3)")
         frame = mixed_frame(parts, include_excluded=include_excluded)
         del parts
@@ -79,7 +80,6 @@ def study_report(
             report["mixed_effects"] = None
             report["reasons"]["mixed_effects"] = f"not fitted: {exc}"
         del frame
-    prompts = prompts_frame(study=study)
     texts = dict(zip(prompts["external_id"], prompts["text"]))
     for row in report["prompts"]:
         row["text"] = texts.get(row["prompt"], "")

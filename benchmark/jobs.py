@@ -339,10 +339,16 @@ class SelectionParams(StrictParams):
                 n = study.prompts.count()
                 if attrs["k"] > n:
                     raise serializers.ValidationError({"k": f"K = {attrs['k']} is more than the study's {n} prompts"})
+            built = []
+
+            def pool():  # read once (every candidate), for whichever check needs it first
+                if not built:
+                    built.append(selection_pool(study=study, pool_id=attrs.get("pool")))
+                return built[0]
+
             if isinstance(attrs["targets"], dict):
                 try:  # checked against the categories the study's prompts have, before a job is queued
-                    pool = selection_pool(study=study, pool_id=attrs.get("pool"))
-                    targets_resolve(attrs["targets"], pool.dimensions_available())
+                    targets_resolve(attrs["targets"], pool().dimensions_available())
                 except (TargetsError, ApplicationError) as exc:
                     raise serializers.ValidationError({"targets": str(exc)}) from None
             if attrs["pilot"]:
@@ -350,7 +356,7 @@ class SelectionParams(StrictParams):
 
                 try:  # a pilot without enough ratings on the pool's prompts is refused before a job is queued
                     pilot = pilot_study_get(study=study, slug=attrs["pilot"], user=self.context.get("user"))
-                    pilot_matrix(pool=selection_pool(study=study, pool_id=attrs.get("pool")), pilot=pilot)
+                    pilot_matrix(pool=pool(), pilot=pilot)
                 except ApplicationError as exc:
                     raise serializers.ValidationError({"pilot": exc.message}) from None
         return attrs

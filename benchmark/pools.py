@@ -191,8 +191,9 @@ def _features_clean(features: Any, row: int | None, problems: list) -> dict[str,
 def _tree_clean(tree: Any, row: int | None, problems: list) -> list | None:
     if tree is None:
         return None
-    # Here, not at the top: the package imports scipy (~0.5 s), which every process would pay at start-up
-    # (the benchmark app's ready() imports this module through benchmark.pool_jobs).
+    # Here, not at the top: the package imports scipy (~0.5 s), which job workers and management commands
+    # would pay at start-up (the benchmark app's ready() imports this module through benchmark.pool_jobs);
+    # a web process loads it anyway with the URL conf (benchmark.api, the predictors).
     from .science.harm_benefit import TreeError, tree_validate  # noqa: PLC0415
 
     try:

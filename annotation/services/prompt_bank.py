@@ -216,8 +216,9 @@ def _number(value: Any, bank: Bank, row: int, column: str, *, unit: bool = False
 def _tree(value: Any, bank: Bank, row: int, column: str) -> list | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    # Here, not at the top: the package imports scipy (~0.5 s), which every process would pay at start-up
-    # (the benchmark app's ready() imports this module through benchmark.pool_jobs).
+    # Here, not at the top: the package imports scipy (~0.5 s), which job workers and management commands
+    # would pay at start-up (the benchmark app's ready() imports this module through benchmark.pool_jobs);
+    # a web process loads it anyway with the URL conf (benchmark.api, the predictors).
     from benchmark.science.harm_benefit import TreeError, tree_validate  # noqa: PLC0415
 
     try:

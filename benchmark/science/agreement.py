@@ -715,7 +715,7 @@ def normalize_labels(values: pd.Series) -> pd.Series:
 class _GroupTest:
     """One column's groups: the observed statistics, then the permutation null a chunk at a time."""
 
-    def __init__(self, m: RatingsMatrix, column: str, *, n_perm: int, seed: int, min_group_size: int, sums_of=None):
+    def __init__(self, m: RatingsMatrix, column: str, *, n_perm: int, seed: int, min_group_size: int, sums_of):
         labels = normalize_labels(m.annotator_table[column].reset_index(drop=True))
         labelled = labels.notna().to_numpy()
         names, sizes = np.unique(labels[labelled].to_numpy(dtype=str), return_counts=True)
@@ -761,7 +761,7 @@ class _GroupTest:
             return
         self.active = True
         self.every_one_tested = bool(tested.all())
-        self.sums = sums_of(labelled) if sums_of else _GroupSums(m.values[labelled], mask)
+        self.sums = sums_of(labelled)
         self.irr, self.xrr = self._statistics(self.codes[None, :])
         self.diff = self.irr - self.xrr
         self.weights = sizes[self.test_idx] / sizes[self.test_idx].sum()

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 from annotation.access import study_view
 from annotation.exports import spreadsheet_csv, spreadsheet_safe
 from annotation.models import Annotator
+from annotation.participant_figures import positions_in
 from annotation.selectors import study_overview as study_overview_data
 from annotation.study_cache import ENTRY_SECONDS, people_cached, study_cached
 from config.errors import ApplicationError, error_response
@@ -393,16 +394,6 @@ def _annotator_groups(study_id: int, *, also: np.ndarray | None = None) -> dict:
     }
 
 
-def _positions(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray | None:
-    """Where each of `wanted` is in the sorted `ids`; None if some are not there."""
-    if not len(wanted):
-        return np.zeros(0, dtype=np.int64)
-    if not len(ids):
-        return None
-    at = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
-    return at if np.array_equal(ids[at], wanted) else None
-
-
 def _prompt_histograms(prompt) -> dict:
     """The prompt's ratings (excluded annotators left out) in the histogram's bins, overall (column "")
     and by every demographic column its raters have: {"by_column": {column: {group: counts}},
@@ -414,10 +405,10 @@ def _prompt_histograms(prompt) -> dict:
     values = np.array([v for _, v, _ in rows], dtype=float)
     unsure = np.array([u for *_, u in rows], dtype=bool)
     people = people_cached(prompt.study_id, "prompt-page-groups", lambda: _annotator_groups(prompt.study_id))
-    at = _positions(people["ids"], rated)
-    if at is None:  # a rater the cached annotators do not hold (written by a path that did not say so)
+    at, found = positions_in(people["ids"], rated)
+    if not found.all():  # a rater the cached annotators do not hold (written by a path that did not say so)
         people = _annotator_groups(prompt.study_id, also=rated)
-        at = _positions(people["ids"], rated)
+        at, _ = positions_in(people["ids"], rated)
     counted = ~unsure & ~people["excluded"][at]
     kept = at[counted]
     n_bins = len(figures.HISTOGRAM_EDGES) - 1
